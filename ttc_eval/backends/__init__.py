@@ -1,0 +1,1 @@
+"""Backends: engines that generate completions (imported lazily through the registry)."""

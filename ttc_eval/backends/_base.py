@@ -1,0 +1,57 @@
+"""The backend protocol: rendered prompts in, completions out. Strategies never import torch."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from ttc_eval.types import Completion, Request
+
+
+class Backend(Protocol):
+    """A policy model behind some engine."""
+
+    name: str
+    """Registered backend name (``hf``, ``fake``, ...)."""
+    fingerprint: str
+    """Identifies the model weights; part of every cache key."""
+
+    def render(self, messages: Sequence[Mapping[str, str]]) -> str:
+        """The prompt text for a chat (the model's chat template when it has one)."""
+        ...
+
+    def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        """One completion per sample id of each request, in order."""
+        ...
+
+
+def batch_seed(seed: int, rows: Sequence[tuple[str, int]]) -> int:
+    """A seed for one batch, derived from the run seed and the (prompt, sample id) rows in it.
+
+    Engines like transformers draw one random stream for a whole batch, so a sample cannot get
+    a seed of its own; deriving the batch's seed from its contents means the same batch gives
+    the same samples whatever ran before it (a rerun, or a resumed run that forms the same
+    batches, reproduces them exactly).
+    """
+    h = hashlib.sha256(str(seed).encode())
+    for prompt, sid in rows:
+        h.update(hashlib.sha256(prompt.encode()).digest())
+        h.update(sid.to_bytes(8, "little", signed=True))
+    return int.from_bytes(h.digest()[:8], "little") & ((1 << 63) - 1)
+
+
+def truncate_at_stop(
+    text: str, token_ends: Sequence[int], stops: Sequence[str], include_stop: bool
+) -> tuple[str, int] | None:
+    """Cut ``text`` at the earliest stop string: (new text, tokens kept), or ``None``."""
+    best: tuple[int, int] | None = None
+    for s in stops:
+        i = text.find(s)
+        if i >= 0 and (best is None or i < best[0]):
+            best = (i, i + len(s))
+    if best is None:
+        return None
+    start, end = best
+    kept = next((k + 1 for k, e in enumerate(token_ends) if e >= end), len(token_ends))
+    return (text[:end] if include_stop else text[:start]), kept

@@ -1,0 +1,93 @@
+"""Generation cache: one SQLite row per sample, keyed on everything that decides it.
+
+Key = model fingerprint, backend, rendered prompt, sampling parameters (seed included) and
+the sample's index in its pool; so sampled outputs are cached too, and a larger pool reuses
+the samples a smaller one already drew.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from ttc_eval.backends._base import Backend
+from ttc_eval.types import Completion, Request
+
+
+class GenerationCache:
+    """A process-safe key-value store of completions (SQLite in WAL mode)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path), timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS gen (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self.db.commit()
+
+    @staticmethod
+    def key(fingerprint: str, backend: str, request: Request, sample_id: int) -> str:
+        blob = json.dumps(
+            [fingerprint, backend, request.prompt, request.params.to_dict(), sample_id],
+            sort_keys=True,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Completion]:
+        found: dict[str, Completion] = {}
+        for i in range(0, len(keys), 500):
+            chunk = list(keys[i : i + 500])
+            q = f"SELECT key, value FROM gen WHERE key IN ({','.join('?' * len(chunk))})"
+            for k, v in self.db.execute(q, chunk):
+                found[k] = Completion.from_dict(json.loads(v))
+        return found
+
+    def put_many(self, items: Mapping[str, Completion]) -> None:
+        self.db.executemany(
+            "INSERT OR REPLACE INTO gen VALUES (?, ?)",
+            [(k, json.dumps(c.to_dict())) for k, c in items.items()],
+        )
+        self.db.commit()
+
+
+class CachedBackend:
+    """Wraps a backend: serves cached samples, generates only the missing ones, counts both."""
+
+    def __init__(self, inner: Backend, cache: GenerationCache | None) -> None:
+        self.inner = inner
+        self.cache = cache
+        self.name = inner.name
+        self.fingerprint = inner.fingerprint
+        self.generated_samples = 0
+        self.generated_tokens = 0
+        self.cached_samples = 0
+
+    def render(self, messages: Sequence[Mapping[str, str]]) -> str:
+        return self.inner.render(messages)
+
+    def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        keys = [
+            [GenerationCache.key(self.fingerprint, self.name, r, s) for s in r.sample_ids]
+            for r in requests
+        ]
+        hits = self.cache.get_many([k for ks in keys for k in ks]) if self.cache else {}
+        missing: list[Request] = []
+        where: list[int] = []
+        for ri, (r, ks) in enumerate(zip(requests, keys, strict=True)):
+            todo = tuple(s for s, k in zip(r.sample_ids, ks, strict=True) if k not in hits)
+            if todo:
+                missing.append(Request(r.prompt, r.params, todo))
+                where.append(ri)
+        fresh: dict[str, Completion] = {}
+        if missing:
+            for ri, req, comps in zip(where, missing, self.inner.generate(missing), strict=True):
+                for s, c in zip(req.sample_ids, comps, strict=True):
+                    fresh[GenerationCache.key(self.fingerprint, self.name, requests[ri], s)] = c
+            if self.cache:
+                self.cache.put_many(fresh)
+        self.generated_samples += len(fresh)
+        self.generated_tokens += sum(c.n_tokens for c in fresh.values())
+        self.cached_samples += len(hits)
+        return [[hits.get(k) or fresh[k] for k in ks] for ks in keys]

@@ -1,0 +1,194 @@
+"""``ttc-eval run | report | list``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ttc_eval.errors import TTCError, UsageError
+
+
+def _budgets(text: str) -> tuple[int, ...]:
+    out = []
+    for part in text.split(","):
+        try:
+            value = int(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"budgets must be positive integers, got {part!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"budgets must be positive integers, got {value}")
+        out.append(value)
+    return tuple(out)
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _kv(text: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for part in filter(None, text.split(",")):
+        if "=" not in part:
+            raise argparse.ArgumentTypeError(f"expected key=value pairs, got {part!r}")
+        k, v = part.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # usage errors exit 2 with a one-line reason
+        self.print_usage(sys.stderr)
+        print(f"ttc-eval: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="ttc-eval", description="Evaluate test-time compute scaling of language models.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    r = sub.add_parser("run", help="generate, score and grade; write the run directory (resumable)")
+    r.add_argument("--config", help="YAML file of run settings (flags given here override it)")
+    r.add_argument("--model", help="alias (smollm2-135m), hub id or local directory")
+    r.add_argument("--backend", help="registered backend (default: hf)")
+    r.add_argument("--backend-args", type=_kv, help="backend options, e.g. dtype=float32,batch_size=64")
+    r.add_argument("--task", help="registered task (default: arith)")
+    r.add_argument("--data-files", help="local JSON/JSONL replacing the task's hub dataset")
+    r.add_argument("--include-path", action="append", help="extra folder with task specs")
+    r.add_argument("--strategy", help="comma list; arguments as name:key=value, e.g. best_of_n:mode=naive")
+    r.add_argument("--verifier", help="registered verifier, or none (default: logprob)")
+    r.add_argument("--verifier-args", type=_kv, help="verifier options as key=value,...")
+    r.add_argument("--budgets", type=_budgets, help="generation budgets, e.g. 1,2,4,8,16")
+    r.add_argument("--limit", type=_positive, help="only the first N questions")
+    r.add_argument("--seed", type=int)
+    r.add_argument("--temperature", type=float)
+    r.add_argument("--top-p", type=float)
+    r.add_argument("--max-tokens", type=_positive)
+    r.add_argument("--output-dir", help="parent of run directories (default: runs)")
+    r.add_argument("--run-id", help="run directory name (default: derived from the settings)")
+    r.add_argument("--leaderboard-dir", help="where <task>.csv is updated (default: leaderboards)")
+    r.add_argument("--no-cache", action="store_true", help="do not read or write the generation cache")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    rep = sub.add_parser("report", help="rebuild results and tables from a run directory (no model)")
+    rep.add_argument("run_dir")
+
+    ls = sub.add_parser("list", help="list registered components")
+    ls.add_argument("kind", choices=["tasks", "strategies", "verifiers", "backends", "graders"])
+    return p
+
+
+_FLAG_TO_FIELD = {
+    "model": "model", "backend": "backend", "backend_args": "backend_args", "task": "task",
+    "data_files": "data_files", "include_path": "include_path", "verifier": "verifier",
+    "verifier_args": "verifier_args", "budgets": "budgets", "limit": "limit", "seed": "seed",
+    "temperature": "temperature", "top_p": "top_p", "max_tokens": "max_tokens",
+    "output_dir": "output_dir", "run_id": "run_id", "leaderboard_dir": "leaderboard_dir",
+}
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    from ttc_eval.config import RunConfig, StrategySpec
+
+    settings: dict[str, Any] = {}
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise UsageError(f"--config {path}: no such file")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise UsageError(f"--config {path}: not valid YAML ({e})") from None
+        if not isinstance(loaded, dict):
+            raise UsageError(f"--config {path}: expected a mapping of settings")
+        settings.update(loaded)
+    for flag, field_name in _FLAG_TO_FIELD.items():
+        value = getattr(args, flag)
+        if value is not None:
+            settings[field_name] = value
+    if args.strategy is not None:
+        settings["strategies"] = [StrategySpec.parse(s).to_dict() for s in args.strategy.split(",") if s.strip()]
+    if args.no_cache:
+        settings["cache"] = False
+    if str(settings.get("verifier", "")).lower() == "none":
+        settings["verifier"] = None
+    known = {f.name for f in fields(RunConfig)}
+    unknown = set(settings) - known
+    if unknown:
+        raise UsageError(f"unknown settings {sorted(unknown)} in --config; known: {sorted(known)}")
+    return RunConfig.from_dict(settings)
+
+
+def _list(kind: str) -> None:
+    from tabulate import tabulate
+
+    from ttc_eval import registry
+    from ttc_eval.tasks import available_tasks, load_task_spec
+
+    if kind == "tasks":
+        rows = []
+        for name, path in sorted(available_tasks().items()):
+            spec = load_task_spec(path)
+            rows.append([name, spec.version, spec.grader, spec.description])
+        print(tabulate(rows, headers=["task", "version", "grader", "description"]))
+        return
+    reg = {
+        "strategies": registry.STRATEGIES, "verifiers": registry.VERIFIERS,
+        "backends": registry.BACKENDS, "graders": registry.GRADERS,
+    }[kind]
+    for name in reg.names():
+        obj = reg.get(name)
+        doc = (obj.__doc__ or "").strip().splitlines()
+        print(f"{name:14s} {doc[0] if doc else ''}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            _list(args.kind)
+            return 0
+        if args.command == "report":
+            from ttc_eval.runner import build_results
+
+            run_dir = Path(args.run_dir)
+            if not (run_dir / "config.json").is_file():
+                raise UsageError(f"{run_dir} is not a run directory (no config.json)")
+            results, table = build_results(run_dir)
+            print(table)
+            print(f"\nwrote {run_dir / 'results.json'} and {run_dir / 'report'}/", file=sys.stderr)
+            return 0
+        from ttc_eval.runner import run
+
+        config = config_from_args(args)
+        outcome = run(config, progress=not args.quiet)
+        print(outcome.table)
+        print(
+            f"\nrun directory: {outcome.run_dir}  (samples in traces: "
+            f"{outcome.results['compute']['samples']}; generated now: {outcome.generated_samples})",
+            file=sys.stderr,
+        )
+        return 0
+    except TTCError as e:
+        print(f"ttc-eval: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("\nttc-eval: interrupted; finished questions are saved. Rerun the same command to resume.",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

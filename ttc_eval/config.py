@@ -1,0 +1,156 @@
+"""The resolved configuration of a run: everything needed to rebuild it, recorded in config.json."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import yaml
+
+from ttc_eval.errors import UsageError
+from ttc_eval.models import DEFAULT_MODEL
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """A strategy name with its arguments, as written on the command line or in a config."""
+
+    name: str
+    """Registered strategy name."""
+    args: Mapping[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the strategy's factory."""
+
+    @classmethod
+    def parse(cls, text: str) -> StrategySpec:
+        """``name`` or ``name:key=value:key=value`` (values parsed as YAML scalars)."""
+        name, *parts = text.strip().split(":")
+        args: dict[str, Any] = {}
+        for part in parts:
+            if "=" not in part:
+                raise UsageError(f"strategy argument {part!r} in {text!r} must be key=value")
+            k, v = part.split("=", 1)
+            args[k.strip()] = yaml.safe_load(v)
+        if not name:
+            raise UsageError(f"empty strategy name in {text!r}")
+        return cls(name, args)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "args": dict(self.args)}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run. Defaults are the embedded default run: SmolLM2 on arith, budgets 1..16."""
+
+    model: str = DEFAULT_MODEL
+    """Alias, hub id or local directory of the policy model."""
+    backend: str = "hf"
+    """Registered backend."""
+    backend_args: Mapping[str, Any] = field(default_factory=dict)
+    """Backend options (``dtype``, ``batch_size``, ...)."""
+    task: str = "arith"
+    """Registered task name."""
+    data_files: str | None = None
+    """Local JSON/JSONL file replacing the task's hub dataset."""
+    include_path: tuple[str, ...] = ()
+    """Extra folders with task specs."""
+    limit: int | None = None
+    """Use only the first N questions."""
+    strategies: tuple[StrategySpec, ...] = (StrategySpec("majority"), StrategySpec("best_of_n"))
+    """Strategies to evaluate."""
+    verifier: str | None = "logprob"
+    """Registered verifier that scores steps (``none`` for no verifier)."""
+    verifier_args: Mapping[str, Any] = field(default_factory=dict)
+    """Verifier options."""
+    budgets: tuple[int, ...] = (1, 2, 4, 8, 16)
+    """Generation budgets N."""
+    seed: int = 0
+    """Sampling seed."""
+    temperature: float | None = None
+    """Sampling temperature of the pool (default: the task's, else 0.7)."""
+    top_p: float | None = None
+    """Nucleus sampling mass (default: the task's, else 1.0)."""
+    max_tokens: int | None = None
+    """Maximum generated tokens per sample (default: the task's, else 256)."""
+    step_delimiter: str = "\n\n"
+    """Separates the steps of a solution."""
+    output_dir: str = "runs"
+    """Parent folder of run directories."""
+    run_id: str | None = None
+    """Run directory name; default: derived from the settings, so a rerun resumes."""
+    leaderboard_dir: str = "leaderboards"
+    """Where ``<task>.csv`` leaderboards are updated."""
+    cache: bool = True
+    """Use the generation cache."""
+    chunk_samples: int = 256
+    """Samples generated between writes of finished questions."""
+
+    def __post_init__(self) -> None:
+        if not self.budgets:
+            raise UsageError("--budgets needs at least one budget, e.g. --budgets 1,2,4,8")
+        for b in self.budgets:
+            if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+                raise UsageError(f"budgets must be positive integers, got {b!r}")
+        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
+            raise UsageError(f"--limit must be a positive integer, got {self.limit!r}")
+        if not self.strategies:
+            raise UsageError("--strategy needs at least one strategy")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise UsageError(f"--max-tokens must be positive, got {self.max_tokens}")
+        if self.temperature is not None and self.temperature < 0:
+            raise UsageError(f"--temperature must be >= 0, got {self.temperature}")
+
+    def resolve(self, task_generation: Mapping[str, Any]) -> RunConfig:
+        """Fill unset generation settings from the task spec, then from built-in defaults, so
+        that config.json records the values actually used."""
+        from dataclasses import replace
+
+        base = {"temperature": 0.7, "top_p": 1.0, "max_tokens": 256, **task_generation}
+        return replace(
+            self,
+            temperature=self.temperature if self.temperature is not None else float(base["temperature"]),
+            top_p=self.top_p if self.top_p is not None else float(base["top_p"]),
+            max_tokens=self.max_tokens if self.max_tokens is not None else int(base["max_tokens"]),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["strategies"] = [s.to_dict() for s in self.strategies]
+        d["include_path"] = list(self.include_path)
+        d["budgets"] = list(self.budgets)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RunConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise UsageError(f"unknown config keys {sorted(unknown)}; known: {sorted(known)}")
+        kw = dict(d)
+        if "strategies" in kw:
+            kw["strategies"] = tuple(
+                StrategySpec.parse(s) if isinstance(s, str) else StrategySpec(s["name"], s.get("args", {}))
+                for s in kw["strategies"]
+            )
+        for k in ("budgets", "include_path"):
+            if k in kw:
+                kw[k] = tuple(kw[k])
+        return cls(**kw)
+
+    # Settings that do not change any number: excluded from the run identity.
+    _NOT_IDENTITY = ("output_dir", "run_id", "leaderboard_dir", "cache", "chunk_samples")
+
+    def identity(self) -> dict[str, Any]:
+        d = self.to_dict()
+        for k in self._NOT_IDENTITY:
+            d.pop(k)
+        d["backend_args"] = {k: v for k, v in d["backend_args"].items() if k not in ("batch_size", "progress")}
+        return d
+
+    def default_run_id(self) -> str:
+        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:10]
+        model = self.model.rstrip("/").split("/")[-1]
+        return f"{self.task.replace(':', '_')}-{model}-{digest}"

@@ -1,0 +1,41 @@
+"""Leaderboard CSVs: one row per (run, strategy configuration, budget) over all questions."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+COLUMNS = [
+    "task", "task_version", "model", "backend", "strategy", "strategy_args", "verifier",
+    "budget", "n_problems", "accuracy", "ci_low", "ci_high", "mean_generated_tokens",
+    "run_id", "ttc_eval_version", "date",
+]
+
+
+def update_leaderboard(path: Path, rows: Sequence[Mapping[str, Any]], run_id: str) -> None:
+    """Replace this run's rows in ``path`` (so a rerun does not duplicate them), keep the rest.
+
+    Written to a temporary file and renamed, so an interruption never leaves half a CSV.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kept: list[dict[str, str]] = []
+    if path.exists():
+        with path.open(newline="") as f:
+            kept = [r for r in csv.DictReader(f) if r.get("run_id") != run_id]
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(kept)
+        for r in rows:
+            out = dict(r)
+            out["strategy_args"] = json.dumps(out.get("strategy_args", {}), sort_keys=True)
+            for k in ("accuracy", "ci_low", "ci_high", "mean_generated_tokens"):
+                out[k] = f"{float(out[k]):.4f}"
+            w.writerow(out)
+    os.replace(tmp, path)

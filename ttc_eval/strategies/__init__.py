@@ -1,0 +1,1 @@
+"""Strategies and expansions; one file each, registered by decorator."""

@@ -1,0 +1,96 @@
+"""Best-of-N family: greedy, majority (self-consistency), best_of_n (naive / weighted), coverage."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ttc_eval.analysis.estimators import pass_at_k
+from ttc_eval.errors import UsageError
+from ttc_eval.registry import strategy
+from ttc_eval.strategies._base import (
+    ExpansionSpec,
+    PoolStrategy,
+    QuestionResult,
+    RunDefaults,
+    vote,
+)
+from ttc_eval.types import Candidate, Trace
+from ttc_eval.verifiers._base import AGGREGATIONS, aggregate
+
+
+@strategy("greedy")
+class Greedy(PoolStrategy):
+    """One sample at temperature 0; reported at budget 1 only."""
+
+    name = "greedy"
+
+    def expansion(self, budgets: Sequence[int], defaults: RunDefaults) -> ExpansionSpec:
+        return ExpansionSpec.of("sample", n=1, temperature=0.0)
+
+    def budgets(self, requested: Sequence[int]) -> list[int]:
+        return [1]
+
+    def choose(self, group: Sequence[Candidate]) -> Candidate | None:
+        return group[0]
+
+
+@strategy("majority")
+class Majority(PoolStrategy):
+    """Self-consistency: the most frequent answer (answers grouped by the grader's canonical form)."""
+
+    name = "majority"
+
+    def choose(self, group: Sequence[Candidate]) -> Candidate | None:
+        return vote(group, [1.0] * len(group))
+
+
+@strategy("best_of_n")
+class BestOfN(PoolStrategy):
+    """``mode=weighted`` (default): sum verifier scores per distinct answer, take the largest;
+    ``mode=naive``: the single best-scored sample. ``aggregation``: how step scores make a
+    solution score (last, min, prod, mean)."""
+
+    name = "best_of_n"
+    needs_verifier = True
+
+    def __init__(self, mode: str = "weighted", aggregation: str = "last", **rest: Any) -> None:
+        if rest:
+            raise UsageError(f"best_of_n takes mode and aggregation, not {sorted(rest)}")
+        if mode not in ("weighted", "naive"):
+            raise UsageError(f"best_of_n mode must be weighted or naive, not {mode!r}")
+        if aggregation not in AGGREGATIONS:
+            raise UsageError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, not {aggregation!r}")
+        super().__init__(mode=mode, aggregation=aggregation)
+        self.mode, self.aggregation = mode, aggregation
+
+    def _score(self, c: Candidate) -> float:
+        if c.step_scores is None:
+            raise UsageError("best_of_n needs verifier scores in the traces: run with --verifier")
+        return aggregate(c.step_scores, self.aggregation)
+
+    def choose(self, group: Sequence[Candidate]) -> Candidate | None:
+        scores = [self._score(c) for c in group]
+        if self.mode == "weighted":
+            return vote(group, scores)
+        answered = [(s, -i) for i, (c, s) in enumerate(zip(group, scores, strict=True)) if c.vote_key]
+        if not answered:
+            return None
+        _, neg_i = max(answered)  # ties: earliest in the pool
+        return group[-neg_i]
+
+
+@strategy("coverage")
+class Coverage(PoolStrategy):
+    """Oracle upper bound pass@k (unbiased estimator); always reported next to the others."""
+
+    name = "coverage"
+
+    def choose(self, group: Sequence[Candidate]) -> Candidate | None:
+        return next((c for c in group if c.correct), group[0] if group else None)
+
+    def evaluate(self, trace: Trace, budget: int) -> QuestionResult:
+        n = len(trace.candidates)
+        c = sum(x.correct for x in trace.candidates)
+        tokens = sum(x.n_tokens for x in trace.candidates) / n * budget
+        return QuestionResult(pass_at_k(n, c, budget), float(budget), tokens)

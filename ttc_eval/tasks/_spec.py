@@ -1,0 +1,146 @@
+"""Task specs: YAML files in ``tasks/`` that name registered Python (loader, prompt, grader)."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ttc_eval.errors import DataError, UsageError
+from ttc_eval.registry import GRADERS, LOADERS, PROMPTS
+from ttc_eval.types import Problem
+
+_KEYS = {"name", "version", "description", "loader", "loader_args", "prompt", "prompt_args",
+         "grader", "grader_args", "generation"}
+_REQUIRED = ("name", "version", "loader", "prompt", "grader")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task as written in its YAML file."""
+
+    name: str
+    """Task name, as passed to ``--task``."""
+    version: str
+    """Bumped whenever the task's numbers can change (data, prompt, grading)."""
+    loader: str
+    """Registered loader that yields the problems."""
+    prompt: str
+    """Registered prompt builder."""
+    grader: str
+    """Registered grader."""
+    loader_args: Mapping[str, Any] = field(default_factory=dict)
+    """Arguments of the loader (dataset id, field names, generator settings)."""
+    prompt_args: Mapping[str, Any] = field(default_factory=dict)
+    """Arguments of the prompt builder."""
+    grader_args: Mapping[str, Any] = field(default_factory=dict)
+    """Arguments of the grader."""
+    generation: Mapping[str, Any] = field(default_factory=dict)
+    """Default generation settings (``max_tokens``, ``temperature``); the run may override."""
+    description: str = ""
+    """One line for ``ttc-eval list tasks``."""
+    source: str = ""
+    """The file the spec came from."""
+
+
+def task_dirs(extra: Sequence[str] = ()) -> list[Path]:
+    """Where task specs are looked up: ``extra``, ``$TTC_EVAL_TASKS_PATH``, then built-ins."""
+    dirs = [Path(p) for p in extra]
+    dirs += [Path(p) for p in os.environ.get("TTC_EVAL_TASKS_PATH", "").split(os.pathsep) if p]
+    pkg = Path(__file__).resolve().parent.parent
+    # A wheel carries the specs inside the package; a source checkout has them at the top level.
+    dirs += [pkg / "_builtin_tasks", pkg.parent / "tasks"]
+    return [d for d in dirs if d.is_dir()]
+
+
+def available_tasks(extra: Sequence[str] = ()) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in task_dirs(extra):
+        for f in sorted(d.glob("*.yaml")):
+            found.setdefault(f.stem, f)
+    return found
+
+
+def find_task_spec(name: str, extra: Sequence[str] = ()) -> TaskSpec:
+    tasks = available_tasks(extra)
+    if name not in tasks:
+        close = difflib.get_close_matches(name, list(tasks), n=3, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise UsageError(
+            f"unknown task {name!r}.{hint} Available: {', '.join(sorted(tasks))} "
+            "(`ttc-eval list tasks`; add a spec file with --include-path DIR)."
+        )
+    return load_task_spec(tasks[name])
+
+
+def load_task_spec(path: Path) -> TaskSpec:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise DataError(f"{where}: malformed task spec: {e.problem}") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"{path}:1: a task spec must be a mapping of keys to values")
+    unknown = set(raw) - _KEYS
+    if unknown:
+        raise DataError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(_KEYS)}")
+    missing = [k for k in _REQUIRED if k not in raw]
+    if missing:
+        raise DataError(f"{path}: missing keys {missing}")
+    for kind, reg in (("loader", LOADERS), ("prompt", PROMPTS), ("grader", GRADERS)):
+        if raw[kind] not in reg:
+            raise DataError(f"{path}: {reg.unknown_message(str(raw[kind]))}")
+    for key in ("loader_args", "prompt_args", "grader_args", "generation"):
+        if not isinstance(raw.get(key, {}), dict):
+            raise DataError(f"{path}: {key} must be a mapping")
+    return TaskSpec(
+        name=str(raw["name"]),
+        version=str(raw["version"]),
+        loader=raw["loader"],
+        prompt=raw["prompt"],
+        grader=raw["grader"],
+        loader_args=raw.get("loader_args", {}),
+        prompt_args=raw.get("prompt_args", {}),
+        grader_args=raw.get("grader_args", {}),
+        generation=raw.get("generation", {}),
+        description=str(raw.get("description", "")),
+        source=str(path),
+    )
+
+
+class Task:
+    """A loaded task: its problems, prompts and grader."""
+
+    def __init__(self, spec: TaskSpec, grader_overrides: Mapping[str, Any] | None = None) -> None:
+        self.spec = spec
+        self.grader = GRADERS.get(spec.grader)(**{**spec.grader_args, **(grader_overrides or {})})
+        self._prompt = PROMPTS.get(spec.prompt)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def version(self) -> str:
+        """Task version plus grader version: both change the numbers."""
+        return f"{self.spec.version}+{self.grader.version}"
+
+    def problems(self, data_files: str | None = None, limit: int | None = None) -> list[Problem]:
+        problems: list[Problem] = LOADERS.get(self.spec.loader)(
+            dict(self.spec.loader_args), data_files=data_files
+        )
+        ids = [p.id for p in problems]
+        if len(set(ids)) != len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            raise DataError(f"task {self.name}: problem id {dup!r} appears more than once")
+        return problems[:limit] if limit is not None else problems
+
+    def messages(self, problem: Problem) -> list[dict[str, str]]:
+        result: list[dict[str, str]] = self._prompt(problem, **self.spec.prompt_args)
+        return result

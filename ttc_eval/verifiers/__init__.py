@@ -1,0 +1,1 @@
+"""Verifiers: step-level scorers (imported lazily through the registry)."""

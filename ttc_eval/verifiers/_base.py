@@ -1,0 +1,89 @@
+"""The verifier protocol and step-score aggregation.
+
+A *verifier* scores the steps of candidate solutions to guide selection and search; it never
+sees the gold answer (that is the grader's job, used only by the runner).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ttc_eval.errors import UsageError
+from ttc_eval.types import Completion, Problem
+
+DEFAULT_STEP_DELIMITER = "\n\n"
+
+
+@dataclass(frozen=True)
+class Solution:
+    """A candidate solution as a verifier sees it."""
+
+    steps: tuple[str, ...]
+    """The solution split into steps."""
+    step_ends: tuple[int, ...]
+    """Character offset where each step ends in ``text``."""
+    text: str
+    """The whole solution."""
+    completion: Completion | None = None
+    """Generation details (token log-probabilities), for verifiers that read them."""
+
+
+def split_steps(text: str, delimiter: str = DEFAULT_STEP_DELIMITER) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Steps of ``text`` split on ``delimiter`` (empty pieces dropped) and where each ends.
+
+    A text with no non-empty piece is one (empty) step, so every solution has a score.
+    """
+    steps: list[str] = []
+    ends: list[int] = []
+    pos = 0
+    for piece in text.split(delimiter):
+        end = pos + len(piece)
+        if piece.strip():
+            steps.append(piece.strip())
+            ends.append(end)
+        pos = end + len(delimiter)
+    if not steps:
+        return ("",), (len(text),)
+    return tuple(steps), tuple(ends)
+
+
+def to_solution(completion: Completion, delimiter: str = DEFAULT_STEP_DELIMITER) -> Solution:
+    steps, ends = split_steps(completion.text, delimiter)
+    return Solution(steps=steps, step_ends=ends, text=completion.text, completion=completion)
+
+
+class Verifier(Protocol):
+    """Scores every step of each solution; higher is better, scores in [0, 1]."""
+
+    name: str
+    """Registered name."""
+    version: str
+    """Changes whenever scores can change."""
+    tokens_read: int
+    """Tokens the verifier has read so far (0 for verifiers needing no extra model)."""
+
+    def score(self, problem: Problem, solutions: Sequence[Solution]) -> list[tuple[float, ...]]:
+        """One tuple of step scores per solution, one score per step."""
+        ...
+
+
+AGGREGATIONS = ("last", "min", "prod", "mean")
+
+
+def aggregate(step_scores: Sequence[float], how: str = "last") -> float:
+    """A solution's score from its step scores: ``last`` (Snell et al.'s choice), ``min``,
+    ``prod`` or ``mean``."""
+    if not step_scores:
+        return 0.0
+    if how == "last":
+        return float(step_scores[-1])
+    if how == "min":
+        return float(min(step_scores))
+    if how == "prod":
+        return float(math.prod(step_scores))
+    if how == "mean":
+        return float(sum(step_scores) / len(step_scores))
+    raise UsageError(f"unknown aggregation {how!r}; choose one of {', '.join(AGGREGATIONS)}")
