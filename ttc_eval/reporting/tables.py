@@ -34,7 +34,7 @@ def accuracy_tables(rows: Sequence[dict[str, Any]], fmt: str = "github") -> str:
             table.append(line)
         title = "accuracy [95% CI], all questions" if kind == "all" else f"accuracy [95% CI] by {kind}"
         n = {v: next((r["n_problems"] for r in sel if r["label"] == v and r["label_kind"] in (kind, "all")), 0) for v in values}
-        headers = ["strategy", "budget", "tokens/q"] + [f"{kind}={v} (n={n[v]})" if kind != "all" else f"all (n={n[v]})" for v in values]
+        headers = ["strategy", "budget", "tokens/q"] + [f"{kind}={v} (n={n[v]})" if v != "all" else f"all (n={n[v]})" for v in values]
         out.append(f"{title}\n\n" + tabulate(table, headers=headers, tablefmt=fmt))
         if kind == "all" and len(kinds) > 1:
             continue

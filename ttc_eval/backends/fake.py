@@ -1,0 +1,83 @@
+"""The ``fake`` backend: scripted, deterministic outputs for fast tests of the machinery.
+
+Never evidence that a feature works on a model; it exists so that selection, resume and
+caching can be tested in milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Mapping, Sequence
+
+from ttc_eval.registry import backend
+from ttc_eval.types import Completion, Request
+
+Script = Callable[[str, int, int], str]
+
+
+def _u(*parts: object) -> float:
+    h = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(h[:8], "little") / 2**64
+
+
+def arithmetic_script(p_correct: float = 0.5) -> Script:
+    """Answers "What is a op b?" correctly with probability ``p_correct`` per sample, else
+    off by a small deterministic amount; two steps separated by a blank line."""
+
+    def script(prompt: str, sample_id: int, seed: int) -> str:
+        m = re.findall(r"What is (-?\d+) ([+\-×]) (-?\d+)\?", prompt)
+        if not m:
+            return f"I think the answer is \\boxed{{{sample_id}}}"
+        a, op, b = m[-1]
+        value = int(a) + int(b) if op == "+" else int(a) - int(b) if op == "-" else int(a) * int(b)
+        if _u(prompt, sample_id, seed) >= p_correct:
+            value += 1 + int(_u("off", prompt, sample_id, seed) * 3)
+        return f"We compute {a} {op} {b}.\n\nSo the result is \\boxed{{{value}}}"
+
+    return script
+
+
+@backend("fake")
+class FakeBackend:
+    """Scripted outputs (default: arithmetic answers, half of them right); for tests only."""
+
+    name = "fake"
+
+    def __init__(
+        self, model: str = "fake", script: Script | None = None, p_correct: float = 0.5, progress: bool = False
+    ) -> None:
+        self.fingerprint = f"fake:{model}:{p_correct}"
+        self.script = script or arithmetic_script(p_correct)
+        self.calls: list[list[Request]] = []
+
+    def render(self, messages: Sequence[Mapping[str, str]]) -> str:
+        return "".join(f"<{m['role']}>{m['content']}\n" for m in messages) + "<assistant>"
+
+    def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        self.calls.append(list(requests))
+        out = []
+        for r in requests:
+            comps = []
+            for sid in r.sample_ids:
+                # Greedy decoding has one answer: the sample index does not matter.
+                idx = sid if r.params.temperature > 0 else 0
+                text = self.script(r.prompt, idx, r.params.seed)[: r.params.max_tokens * 8]
+                words = re.findall(r"\S+\s*", text) or [text]
+                ends, acc = [], 0
+                for w in words:
+                    acc += len(w)
+                    ends.append(acc)
+                lps = tuple(-_u("lp", r.prompt, idx, i) for i in range(len(words)))
+                comps.append(
+                    Completion(
+                        text=text,
+                        n_tokens=len(words),
+                        finish_reason="stop",
+                        prompt_tokens=len(r.prompt.split()),
+                        token_logprobs=lps,
+                        token_ends=tuple(ends),
+                    )
+                )
+            out.append(comps)
+        return out
