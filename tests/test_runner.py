@@ -71,8 +71,11 @@ def test_cache_serves_a_new_run_and_a_larger_pool_reuses_samples() -> None:
     assert main([*BASE, "--budgets", "1,2", "--limit", "3", "--output-dir", "a"]) == 0
     assert _log(_only_run_dir(Path("a")))[-1]["generated_samples"] == 6
     assert main([*BASE, "--budgets", "1,2", "--limit", "3", "--output-dir", "b"]) == 0
-    assert _log(_only_run_dir(Path("b")))[-1] == {**_log(_only_run_dir(Path("b")))[-1],
-                                                   "generated_samples": 0, "cached_samples": 6}
+    assert _log(_only_run_dir(Path("b")))[-1] == {
+        **_log(_only_run_dir(Path("b")))[-1],
+        "generated_samples": 0,
+        "cached_samples": 6,
+    }
     assert main([*BASE, "--budgets", "1,2,4", "--limit", "3", "--output-dir", "c"]) == 0
     entry = _log(_only_run_dir(Path("c")))[-1]
     assert (entry["generated_samples"], entry["cached_samples"]) == (6, 6)
@@ -96,8 +99,14 @@ class _InterruptedFake(FakeBackend):
 
 
 def test_interrupted_run_resumes_without_loss_or_duplicates() -> None:
-    cfg = RunConfig(backend="fake-interrupted", budgets=(1, 2, 4), limit=10, chunk_samples=12,
-                    run_id="r", cache=False)
+    cfg = RunConfig(
+        backend="fake-interrupted",
+        budgets=(1, 2, 4),
+        limit=10,
+        chunk_samples=12,
+        run_id="r",
+        cache=False,
+    )
     with pytest.raises(KeyboardInterrupt):
         run(cfg, progress=False, log=lambda _: None)
     done = [t["problem_id"] for t in _traces(Path("runs/r"))]
@@ -123,8 +132,13 @@ def test_truncated_last_row_is_dropped_and_redone() -> None:
 
 def test_same_seed_same_samples_other_seed_differs() -> None:
     def texts(seed: int, out: str) -> list[str]:
-        run(RunConfig(backend="fake", budgets=(4,), limit=3, seed=seed, output_dir=out, cache=False),
-            progress=False, log=lambda _: None)
+        run(
+            RunConfig(
+                backend="fake", budgets=(4,), limit=3, seed=seed, output_dir=out, cache=False
+            ),
+            progress=False,
+            log=lambda _: None,
+        )
         return [c["text"] for t in _traces(_only_run_dir(Path(out))) for c in t["candidates"]]
 
     assert texts(1, "x") == texts(1, "y")
@@ -132,7 +146,11 @@ def test_same_seed_same_samples_other_seed_differs() -> None:
 
 
 def test_changed_settings_in_same_run_dir_is_an_error() -> None:
-    run(RunConfig(backend="fake", budgets=(1,), limit=2, run_id="same"), progress=False, log=lambda _: None)
+    run(
+        RunConfig(backend="fake", budgets=(1,), limit=2, run_id="same"),
+        progress=False,
+        log=lambda _: None,
+    )
     assert main([*BASE, "--budgets", "1", "--limit", "2", "--seed", "9", "--run-id", "same"]) == 2
 
 
@@ -173,8 +191,10 @@ def test_unwritable_output_dir_fails_before_generation(capsys: pytest.CaptureFix
 
 def test_config_file_with_cli_override(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("backend: fake\ntask: arith\nbudgets: [1, 2]\nlimit: 2\n"
-                   "strategies: [majority, {name: best_of_n, args: {mode: naive}}]\n")
+    cfg.write_text(
+        "backend: fake\ntask: arith\nbudgets: [1, 2]\nlimit: 2\n"
+        "strategies: [majority, {name: best_of_n, args: {mode: naive}}]\n"
+    )
     assert main(["run", "--config", str(cfg), "--limit", "3", "--quiet"]) == 0
     record = json.loads((_only_run_dir() / "config.json").read_text())
     assert record["config"]["limit"] == 3

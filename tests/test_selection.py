@@ -15,7 +15,14 @@ def cand(i: int, key: str | None, correct: bool, score: float = 0.5, tokens: int
 
 
 def trace(cands: list[Candidate]) -> Trace:
-    return Trace("q", "sample(n=%d)" % len(cands), tuple(cands), 5, sum(c.n_tokens for c in cands), len(cands))
+    return Trace(
+        "q",
+        f"sample(n={len(cands)})",
+        tuple(cands),
+        5,
+        sum(c.n_tokens for c in cands),
+        len(cands),
+    )
 
 
 def test_pass_at_k_matches_enumeration() -> None:
@@ -35,9 +42,19 @@ def test_disjoint_groups() -> None:
 
 
 def test_majority_averages_over_all_disjoint_groups() -> None:
-    # Groups at budget 2: (a,a) right, (b,a) tie -> first=b wrong, (a,c) tie -> a right, (c,c) wrong.
-    t = trace([cand(0, "a", True), cand(1, "a", True), cand(2, "b", False), cand(3, "a", True),
-               cand(4, "a", True), cand(5, "c", False), cand(6, "c", False), cand(7, "c", False)])
+    # Budget 2 groups: (a,a) right; (b,a) tie, first b wrong; (a,c) tie, a right; (c,c) wrong.
+    t = trace(
+        [
+            cand(0, "a", True),
+            cand(1, "a", True),
+            cand(2, "b", False),
+            cand(3, "a", True),
+            cand(4, "a", True),
+            cand(5, "c", False),
+            cand(6, "c", False),
+            cand(7, "c", False),
+        ]
+    )
     maj = STRATEGIES.get("majority")()
     sels = maj.select(t, 2)
     assert [s.correct for s in sels] == [True, False, True, False]
@@ -48,7 +65,9 @@ def test_majority_averages_over_all_disjoint_groups() -> None:
 
 
 def test_candidates_without_answer_do_not_vote() -> None:
-    t = trace([cand(0, None, False), cand(1, None, False), cand(2, "x", True), cand(3, None, False)])
+    t = trace(
+        [cand(0, None, False), cand(1, None, False), cand(2, "x", True), cand(3, None, False)]
+    )
     assert STRATEGIES.get("majority")().evaluate(t, 4).accuracy == 1.0
     empty = trace([cand(0, None, False), cand(1, None, False)])
     sel = STRATEGIES.get("majority")().select(empty, 2)
@@ -68,8 +87,12 @@ def test_best_of_n_aggregation_changes_the_choice() -> None:
     a = Candidate(0, "", 1, "stop", "a", "a", True, (0.1, 0.9))
     b = Candidate(1, "", 1, "stop", "b", "b", False, (0.5, 0.6))
     t = trace([a, b])
-    assert STRATEGIES.get("best_of_n")(mode="naive", aggregation="last").evaluate(t, 2).accuracy == 1.0
-    assert STRATEGIES.get("best_of_n")(mode="naive", aggregation="min").evaluate(t, 2).accuracy == 0.0
+    assert (
+        STRATEGIES.get("best_of_n")(mode="naive", aggregation="last").evaluate(t, 2).accuracy == 1.0
+    )
+    assert (
+        STRATEGIES.get("best_of_n")(mode="naive", aggregation="min").evaluate(t, 2).accuracy == 0.0
+    )
 
 
 def test_naive_ties_break_to_earliest() -> None:

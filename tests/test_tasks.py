@@ -3,8 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import GSM8K, MATH500
+
 from ttc_eval.errors import DataError, UsageError
 from ttc_eval.tasks import Task, find_task_spec, load_task_spec
 
@@ -16,7 +16,7 @@ def test_arith_is_deterministic_interleaved_and_correct() -> None:
     assert [p.labels["level"] for p in a[:5]] == [1, 2, 3, 4, 5]
     for p in a:
         expr = p.question.removeprefix("What is ").removesuffix("?").replace("×", "*")
-        assert str(eval(expr)) == p.answer  # noqa: S307 (our own generated expression)
+        assert str(eval(expr)) == p.answer
     assert len({p.id for p in a}) == len(a)
 
 
@@ -47,7 +47,10 @@ def test_prompt_asks_for_steps_and_boxed_answer() -> None:
 
 def test_bad_data_row_names_file_and_line(tmp_path: Path) -> None:
     f = tmp_path / "bad.jsonl"
-    f.write_text('{"problem": "1+1", "answer": "2", "unique_id": "a"}\n\n{"problem": "2+2", "unique_id": "b"}\n')
+    f.write_text(
+        '{"problem": "1+1", "answer": "2", "unique_id": "a"}\n\n'
+        '{"problem": "2+2", "unique_id": "b"}\n'
+    )
     with pytest.raises(DataError, match=rf"{f}:3: field 'answer'"):
         Task(find_task_spec("math500")).problems(str(f))
     f.write_text('{"problem": "1+1", "answer": "2", "unique_id": "a"}\n{"problem": oops}\n')
@@ -72,7 +75,9 @@ def test_malformed_spec_names_file_and_line(tmp_path: Path) -> None:
     spec.write_text("name: broken\nversion: 1\nloader: [unclosed\n")
     with pytest.raises(DataError, match=rf"{spec}:\d+: malformed task spec"):
         load_task_spec(spec)
-    spec.write_text("name: broken\nversion: 1\nloader: arith\nprompt: boxed_steps\ngrader: exactt\n")
+    spec.write_text(
+        "name: broken\nversion: 1\nloader: arith\nprompt: boxed_steps\ngrader: exactt\n"
+    )
     with pytest.raises(DataError, match="Did you mean: exact"):
         load_task_spec(spec)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
@@ -21,7 +20,9 @@ def _budgets(text: str) -> tuple[int, ...]:
         try:
             value = int(part)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"budgets must be positive integers, got {part!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"budgets must be positive integers, got {part!r}"
+            ) from None
         if value < 1:
             raise argparse.ArgumentTypeError(f"budgets must be positive integers, got {value}")
         out.append(value)
@@ -56,18 +57,24 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="ttc-eval", description="Evaluate test-time compute scaling of language models.")
+    p = _Parser(
+        prog="ttc-eval", description="Evaluate test-time compute scaling of language models."
+    )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     r = sub.add_parser("run", help="generate, score and grade; write the run directory (resumable)")
     r.add_argument("--config", help="YAML file of run settings (flags given here override it)")
     r.add_argument("--model", help="alias (smollm2-135m), hub id or local directory")
     r.add_argument("--backend", help="registered backend (default: hf)")
-    r.add_argument("--backend-args", type=_kv, help="backend options, e.g. dtype=float32,batch_size=64")
+    r.add_argument(
+        "--backend-args", type=_kv, help="backend options, e.g. dtype=float32,batch_size=64"
+    )
     r.add_argument("--task", help="registered task (default: arith)")
     r.add_argument("--data-files", help="local JSON/JSONL replacing the task's hub dataset")
     r.add_argument("--include-path", action="append", help="extra folder with task specs")
-    r.add_argument("--strategy", help="comma list; arguments as name:key=value, e.g. best_of_n:mode=naive")
+    r.add_argument(
+        "--strategy", help="comma list; arguments as name:key=value, e.g. best_of_n:mode=naive"
+    )
     r.add_argument("--verifier", help="registered verifier, or none (default: logprob)")
     r.add_argument("--verifier-args", type=_kv, help="verifier options as key=value,...")
     r.add_argument("--budgets", type=_budgets, help="generation budgets, e.g. 1,2,4,8,16")
@@ -79,10 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--output-dir", help="parent of run directories (default: runs)")
     r.add_argument("--run-id", help="run directory name (default: derived from the settings)")
     r.add_argument("--leaderboard-dir", help="where <task>.csv is updated (default: leaderboards)")
-    r.add_argument("--no-cache", action="store_true", help="do not read or write the generation cache")
+    r.add_argument(
+        "--no-cache", action="store_true", help="do not read or write the generation cache"
+    )
     r.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    rep = sub.add_parser("report", help="rebuild results and tables from a run directory (no model)")
+    rep = sub.add_parser(
+        "report", help="rebuild results and tables from a run directory (no model)"
+    )
     rep.add_argument("run_dir")
 
     ls = sub.add_parser("list", help="list registered components")
@@ -91,11 +102,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _FLAG_TO_FIELD = {
-    "model": "model", "backend": "backend", "backend_args": "backend_args", "task": "task",
-    "data_files": "data_files", "include_path": "include_path", "verifier": "verifier",
-    "verifier_args": "verifier_args", "budgets": "budgets", "limit": "limit", "seed": "seed",
-    "temperature": "temperature", "top_p": "top_p", "max_tokens": "max_tokens",
-    "output_dir": "output_dir", "run_id": "run_id", "leaderboard_dir": "leaderboard_dir",
+    "model": "model",
+    "backend": "backend",
+    "backend_args": "backend_args",
+    "task": "task",
+    "data_files": "data_files",
+    "include_path": "include_path",
+    "verifier": "verifier",
+    "verifier_args": "verifier_args",
+    "budgets": "budgets",
+    "limit": "limit",
+    "seed": "seed",
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "max_tokens": "max_tokens",
+    "output_dir": "output_dir",
+    "run_id": "run_id",
+    "leaderboard_dir": "leaderboard_dir",
 }
 
 
@@ -119,7 +142,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
         if value is not None:
             settings[field_name] = value
     if args.strategy is not None:
-        settings["strategies"] = [StrategySpec.parse(s).to_dict() for s in args.strategy.split(",") if s.strip()]
+        settings["strategies"] = [
+            StrategySpec.parse(s).to_dict() for s in args.strategy.split(",") if s.strip()
+        ]
     if args.no_cache:
         settings["cache"] = False
     if str(settings.get("verifier", "")).lower() == "none":
@@ -145,8 +170,10 @@ def _list(kind: str) -> None:
         print(tabulate(rows, headers=["task", "version", "grader", "description"]))
         return
     reg = {
-        "strategies": registry.STRATEGIES, "verifiers": registry.VERIFIERS,
-        "backends": registry.BACKENDS, "graders": registry.GRADERS,
+        "strategies": registry.STRATEGIES,
+        "verifiers": registry.VERIFIERS,
+        "backends": registry.BACKENDS,
+        "graders": registry.GRADERS,
     }[kind]
     for name in reg.names():
         obj = reg.get(name)
@@ -166,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_dir = Path(args.run_dir)
             if not (run_dir / "config.json").is_file():
                 raise UsageError(f"{run_dir} is not a run directory (no config.json)")
-            results, table = build_results(run_dir)
+            _, table = build_results(run_dir)
             print(table)
             print(f"\nwrote {run_dir / 'results.json'} and {run_dir / 'report'}/", file=sys.stderr)
             return 0
@@ -185,8 +212,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ttc-eval: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("\nttc-eval: interrupted; finished questions are saved. Rerun the same command to resume.",
-              file=sys.stderr)
+        print(
+            "\nttc-eval: interrupted; finished questions are saved. "
+            "Rerun the same command to resume.",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -111,7 +111,9 @@ class RunConfig:
         base = {"temperature": 0.7, "top_p": 1.0, "max_tokens": 256, **task_generation}
         return replace(
             self,
-            temperature=self.temperature if self.temperature is not None else float(base["temperature"]),
+            temperature=self.temperature
+            if self.temperature is not None
+            else float(base["temperature"]),
             top_p=self.top_p if self.top_p is not None else float(base["top_p"]),
             max_tokens=self.max_tokens if self.max_tokens is not None else int(base["max_tokens"]),
         )
@@ -132,7 +134,9 @@ class RunConfig:
         kw = dict(d)
         if "strategies" in kw:
             kw["strategies"] = tuple(
-                StrategySpec.parse(s) if isinstance(s, str) else StrategySpec(s["name"], s.get("args", {}))
+                StrategySpec.parse(s)
+                if isinstance(s, str)
+                else StrategySpec(s["name"], s.get("args", {}))
                 for s in kw["strategies"]
             )
         for k in ("budgets", "include_path"):
@@ -147,10 +151,14 @@ class RunConfig:
         d = self.to_dict()
         for k in self._NOT_IDENTITY:
             d.pop(k)
-        d["backend_args"] = {k: v for k, v in d["backend_args"].items() if k not in ("batch_size", "progress")}
+        d["backend_args"] = {
+            k: v for k, v in d["backend_args"].items() if k not in ("batch_size", "progress")
+        }
         return d
 
     def default_run_id(self) -> str:
-        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:10]
+        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[
+            :10
+        ]
         model = self.model.rstrip("/").split("/")[-1]
         return f"{self.task.replace(':', '_')}-{model}-{digest}"

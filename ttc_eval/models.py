@@ -49,7 +49,9 @@ def _alias_gguf(name: str) -> Path:
         )
     path = Path(spec.origin).parent / alias.gguf_file
     if not path.exists():
-        raise UsageError(f"{alias.pip_name} is installed but has no {alias.gguf_file}; reinstall it")
+        raise UsageError(
+            f"{alias.pip_name} is installed but has no {alias.gguf_file}; reinstall it"
+        )
     return path
 
 
@@ -87,13 +89,15 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    )
     # save_pretrained refuses GGUF-quantized models; the weights are already dequantized, so
     # dropping the quantizer marker makes this a plain model.
     for attr in ("hf_quantizer", "quantization_method"):
         if hasattr(model, attr):
             delattr(model, attr)
-    model.is_quantized = False
+    setattr(model, "is_quantized", False)  # noqa: B010  (typed as a module attribute)
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     # Write to a temporary sibling and rename, so an interrupted conversion leaves nothing

@@ -83,7 +83,6 @@ class Registry(Generic[T]):
         return iter(self.names())
 
 
-
 STRATEGIES: Registry[Any] = Registry("strategy", "ttc_eval.strategies", "strategies")
 BACKENDS: Registry[Any] = Registry("backend", "ttc_eval.backends")
 VERIFIERS: Registry[Any] = Registry("verifier", "ttc_eval.verifiers")

@@ -71,7 +71,9 @@ def build_strategies(config: RunConfig) -> list[Strategy]:
         try:
             out.append(factory(**spec.args))
         except TypeError as e:
-            raise UsageError(f"strategy {spec.name}: bad arguments {dict(spec.args)} ({e})") from None
+            raise UsageError(
+                f"strategy {spec.name}: bad arguments {dict(spec.args)} ({e})"
+            ) from None
     return out
 
 
@@ -80,7 +82,9 @@ def with_coverage(strategies: list[Strategy], config: RunConfig) -> list[Strateg
     defaults = RunDefaults(_params(config))
     cov = STRATEGIES.get("coverage")()
     pools = {s.expansion(config.budgets, defaults) for s in strategies}
-    if cov.expansion(config.budgets, defaults) in pools and not any(s.name == "coverage" for s in strategies):
+    if cov.expansion(config.budgets, defaults) in pools and not any(
+        s.name == "coverage" for s in strategies
+    ):
         return [*strategies, cov]
     return strategies
 
@@ -117,7 +121,9 @@ def _check_writable(folder: Path, what: str) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        raise UsageError(f"{what} {folder} is not writable ({e.strerror}); choose another") from None
+        raise UsageError(
+            f"{what} {folder} is not writable ({e.strerror}); choose another"
+        ) from None
 
 
 def _prepare_run_dir(config: RunConfig, task: Task) -> Path:
@@ -148,7 +154,9 @@ def _prepare_run_dir(config: RunConfig, task: Task) -> Path:
     return run_dir
 
 
-def run(config: RunConfig, progress: bool = True, log: Callable[[str], None] | None = None) -> RunOutcome:
+def run(
+    config: RunConfig, progress: bool = True, log: Callable[[str], None] | None = None
+) -> RunOutcome:
     say = log or (lambda m: print(m, file=sys.stderr))
     # Everything a user can get wrong is checked before any model loads.
     task = Task(find_task_spec(config.task, config.include_path))
@@ -159,7 +167,9 @@ def run(config: RunConfig, progress: bool = True, log: Callable[[str], None] | N
     verifier_factory = VERIFIERS.get(config.verifier) if config.verifier else None
     if verifier_factory is None and any(s.needs_verifier for s in strategies):
         need = [s.name for s in strategies if s.needs_verifier]
-        raise UsageError(f"{', '.join(need)} needs a verifier: pass --verifier ({', '.join(VERIFIERS.names())})")
+        raise UsageError(
+            f"{', '.join(need)} needs a verifier: pass --verifier ({', '.join(VERIFIERS.names())})"
+        )
     problems = task.problems(config.data_files, config.limit)
     run_dir = _prepare_run_dir(config, task)
     store = TraceStore(run_dir / "traces.jsonl")
@@ -186,22 +196,31 @@ def run(config: RunConfig, progress: bool = True, log: Callable[[str], None] | N
     generated = ctx.backend.generated_samples if ctx else 0
     cached = ctx.backend.cached_samples if ctx else 0
     with (run_dir / "log.jsonl").open("a") as f:
-        f.write(json.dumps({
-            "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "wall_s": round(time.monotonic() - started, 2),
-            "generated_samples": generated,
-            "generated_tokens": ctx.backend.generated_tokens if ctx else 0,
-            "cached_samples": cached,
-            "model_fingerprint": ctx.backend.fingerprint if ctx else None,
-            "ttc_eval_version": __version__,
-        }) + "\n")
+        f.write(
+            json.dumps(
+                {
+                    "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                    "wall_s": round(time.monotonic() - started, 2),
+                    "generated_samples": generated,
+                    "generated_tokens": ctx.backend.generated_tokens if ctx else 0,
+                    "cached_samples": cached,
+                    "model_fingerprint": ctx.backend.fingerprint if ctx else None,
+                    "ttc_eval_version": __version__,
+                }
+            )
+            + "\n"
+        )
     say(f"generated {generated} samples ({cached} from the cache) in this invocation")
     results, table = build_results(run_dir, [p.id for p in problems])
     return RunOutcome(run_dir, results, generated, cached, table)
 
 
-def _context(config: RunConfig, task: Task, verifier_factory: Any, progress: bool) -> ExpansionContext:
-    inner = BACKENDS.get(config.backend)(config.model, progress=progress, **dict(config.backend_args))
+def _context(
+    config: RunConfig, task: Task, verifier_factory: Any, progress: bool
+) -> ExpansionContext:
+    inner = BACKENDS.get(config.backend)(
+        config.model, progress=progress, **dict(config.backend_args)
+    )
     cache = GenerationCache(cache_root() / "generations.sqlite") if config.cache else None
     backend = CachedBackend(inner, cache)
     verifier = verifier_factory(**dict(config.verifier_args)) if verifier_factory else None
@@ -217,7 +236,11 @@ def _context(config: RunConfig, task: Task, verifier_factory: Any, progress: boo
 
 def _grade(task: Task, traces: Sequence[Trace], problems: Mapping[str, Problem]) -> list[Trace]:
     answers = [[task.grader.extract(c.text) for c in t.candidates] for t in traces]
-    pairs = [(problems[t.problem_id].answer, a) for t, ans in zip(traces, answers, strict=True) for a in ans]
+    pairs = [
+        (problems[t.problem_id].answer, a)
+        for t, ans in zip(traces, answers, strict=True)
+        for a in ans
+    ]
     grades = iter(task.grader.grade(pairs))
     out = []
     for t, ans in zip(traces, answers, strict=True):
@@ -229,7 +252,9 @@ def _grade(task: Task, traces: Sequence[Trace], problems: Mapping[str, Problem])
     return out
 
 
-def build_results(run_dir: Path, problem_ids: Sequence[str] | None = None) -> tuple[dict[str, Any], str]:
+def build_results(
+    run_dir: Path, problem_ids: Sequence[str] | None = None
+) -> tuple[dict[str, Any], str]:
     """Rebuild results.json, the tables and the leaderboard rows from stored traces only."""
     record = json.loads((run_dir / "config.json").read_text())
     config = RunConfig.from_dict(record["config"])
@@ -279,10 +304,20 @@ def build_results(run_dir: Path, problem_ids: Sequence[str] | None = None) -> tu
     (report / "tables.md").write_text(table + "\n")
     date = record["created"][:10]
     lb_rows = [
-        {**r, "task": config.task, "task_version": record["task_version"], "model": config.model,
-         "backend": config.backend, "run_id": run_dir.name,
-         "ttc_eval_version": record["ttc_eval_version"], "date": date}
-        for r in rows if r["label_kind"] == "all"
+        {
+            **r,
+            "task": config.task,
+            "task_version": record["task_version"],
+            "model": config.model,
+            "backend": config.backend,
+            "run_id": run_dir.name,
+            "ttc_eval_version": record["ttc_eval_version"],
+            "date": date,
+        }
+        for r in rows
+        if r["label_kind"] == "all"
     ]
-    update_leaderboard(Path(config.leaderboard_dir) / f"{config.task.replace(':', '_')}.csv", lb_rows, run_dir.name)
+    update_leaderboard(
+        Path(config.leaderboard_dir) / f"{config.task.replace(':', '_')}.csv", lb_rows, run_dir.name
+    )
     return results, table

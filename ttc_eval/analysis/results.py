@@ -43,7 +43,9 @@ def summarize(
             for key in label_keys:
                 values = sorted({str(ev.traces[p].labels.get(key)) for p in res})
                 for v in values:
-                    groups.append((key, v, [p for p in res if str(ev.traces[p].labels.get(key)) == v]))
+                    groups.append(
+                        (key, v, [p for p in res if str(ev.traces[p].labels.get(key)) == v])
+                    )
             for kind, value, pids in groups:
                 acc = [res[p].accuracy for p in pids]
                 lo, hi = bootstrap_ci(acc, seed=seed)

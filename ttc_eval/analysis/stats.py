@@ -8,7 +8,9 @@ import numpy as np
 from scipy import stats
 
 
-def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    values: Sequence[float], confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean over questions (``scipy.stats.bootstrap``).
 
     Degenerate samples (fewer than two questions, or all equal) give a zero-width interval.

@@ -45,7 +45,11 @@ class FakeBackend:
     name = "fake"
 
     def __init__(
-        self, model: str = "fake", script: Script | None = None, p_correct: float = 0.5, progress: bool = False
+        self,
+        model: str = "fake",
+        script: Script | None = None,
+        p_correct: float = 0.5,
+        progress: bool = False,
     ) -> None:
         self.fingerprint = f"fake:{model}:{p_correct}"
         self.script = script or arithmetic_script(p_correct)

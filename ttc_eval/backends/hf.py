@@ -66,12 +66,16 @@ class HFBackend:
         self.batch_size = batch_size
         self.progress = progress
         self.device = device
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer: Any = AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "left"
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
-        self.model.to(device).eval()
+        self.model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+        self.model.eval()
+        if device != "cpu":
+            self.model = self.model.to(device)
         eos = self.model.generation_config.eos_token_id
-        self.eos_ids: set[int] = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        self.eos_ids: set[int] = set(
+            eos if isinstance(eos, list) else [eos] if eos is not None else []
+        )
         if self.tokenizer.eos_token_id is not None:
             self.eos_ids.add(self.tokenizer.eos_token_id)
         pad = self.tokenizer.pad_token_id
@@ -195,4 +199,3 @@ class HFBackend:
             token_logprobs=tuple(round(x, 6) for x in logprobs[:n_tokens]),
             token_ends=tuple(ends[:n_tokens]) + (len(text),) * max(0, n_tokens - len(ends)),
         )
-

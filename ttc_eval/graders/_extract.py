@@ -9,7 +9,7 @@ _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 
 
 def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``), braces matched; ``None`` if absent.
+    """Content of the last ``\\boxed{...}`` or ``\\fbox{...}`` (braces matched), or ``None``.
 
     Also accepts the brace-less form ``\\boxed 5``. An unclosed brace counts as absent.
     """

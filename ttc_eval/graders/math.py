@@ -51,7 +51,7 @@ def _verify_pair(gold: str, answer: str) -> tuple[bool, str | None]:
 
 def _pool(workers: int) -> Any:
     global _POOL, _POOL_WORKERS
-    if _POOL is None or _POOL_WORKERS != workers:
+    if _POOL is None or workers != _POOL_WORKERS:
         from pebble import ProcessPool
 
         if _POOL is not None:
@@ -115,6 +115,4 @@ class MathGrader:
                     # count it wrong, keep a raw key so votes still group identical strings.
                     ok, key = False, None
                 verdicts[(gold, ans)] = Grade(ok, key if key is not None else _fallback_key(ans))
-        return [
-            verdicts[(g, a)] if a is not None else Grade(False, None) for g, a in pairs
-        ]
+        return [verdicts[(g, a)] if a is not None else Grade(False, None) for g, a in pairs]

@@ -66,6 +66,9 @@ class ExactGrader:
 
     def grade(self, pairs: Sequence[tuple[str, str | None]]) -> list[Grade]:
         return [
-            Grade(a is not None and _normalize(a) == _normalize(g), None if a is None else _normalize(a))
+            Grade(
+                a is not None and _normalize(a) == _normalize(g),
+                None if a is None else _normalize(a),
+            )
             for g, a in pairs
         ]

@@ -11,9 +11,22 @@ from pathlib import Path
 from typing import Any
 
 COLUMNS = [
-    "task", "task_version", "model", "backend", "strategy", "strategy_args", "verifier",
-    "budget", "n_problems", "accuracy", "ci_low", "ci_high", "mean_generated_tokens",
-    "run_id", "ttc_eval_version", "date",
+    "task",
+    "task_version",
+    "model",
+    "backend",
+    "strategy",
+    "strategy_args",
+    "verifier",
+    "budget",
+    "n_problems",
+    "accuracy",
+    "ci_low",
+    "ci_high",
+    "mean_generated_tokens",
+    "run_id",
+    "ttc_eval_version",
+    "date",
 ]
 
 

@@ -30,9 +30,7 @@ class SampleExpansion:
         per_chunk = max(1, ctx.chunk_samples // self.n)
         for start in range(0, len(problems), per_chunk):
             chunk = problems[start : start + per_chunk]
-            requests = [
-                Request(ctx.render(p), params, tuple(range(self.n))) for p in chunk
-            ]
+            requests = [Request(ctx.render(p), params, tuple(range(self.n))) for p in chunk]
             outputs = ctx.backend.generate(requests)
             traces = []
             for p, comps in zip(chunk, outputs, strict=True):
@@ -63,7 +61,9 @@ class SampleExpansion:
                         generated_tokens=sum(c.n_tokens for c in comps),
                         n_generations=len(comps),
                         verifier=ctx.verifier.name if ctx.verifier else None,
-                        verifier_tokens=(ctx.verifier.tokens_read - read_before) if ctx.verifier else 0,
+                        verifier_tokens=(ctx.verifier.tokens_read - read_before)
+                        if ctx.verifier
+                        else 0,
                         labels=dict(p.labels),
                     )
                 )

@@ -37,7 +37,7 @@ class Greedy(PoolStrategy):
 
 @strategy("majority")
 class Majority(PoolStrategy):
-    """Self-consistency: the most frequent answer (answers grouped by the grader's canonical form)."""
+    """Self-consistency: the most frequent answer (grouped by the grader's canonical form)."""
 
     name = "majority"
 
@@ -60,7 +60,9 @@ class BestOfN(PoolStrategy):
         if mode not in ("weighted", "naive"):
             raise UsageError(f"best_of_n mode must be weighted or naive, not {mode!r}")
         if aggregation not in AGGREGATIONS:
-            raise UsageError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, not {aggregation!r}")
+            raise UsageError(
+                f"aggregation must be one of {', '.join(AGGREGATIONS)}, not {aggregation!r}"
+            )
         super().__init__(mode=mode, aggregation=aggregation)
         self.mode, self.aggregation = mode, aggregation
 
@@ -73,7 +75,9 @@ class BestOfN(PoolStrategy):
         scores = [self._score(c) for c in group]
         if self.mode == "weighted":
             return vote(group, scores)
-        answered = [(s, -i) for i, (c, s) in enumerate(zip(group, scores, strict=True)) if c.vote_key]
+        answered = [
+            (s, -i) for i, (c, s) in enumerate(zip(group, scores, strict=True)) if c.vote_key
+        ]
         if not answered:
             return None
         _, neg_i = max(answered)  # ties: earliest in the pool

@@ -15,8 +15,18 @@ from ttc_eval.errors import DataError, UsageError
 from ttc_eval.registry import GRADERS, LOADERS, PROMPTS
 from ttc_eval.types import Problem
 
-_KEYS = {"name", "version", "description", "loader", "loader_args", "prompt", "prompt_args",
-         "grader", "grader_args", "generation"}
+_KEYS = {
+    "name",
+    "version",
+    "description",
+    "loader",
+    "loader_args",
+    "prompt",
+    "prompt_args",
+    "grader",
+    "grader_args",
+    "generation",
+}
 _REQUIRED = ("name", "version", "loader", "prompt", "grader")
 
 

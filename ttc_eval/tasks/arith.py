@@ -37,7 +37,9 @@ def make_problem(rng: random.Random, level: int, spec: dict[str, Any], index: in
             value = value + n if op == "+" else value - n if op == "-" else value * n
         if value >= 0 or not nonneg:
             break
-    expr = str(nums[0]) + "".join(f" {op.replace('*', '×')} {n}" for op, n in zip(chosen, nums[1:], strict=True))
+    expr = str(nums[0]) + "".join(
+        f" {op.replace('*', '×')} {n}" for op, n in zip(chosen, nums[1:], strict=True)
+    )
     return Problem(
         id=f"arith-L{level}-{index:04d}",
         question=f"What is {expr}?",

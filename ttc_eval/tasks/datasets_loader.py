@@ -39,7 +39,9 @@ def _find_bad_json_line(path: Path) -> str | None:
     return None
 
 
-def _load_rows(args: Mapping[str, Any], data_files: str | None) -> tuple[list[dict[str, Any]], Path | None]:
+def _load_rows(
+    args: Mapping[str, Any], data_files: str | None
+) -> tuple[list[dict[str, Any]], Path | None]:
     import datasets
 
     datasets.disable_progress_bars()

@@ -31,7 +31,9 @@ class Solution:
     """Generation details (token log-probabilities), for verifiers that read them."""
 
 
-def split_steps(text: str, delimiter: str = DEFAULT_STEP_DELIMITER) -> tuple[tuple[str, ...], tuple[int, ...]]:
+def split_steps(
+    text: str, delimiter: str = DEFAULT_STEP_DELIMITER
+) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """Steps of ``text`` split on ``delimiter`` (empty pieces dropped) and where each ends.
 
     A text with no non-empty piece is one (empty) step, so every solution has a score.
