@@ -66,9 +66,12 @@ class HFBackend:
         self.batch_size = batch_size
         self.progress = progress
         self.device = device
-        self.tokenizer: Any = AutoTokenizer.from_pretrained(path)
+        # transformers' own annotations are stricter than its runtime; treat the objects as Any.
+        auto_tok: Any = AutoTokenizer
+        auto_model: Any = AutoModelForCausalLM
+        self.tokenizer: Any = auto_tok.from_pretrained(path)
         self.tokenizer.padding_side = "left"
-        self.model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+        self.model: Any = auto_model.from_pretrained(path, dtype=getattr(torch, dtype))
         self.model.eval()
         if device != "cpu":
             self.model = self.model.to(device)
