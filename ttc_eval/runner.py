@@ -20,6 +20,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from ttc_eval import __version__
 from ttc_eval.analysis.results import Evaluated, summarize
 from ttc_eval.cache import CachedBackend, GenerationCache
@@ -191,8 +193,10 @@ def run(
             ctx = _context(config, task, verifier_factory, progress)
         expander = EXPANSIONS.get(spec.kind)(**dict(spec.args))
         by_id = {p.id: p for p in pending}
-        for traces in expander.run(pending, ctx):
-            store.add(_grade(task, [replace(t, expansion=key) for t in traces], by_id))
+        with tqdm(total=len(pending), desc=key, unit="question", disable=not progress) as bar:
+            for traces in expander.run(pending, ctx):
+                store.add(_grade(task, [replace(t, expansion=key) for t in traces], by_id))
+                bar.update(len(traces))
     generated = ctx.backend.generated_samples if ctx else 0
     cached = ctx.backend.cached_samples if ctx else 0
     with (run_dir / "log.jsonl").open("a") as f:

@@ -104,7 +104,8 @@ class HFBackend:
         groups: dict[SamplingParams, list[tuple[int, int]]] = {}
         for ri, k in rows:
             groups.setdefault(requests[ri].params, []).append((ri, k))
-        bar = tqdm(total=len(rows), desc="generating", unit="sample", disable=not self.progress)
+        show = self.progress
+        bar = tqdm(total=len(rows), desc="generating", unit="sample", disable=not show, leave=False)
         for params, group in groups.items():
             for b in range(0, len(group), self.batch_size):
                 batch = group[b : b + self.batch_size]
