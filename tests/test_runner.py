@@ -42,6 +42,9 @@ def test_run_writes_everything_and_rerun_generates_nothing() -> None:
         "sample(n=4,temperature=0.7)": {"questions": 5, "samples": 20},
     }
     assert results["compute"]["samples"] == 25
+    for row in results["rows"]:
+        assert row["task_version"] == "1+exact/1" and row["ttc_eval_version"]
+        assert row["verifier_version"] == "1"
     assert len(_traces(run_dir)) == 10
     configs = {(r["config"], r["budget"]) for r in results["rows"] if r["label_kind"] == "all"}
     assert ("majority", 4) in configs and ("greedy", 1) in configs and ("coverage", 2) in configs

@@ -149,6 +149,7 @@ def _prepare_run_dir(config: RunConfig, task: Task) -> Path:
         "ttc_eval_version": __version__,
         "git_commit": _git_commit(),
         "task_version": task.version,
+        "verifier_version": VERIFIERS.get(config.verifier).version if config.verifier else None,
         "task_spec": task.spec.source,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
@@ -274,7 +275,15 @@ def build_results(
         label = s.label() if hasattr(s, "label") else s.name
         evaluated.append(Evaluated(label, s, traces, budgets))
     label_keys = sorted({k for t in store.traces.values() for k in t.labels})
-    rows = summarize(evaluated, label_keys, config.verifier, seed=config.seed)
+    versions = {
+        "task_version": record["task_version"],
+        "verifier_version": record.get("verifier_version"),
+        "ttc_eval_version": record["ttc_eval_version"],
+    }
+    rows = [
+        {**r, **versions}
+        for r in summarize(evaluated, label_keys, config.verifier, seed=config.seed)
+    ]
     all_traces = list(store.traces.values())
     results = {
         "run_id": run_dir.name,
@@ -311,11 +320,9 @@ def build_results(
         {
             **r,
             "task": config.task,
-            "task_version": record["task_version"],
             "model": config.model,
             "backend": config.backend,
             "run_id": run_dir.name,
-            "ttc_eval_version": record["ttc_eval_version"],
             "date": date,
         }
         for r in rows
