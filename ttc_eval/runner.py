@@ -81,10 +81,10 @@ def build_strategies(config: RunConfig) -> list[Strategy]:
 
 def with_coverage(strategies: list[Strategy], config: RunConfig) -> list[Strategy]:
     """Coverage (pass@k, the oracle upper bound) is reported next to any sampled pool."""
-    defaults = RunDefaults(_params(config))
+    defaults = _defaults(config)
     cov = STRATEGIES.get("coverage")()
-    pools = {s.expansion(config.budgets, defaults) for s in strategies}
-    if cov.expansion(config.budgets, defaults) in pools and not any(
+    pools = {s.expansion(b, defaults) for s in strategies for b in s.budgets(config.budgets)}
+    if cov.expansion(max(config.budgets), defaults) in pools and not any(
         s.name == "coverage" for s in strategies
     ):
         return [*strategies, cov]
@@ -100,6 +100,10 @@ def _params(config: RunConfig) -> SamplingParams:
         max_tokens=config.max_tokens,
         seed=config.seed,
     )
+
+
+def _defaults(config: RunConfig) -> RunDefaults:
+    return RunDefaults(_params(config), tuple(config.budgets), config.step_delimiter)
 
 
 def _git_commit() -> str | None:
@@ -177,11 +181,12 @@ def run(
     run_dir = _prepare_run_dir(config, task)
     store = TraceStore(run_dir / "traces.jsonl")
 
-    defaults = RunDefaults(_params(config))
+    defaults = _defaults(config)
     specs: dict[str, ExpansionSpec] = {}
     for s in strategies:
-        spec = s.expansion(s.budgets(config.budgets), defaults)
-        specs.setdefault(spec.key, spec)
+        for b in s.budgets(config.budgets):
+            spec = s.expansion(b, defaults)
+            specs.setdefault(spec.key, spec)
 
     ctx: ExpansionContext | None = None
     started = time.monotonic()
@@ -265,15 +270,18 @@ def build_results(
     config = RunConfig.from_dict(record["config"])
     strategies = with_coverage(build_strategies(config), config)
     store = TraceStore(run_dir / "traces.jsonl")
-    defaults = RunDefaults(_params(config))
+    defaults = _defaults(config)
     evaluated = []
     for s in strategies:
         budgets = s.budgets(config.budgets)
-        traces = store.by_expansion(s.expansion(budgets, defaults).key)
-        if problem_ids is not None:
-            traces = {p: traces[p] for p in problem_ids if p in traces}
+        per_budget = {}
+        for b in budgets:
+            traces = store.by_expansion(s.expansion(b, defaults).key)
+            if problem_ids is not None:
+                traces = {p: traces[p] for p in problem_ids if p in traces}
+            per_budget[b] = traces
         label = s.label() if hasattr(s, "label") else s.name
-        evaluated.append(Evaluated(label, s, traces, budgets))
+        evaluated.append(Evaluated(label, s, per_budget, budgets))
     label_keys = sorted({k for t in store.traces.values() for k in t.labels})
     versions = {
         "task_version": record["task_version"],

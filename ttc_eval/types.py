@@ -71,6 +71,8 @@ class Completion:
     """Generated tokens, including the end-of-sequence token when one was produced."""
     finish_reason: str
     """``stop`` (end of sequence or stop string) or ``length`` (hit ``max_tokens``)."""
+    stop_reason: str | None = None
+    """The stop string that ended generation; ``None`` for end of sequence or length."""
     prompt_tokens: int = 0
     """Tokens in the prompt."""
     token_logprobs: tuple[float, ...] | None = None
@@ -89,6 +91,7 @@ class Completion:
             text=d["text"],
             n_tokens=int(d["n_tokens"]),
             finish_reason=d["finish_reason"],
+            stop_reason=d.get("stop_reason"),
             prompt_tokens=int(d.get("prompt_tokens", 0)),
             token_logprobs=tuple(lp) if lp is not None else None,
             token_ends=tuple(te) if te is not None else None,

@@ -19,14 +19,15 @@ class Evaluated:
     """Display name with arguments, e.g. ``best_of_n(aggregation=last,mode=weighted)``."""
     strategy: Strategy
     """The strategy object."""
-    traces: Mapping[str, Trace]
-    """Its expansion's trace per question id."""
+    traces: Mapping[int, Mapping[str, Trace]]
+    """Per budget, the trace of the expansion it reads, per question id."""
     budgets: Sequence[int]
     """Budgets it is reported at."""
 
 
 def per_question(ev: Evaluated, budget: int) -> dict[str, QuestionResult]:
-    return {pid: ev.strategy.evaluate(t, budget) for pid, t in sorted(ev.traces.items())}
+    traces = ev.traces[budget]
+    return {pid: ev.strategy.evaluate(t, budget) for pid, t in sorted(traces.items())}
 
 
 def summarize(
@@ -39,13 +40,12 @@ def summarize(
             res = per_question(ev, budget)
             if not res:
                 continue
+            labels = {p: ev.traces[budget][p].labels for p in res}
             groups: list[tuple[str, str, list[str]]] = [("all", "all", list(res))]
             for key in label_keys:
-                values = sorted({str(ev.traces[p].labels.get(key)) for p in res})
+                values = sorted({str(labels[p].get(key)) for p in res})
                 for v in values:
-                    groups.append(
-                        (key, v, [p for p in res if str(ev.traces[p].labels.get(key)) == v])
-                    )
+                    groups.append((key, v, [p for p in res if str(labels[p].get(key)) == v]))
             for kind, value, pids in groups:
                 acc = [res[p].accuracy for p in pids]
                 lo, hi = bootstrap_ci(acc, seed=seed)

@@ -43,15 +43,16 @@ def batch_seed(seed: int, rows: Sequence[tuple[str, int]]) -> int:
 
 def truncate_at_stop(
     text: str, token_ends: Sequence[int], stops: Sequence[str], include_stop: bool
-) -> tuple[str, int] | None:
-    """Cut ``text`` at the earliest stop string: (new text, tokens kept), or ``None``."""
-    best: tuple[int, int] | None = None
+) -> tuple[str, int, str] | None:
+    """Cut ``text`` at the earliest stop string: (new text, tokens kept, the stop string),
+    or ``None`` when no stop string occurs."""
+    best: tuple[int, int, str] | None = None
     for s in stops:
         i = text.find(s)
         if i >= 0 and (best is None or i < best[0]):
-            best = (i, i + len(s))
+            best = (i, i + len(s), s)
     if best is None:
         return None
-    start, end = best
+    start, end, stop = best
     kept = next((k + 1 for k, e in enumerate(token_ends) if e >= end), len(token_ends))
-    return (text[:end] if include_stop else text[:start]), kept
+    return (text[:end] if include_stop else text[:start]), kept, stop

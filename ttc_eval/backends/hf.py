@@ -189,16 +189,18 @@ class HFBackend:
             for p in pieces:
                 acc += len(p)
                 ends.append(acc)
+        stop_reason = None
         if params.stop:
             cut = truncate_at_stop(text, ends, params.stop, params.include_stop)
             if cut is not None:
-                text, kept = cut
+                text, kept, stop_reason = cut
                 n_tokens, reason = kept, "stop"
                 ends = [min(e, len(text)) for e in ends[:kept]]
         return Completion(
             text=text,
             n_tokens=n_tokens,
             finish_reason=reason,
+            stop_reason=stop_reason,
             prompt_tokens=prompt_tokens,
             token_logprobs=tuple(round(x, 6) for x in logprobs[:n_tokens]),
             token_ends=tuple(ends[:n_tokens]) + (len(text),) * max(0, n_tokens - len(ends)),

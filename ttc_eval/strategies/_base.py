@@ -4,7 +4,7 @@ cheap and pure (no model, no I/O) and picks an answer from a trace at a budget."
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ttc_eval.analysis.estimators import disjoint_groups
@@ -48,8 +48,10 @@ class RunDefaults:
 
     params: SamplingParams
     """Sampling parameters of the run."""
-    needs: Mapping[str, Any] = field(default_factory=dict)
-    """Reserved for strategy-specific settings."""
+    budgets: tuple[int, ...] = (1,)
+    """All budgets of the run (a shared pool is sized for the largest)."""
+    step_delimiter: str = "\n\n"
+    """Separates the steps of a solution (step-wise search stops generation there)."""
 
 
 class Strategy(Protocol):
@@ -62,7 +64,10 @@ class Strategy(Protocol):
     needs_verifier: bool
     """Whether ``select`` reads verifier scores."""
 
-    def expansion(self, budgets: Sequence[int], defaults: RunDefaults) -> ExpansionSpec: ...
+    def expansion(self, budget: int, defaults: RunDefaults) -> ExpansionSpec:
+        """The expansion whose trace ``evaluate`` reads at ``budget``; strategies that reuse
+        one pool return the same spec for every budget."""
+        ...
 
     def budgets(self, requested: Sequence[int]) -> list[int]: ...
 
@@ -88,8 +93,10 @@ class PoolStrategy:
         inner = ",".join(f"{k}={v}" for k, v in sorted(self.args.items()))
         return f"{self.name}({inner})" if inner else self.name
 
-    def expansion(self, budgets: Sequence[int], defaults: RunDefaults) -> ExpansionSpec:
-        return ExpansionSpec.of("sample", n=max(budgets), temperature=defaults.params.temperature)
+    def expansion(self, budget: int, defaults: RunDefaults) -> ExpansionSpec:
+        # One pool at the largest budget serves every budget.
+        n = max(defaults.budgets)
+        return ExpansionSpec.of("sample", n=n, temperature=defaults.params.temperature)
 
     def budgets(self, requested: Sequence[int]) -> list[int]:
         return list(requested)

@@ -25,7 +25,7 @@ class Greedy(PoolStrategy):
 
     name = "greedy"
 
-    def expansion(self, budgets: Sequence[int], defaults: RunDefaults) -> ExpansionSpec:
+    def expansion(self, budget: int, defaults: RunDefaults) -> ExpansionSpec:
         return ExpansionSpec.of("sample", n=1, temperature=0.0)
 
     def budgets(self, requested: Sequence[int]) -> list[int]:
