@@ -10,6 +10,7 @@ import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 
+from ttc_eval.backends._base import truncate_at_stop
 from ttc_eval.registry import backend
 from ttc_eval.types import Completion, Request
 
@@ -22,10 +23,12 @@ def _u(*parts: object) -> float:
 
 
 def arithmetic_script(p_correct: float = 0.5) -> Script:
-    """Answers "What is a op b?" correctly with probability ``p_correct`` per sample, else
-    off by a small deterministic amount; two steps separated by a blank line."""
+    """Answers "What is a op b?" in two steps separated by a blank line, the answer correct
+    with probability ``p_correct`` per sample (else off by a little). A prompt that already
+    holds a partial solution (after ``<assistant>``) gets only the final step."""
 
     def script(prompt: str, sample_id: int, seed: int) -> str:
+        prefix = prompt.partition("<assistant>")[2]
         m = re.findall(r"What is (-?\d+) ([+\-×]) (-?\d+)\?", prompt)
         if not m:
             return f"I think the answer is \\boxed{{{sample_id}}}"
@@ -33,9 +36,18 @@ def arithmetic_script(p_correct: float = 0.5) -> Script:
         value = int(a) + int(b) if op == "+" else int(a) - int(b) if op == "-" else int(a) * int(b)
         if _u(prompt, sample_id, seed) >= p_correct:
             value += 1 + int(_u("off", prompt, sample_id, seed) * 3)
-        return f"We compute {a} {op} {b}.\n\nSo the result is \\boxed{{{value}}}"
+        last = f"So the result is \\boxed{{{value}}}"
+        return last if prefix else f"We compute {a} {op} {b}.\n\n{last}"
 
     return script
+
+
+def _ends(words: Sequence[str]) -> list[int]:
+    ends, acc = [], 0
+    for w in words:
+        acc += len(w)
+        ends.append(acc)
+    return ends
 
 
 @backend("fake")
@@ -66,18 +78,24 @@ class FakeBackend:
             for sid in r.sample_ids:
                 # Greedy decoding has one answer: the sample index does not matter.
                 idx = sid if r.params.temperature > 0 else 0
-                text = self.script(r.prompt, idx, r.params.seed)[: r.params.max_tokens * 8]
+                text = self.script(r.prompt, idx, r.params.seed)
                 words = re.findall(r"\S+\s*", text) or [text]
-                ends, acc = [], 0
-                for w in words:
-                    acc += len(w)
-                    ends.append(acc)
+                reason, stop_reason = "stop", None
+                if len(words) > r.params.max_tokens:
+                    words, reason = words[: r.params.max_tokens], "length"
+                    text = "".join(words)
+                cut = truncate_at_stop(text, _ends(words), r.params.stop, r.params.include_stop)
+                if cut is not None:
+                    text, _, stop_reason = cut
+                    words, reason = re.findall(r"\S+\s*", text) or [text], "stop"
+                ends = _ends(words)
                 lps = tuple(-_u("lp", r.prompt, idx, i) for i in range(len(words)))
                 comps.append(
                     Completion(
                         text=text,
                         n_tokens=len(words),
-                        finish_reason="stop",
+                        finish_reason=reason,
+                        stop_reason=stop_reason,
                         prompt_tokens=len(r.prompt.split()),
                         token_logprobs=lps,
                         token_ends=tuple(ends),

@@ -1,0 +1,166 @@
+"""Beam search / lookahead / DVTS invariants on the scripted fake backend and verifier."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ttc_eval.backends.fake import FakeBackend
+from ttc_eval.cache import CachedBackend
+from ttc_eval.config import RunConfig, StrategySpec
+from ttc_eval.registry import verifier
+from ttc_eval.runner import ExpansionContext, run
+from ttc_eval.strategies.search import Beam, SearchExpansion
+from ttc_eval.types import Problem, SamplingParams
+from ttc_eval.verifiers._base import Solution
+
+
+@verifier("fake-prm")
+class FakePRM:
+    """Deterministic step scores from a hash of the text so far (for tests only)."""
+
+    name = "fake-prm"
+    version = "test"
+
+    def __init__(self, **_: Any) -> None:
+        self.tokens_read = 0
+
+    def score(self, problem: Problem, solutions: Sequence[Solution]) -> list[tuple[float, ...]]:
+        out = []
+        for s in solutions:
+            self.tokens_read += len(s.text.split())
+            acc = ""
+            scores = []
+            for step in s.steps:
+                acc += step
+                h = hashlib.sha256(acc.encode()).digest()
+                scores.append(int.from_bytes(h[:4], "little") / 2**32)
+            out.append(tuple(scores))
+        return out
+
+
+def _endless(prompt: str, sid: int, seed: int) -> str:
+    return f"step {sid} {len(prompt)}\n\nmore"
+
+
+def _ctx(script: Any = None, max_tokens: int = 64) -> tuple[ExpansionContext, FakeBackend]:
+    fake = FakeBackend(script=script) if script else FakeBackend()
+    ctx = ExpansionContext(
+        backend=CachedBackend(fake, None),
+        verifier=FakePRM(),
+        params=SamplingParams(temperature=0.7, max_tokens=max_tokens, seed=0),
+        render=lambda p: f"<user>{p.question}\n<assistant>",
+        step_delimiter="\n\n",
+        chunk_samples=10_000,
+    )
+    return ctx, fake
+
+
+PROBLEMS = [Problem(f"q{i}", f"What is {i} + {i + 2}?", str(2 * i + 2)) for i in range(3)]
+
+
+@pytest.mark.parametrize(
+    ("n", "width", "subtrees"), [(4, 2, 1), (8, 4, 1), (8, 2, 4), (6, 4, 1), (1, 4, 1)]
+)
+def test_exactly_n_candidates(n: int, width: int, subtrees: int) -> None:
+    ctx, _ = _ctx()
+    (traces,) = list(SearchExpansion(n, width, subtrees=subtrees).run(PROBLEMS, ctx))
+    assert [len(t.candidates) for t in traces] == [n] * len(PROBLEMS)
+
+
+def test_all_questions_share_one_backend_call_per_round() -> None:
+    ctx, fake = _ctx()
+    (traces,) = list(SearchExpansion(4, 2).run(PROBLEMS, ctx))
+    # The arithmetic script takes two steps: two rounds, two calls, each for every question.
+    assert len(fake.calls) == 2
+    assert {r.prompt.split("<assistant>")[0] for r in fake.calls[0]} == {
+        ctx.render(p).split("<assistant>")[0] for p in PROBLEMS
+    }
+    assert len(fake.calls[0]) == 4 * 3
+    assert all(t.extra["rounds"] == 2 for t in traces)
+
+
+def test_kept_beams_are_the_top_n_over_m() -> None:
+    exp = SearchExpansion(8, 4)
+    live = [
+        Beam(f"b{i}", 1, 0, score=s) for i, s in enumerate([0.1, 0.9, 0.5, 0.9, 0.2, 0.3, 0.8, 0.0])
+    ]
+    pairs = exp._select(live, [])
+    # Top 2 of 8 (ties to the earlier beam), each expanded 4 times.
+    assert [(b.text, k) for b, k in pairs] == [("b1", 4), ("b3", 4)]
+    # With 3 finished, 5 open slots: ceil(5/4) = 2 beams, 4 + 1 children.
+    done = [Beam("f", 1, 0, finished=True)] * 3
+    pairs = exp._select(live[:5], done)
+    assert [(b.text, k) for b, k in pairs] == [("b1", 4), ("b3", 1)]
+
+
+def test_round_cap_and_unfinished_beams_count() -> None:
+    ctx, fake = _ctx(script=_endless, max_tokens=10_000)
+    (traces,) = list(SearchExpansion(4, 2, max_rounds=3).run(PROBLEMS[:1], ctx))
+    assert traces[0].extra["rounds"] == 3 and len(fake.calls) == 3
+    assert len(traces[0].candidates) == 4
+    assert all(c.finish_reason == "length" for c in traces[0].candidates)
+
+
+def test_finished_beams_are_kept() -> None:
+    ctx, _ = _ctx()
+    (traces,) = list(SearchExpansion(4, 2).run(PROBLEMS[:1], ctx))
+    for c in traces[0].candidates:
+        assert c.text.startswith("We compute") and "\\boxed{" in c.text
+        assert len(c.step_scores or ()) == 2
+
+
+def test_lookahead_costs_k_more_steps_per_live_child() -> None:
+    ctx0, fake0 = _ctx(script=_endless, max_tokens=10_000)
+    list(SearchExpansion(4, 2, max_rounds=2).run(PROBLEMS[:1], ctx0))
+    ctx2, fake2 = _ctx(script=_endless, max_tokens=10_000)
+    (traces,) = list(SearchExpansion(4, 2, lookahead=2, max_rounds=2).run(PROBLEMS[:1], ctx2))
+    rows0 = sum(len(c) for c in fake0.calls)
+    rows2 = sum(len(c) for c in fake2.calls)
+    assert rows0 == 8 and rows2 == 8 * 3  # every child rolled out 2 more steps
+    assert traces[0].n_generations == 4 * 3
+    assert all(r.params.temperature == 0 for call in fake2.calls[1:3] for r in call)
+
+
+def test_search_is_reproducible_and_ties_deterministic() -> None:
+    a = list(SearchExpansion(8, 2).run(PROBLEMS, _ctx()[0]))
+    b = list(SearchExpansion(8, 2).run(PROBLEMS, _ctx()[0]))
+    assert [[c.text for c in t.candidates] for t in a[0]] == [
+        [c.text for c in t.candidates] for t in b[0]
+    ]
+
+
+def test_beam_search_and_dvts_through_the_runner() -> None:
+    cfg = RunConfig(
+        backend="fake",
+        verifier="fake-prm",
+        budgets=(2, 4),
+        limit=3,
+        cache=False,
+        run_id="s",
+        strategies=(
+            StrategySpec("beam_search", {"width": 2}),
+            StrategySpec("dvts", {"width": 2}),
+            StrategySpec("best_of_n"),
+        ),
+    )
+    out = run(cfg, progress=False, log=lambda _: None)
+    traces = [json.loads(x) for x in Path("runs/s/traces.jsonl").read_text().splitlines()]
+    keys = {t["expansion"] for t in traces}
+    # 2 strategies x 2 budgets, but at N = M = 2 DVTS (one subtree) is the same search as
+    # beam search, and the runner expands it once.
+    assert sum(k.startswith("search(") for k in keys) == 3
+    assert all(
+        len(t["candidates"]) == int(t["expansion"].split("n=")[1].split(",")[0])
+        for t in traces
+        if t["expansion"].startswith("search(")
+    )
+    configs = {r["config"] for r in out.results["rows"]}
+    assert any(c.startswith("beam_search(") for c in configs) and any(
+        c.startswith("dvts(") for c in configs
+    )

@@ -1,0 +1,329 @@
+"""Expansion ``search``: PRM-guided step-wise search (beam search, lookahead, DVTS).
+
+One search tree per question, grown a step at a time; every round sends all live beams of
+all questions to the backend in one call (search-and-learn expanded question by question,
+which made beam search at N=256 take hours). A step ends at the step delimiter; a solution
+ends at the end of sequence, at the run's ``max_tokens``, or when ``max_rounds`` is reached.
+
+Budget fairness: the N candidates of a question are split into subtrees with fixed slot
+counts (beam search: one subtree of N slots; DVTS: N/M subtrees of M slots). In a subtree
+with r open slots (slots minus finished solutions), the top ceil(r/M) live beams by verifier
+score are kept and expanded M times, trimmed to exactly r children; so finished plus live
+always equals the slots, and the search ends with exactly N candidates.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ttc_eval.registry import expansion
+from ttc_eval.types import Candidate, Completion, Problem, Request, SamplingParams, Trace
+from ttc_eval.verifiers._base import Solution, aggregate, split_steps
+
+
+@dataclass(frozen=True)
+class Beam:
+    """A partial (or finished) solution in a search tree."""
+
+    text: str
+    """The solution so far."""
+    tokens: int
+    """Tokens generated along this beam's own path."""
+    subtree: int
+    """Which subtree it belongs to."""
+    finished: bool = False
+    """Ended by end of sequence, token limit or round cap."""
+    finish_reason: str = "stop"
+    """Reason of the last step."""
+    score: float = 0.0
+    """Selection score (the verifier's, after lookahead when k > 0)."""
+    step_scores: tuple[float, ...] = ()
+    """Verifier step scores of ``text`` itself."""
+
+
+def _score(ctx: Any, problem: Problem, texts: Sequence[str]) -> list[tuple[float, ...]]:
+    sols = []
+    for t in texts:
+        steps, ends = split_steps(t, ctx.step_delimiter)
+        sols.append(Solution(steps=steps, step_ends=ends, text=t))
+    return list(ctx.verifier.score(problem, sols)) if sols else []
+
+
+@expansion("search")
+class SearchExpansion:
+    """Beam search of ``width`` M over ``subtrees`` subtrees, with ``lookahead`` k."""
+
+    def __init__(
+        self,
+        n: int,
+        width: int,
+        lookahead: int = 0,
+        max_rounds: int = 40,
+        subtrees: int = 1,
+        temperature: float = 0.7,
+        aggregation: str = "last",
+    ) -> None:
+        self.n, self.width, self.lookahead = n, max(1, min(width, n)), lookahead
+        self.max_rounds, self.temperature, self.aggregation = max_rounds, temperature, aggregation
+        per = n // subtrees
+        self.slots = [per + (1 if i < n % subtrees else 0) for i in range(subtrees)]
+
+    def run(self, problems: Sequence[Problem], ctx: Any) -> Iterator[list[Trace]]:
+        per_chunk = max(1, ctx.chunk_samples // self.n)
+        for start in range(0, len(problems), per_chunk):
+            yield self._search(problems[start : start + per_chunk], ctx)
+
+    def _params(self, ctx: Any, temperature: float, max_tokens: int) -> SamplingParams:
+        base: SamplingParams = ctx.params
+        return replace(
+            base,
+            temperature=temperature,
+            max_tokens=max(1, max_tokens),
+            stop=(ctx.step_delimiter,),
+            include_stop=True,
+        )
+
+    def _step(
+        self,
+        ctx: Any,
+        prompts: Sequence[str],
+        prefixes: Sequence[str],
+        spent: Sequence[int],
+        temperature: float,
+        sample_ids: Sequence[int],
+    ) -> list[Completion]:
+        """One step for each (prompt, prefix), in one backend call."""
+        requests = [
+            Request(p + pre, self._params(ctx, temperature, ctx.params.max_tokens - s), (sid,))
+            for p, pre, s, sid in zip(prompts, prefixes, spent, sample_ids, strict=True)
+        ]
+        return [c[0] for c in ctx.backend.generate(requests)] if requests else []
+
+    def _ended(self, ctx: Any, comp: Completion, tokens: int) -> bool:
+        eos = comp.finish_reason == "stop" and comp.stop_reason is None
+        return eos or tokens >= ctx.params.max_tokens
+
+    def _search(self, problems: Sequence[Problem], ctx: Any) -> list[Trace]:
+        prompts = [ctx.render(p) for p in problems]
+        generated = [0] * len(problems)
+        calls = [0] * len(problems)
+        verifier_before = ctx.verifier.tokens_read
+        # Live beams per question; round 0 grows every slot from the empty prefix.
+        parents: list[list[tuple[Beam, int]]] = [
+            [(Beam("", 0, t), s) for t, s in enumerate(self.slots)] for _ in problems
+        ]
+        finished: list[list[Beam]] = [[] for _ in problems]
+        live: list[list[Beam]] = [[] for _ in problems]
+        rounds = 0
+        while rounds < self.max_rounds and any(parents):
+            rounds += 1
+            # Expand: each (parent, k) pair asks for k children; all questions in one call.
+            flat: list[tuple[int, Beam]] = []
+            for qi, pairs in enumerate(parents):
+                for parent, k in pairs:
+                    flat += [(qi, parent)] * k
+            comps = self._step(
+                ctx,
+                [prompts[qi] for qi, _ in flat],
+                [b.text for _, b in flat],
+                [b.tokens for _, b in flat],
+                self.temperature,
+                [rounds * 1_000_000 + i for i in range(len(flat))],
+            )
+            children: list[list[Beam]] = [[] for _ in problems]
+            for (qi, parent), comp in zip(flat, comps, strict=True):
+                generated[qi] += comp.n_tokens
+                calls[qi] += 1
+                tokens = parent.tokens + comp.n_tokens
+                children[qi].append(
+                    Beam(
+                        parent.text + comp.text,
+                        tokens,
+                        parent.subtree,
+                        finished=self._ended(ctx, comp, tokens),
+                        finish_reason=comp.finish_reason,
+                    )
+                )
+            children = self._score_children(ctx, problems, prompts, children, generated, calls)
+            parents = []
+            for qi, kids in enumerate(children):
+                finished[qi] += [b for b in kids if b.finished]
+                live[qi] = [b for b in kids if not b.finished]
+                parents.append(self._select(live[qi], finished[qi]))
+        traces = []
+        for qi, p in enumerate(problems):
+            final = finished[qi] + [
+                replace(b, finished=True, finish_reason="length") for b in live[qi]
+            ]
+            assert len(final) == self.n, "search must end with exactly n candidates"
+            traces.append(
+                Trace(
+                    problem_id=p.id,
+                    expansion="",
+                    candidates=tuple(
+                        Candidate(
+                            i, b.text, b.tokens, b.finish_reason, None, None, False, b.step_scores
+                        )
+                        for i, b in enumerate(final)
+                    ),
+                    prompt_tokens=0,
+                    generated_tokens=generated[qi],
+                    n_generations=self.n * (self.lookahead + 1),
+                    verifier=ctx.verifier.name,
+                    verifier_tokens=0,
+                    labels=dict(p.labels),
+                    extra={"rounds": rounds, "step_calls": calls[qi], "slots": self.slots},
+                )
+            )
+        spent = ctx.verifier.tokens_read - verifier_before
+        # Verifier tokens are shared by the chunk's questions; split them evenly.
+        return [replace(t, verifier_tokens=spent // len(traces)) for t in traces]
+
+    def _score_children(
+        self,
+        ctx: Any,
+        problems: Sequence[Problem],
+        prompts: Sequence[str],
+        children: list[list[Beam]],
+        generated: list[int],
+        calls: list[int],
+    ) -> list[list[Beam]]:
+        out = []
+        for qi, kids in enumerate(children):
+            scores = _score(ctx, problems[qi], [b.text for b in kids])
+            out.append(
+                [
+                    replace(b, step_scores=s, score=aggregate(s, self.aggregation))
+                    for b, s in zip(kids, scores, strict=True)
+                ]
+            )
+        if self.lookahead == 0:
+            return out
+        # Lookahead: roll live children out k more steps at temperature 0; a child's
+        # selection score is the verifier's score at the end of its rollout.
+        roll = {
+            (qi, i): b.text
+            for qi, kids in enumerate(out)
+            for i, b in enumerate(kids)
+            if not b.finished
+        }
+        spent = {key: out[key[0]][key[1]].tokens for key in roll}
+        open_keys = list(roll)
+        for _ in range(self.lookahead):
+            if not open_keys:
+                break
+            comps = self._step(
+                ctx,
+                [prompts[q] for q, _ in open_keys],
+                [roll[k] for k in open_keys],
+                [spent[k] for k in open_keys],
+                0.0,
+                [0] * len(open_keys),
+            )
+            still = []
+            for key, comp in zip(open_keys, comps, strict=True):
+                generated[key[0]] += comp.n_tokens
+                calls[key[0]] += 1
+                roll[key] += comp.text
+                spent[key] += comp.n_tokens
+                if not self._ended(ctx, comp, spent[key]):
+                    still.append(key)
+            open_keys = still
+        for qi in range(len(out)):
+            keys = [k for k in roll if k[0] == qi]
+            scores = _score(ctx, problems[qi], [roll[k] for k in keys])
+            for k, s in zip(keys, scores, strict=True):
+                out[qi][k[1]] = replace(out[qi][k[1]], score=aggregate(s, self.aggregation))
+        return out
+
+    def _select(self, live: Sequence[Beam], finished: Sequence[Beam]) -> list[tuple[Beam, int]]:
+        """Per subtree: keep the top ceil(r/M) live beams, give them r children in all."""
+        pairs: list[tuple[Beam, int]] = []
+        for t, slots in enumerate(self.slots):
+            r = slots - sum(1 for b in finished if b.subtree == t)
+            mine = [(i, b) for i, b in enumerate(live) if b.subtree == t]
+            if r <= 0 or not mine:
+                continue
+            # Highest score first; ties go to the earlier beam (deterministic).
+            mine.sort(key=lambda ib: (-ib[1].score, ib[0]))
+            kept = [b for _, b in mine[: math.ceil(r / self.width)]]
+            for j, b in enumerate(kept):
+                k = min(self.width, r - j * self.width)
+                if k > 0:
+                    pairs.append((b, k))
+        return pairs
+
+
+class SearchStrategy:
+    """Common part of beam_search and dvts: the search's N candidates, chosen among by
+    weighted best-of-N on the verifier's aggregated scores."""
+
+    name = ""
+    needs_verifier = True
+    subtrees_per_width = False
+
+    def __init__(
+        self, width: int = 4, lookahead: int = 0, max_rounds: int = 40, aggregation: str = "last"
+    ) -> None:
+        from ttc_eval.errors import UsageError
+        from ttc_eval.verifiers._base import AGGREGATIONS
+
+        if width < 1 or lookahead < 0 or max_rounds < 1:
+            raise UsageError(f"{self.name}: width >= 1, lookahead >= 0 and max_rounds >= 1 needed")
+        if aggregation not in AGGREGATIONS:
+            raise UsageError(f"aggregation must be one of {', '.join(AGGREGATIONS)}")
+        self.width, self.lookahead, self.max_rounds = width, lookahead, max_rounds
+        self.aggregation = aggregation
+        self.args = {
+            "width": width,
+            "lookahead": lookahead,
+            "max_rounds": max_rounds,
+            "aggregation": aggregation,
+        }
+
+    def label(self) -> str:
+        return f"{self.name}(" + ",".join(f"{k}={v}" for k, v in sorted(self.args.items())) + ")"
+
+    def budgets(self, requested: Sequence[int]) -> list[int]:
+        return list(requested)
+
+    def expansion(self, budget: int, defaults: Any) -> Any:
+        from ttc_eval.strategies._base import ExpansionSpec
+
+        width = min(self.width, budget)
+        subtrees = max(1, budget // width) if self.subtrees_per_width else 1
+        return ExpansionSpec.of(
+            "search",
+            n=budget,
+            width=width,
+            lookahead=self.lookahead,
+            max_rounds=self.max_rounds,
+            subtrees=subtrees,
+            temperature=defaults.params.temperature,
+            aggregation=self.aggregation,
+        )
+
+    def select(self, trace: Trace, budget: int) -> list[Any]:
+        from ttc_eval.strategies._base import vote
+        from ttc_eval.types import Selection
+
+        cands = trace.candidates
+        scores = [aggregate(c.step_scores or (0.0,), self.aggregation) for c in cands]
+        pick = vote(cands, scores)
+        return [
+            Selection(
+                pick.vote_key if pick else None,
+                bool(pick and pick.correct),
+                trace.n_generations,
+                trace.generated_tokens,
+            )
+        ]
+
+    def evaluate(self, trace: Trace, budget: int) -> Any:
+        from ttc_eval.strategies._base import QuestionResult
+
+        (sel,) = self.select(trace, budget)
+        return QuestionResult(float(sel.correct), float(sel.n_generations), float(sel.n_tokens))
