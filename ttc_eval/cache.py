@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ttc_eval.backends._base import Backend
+from ttc_eval.errors import UsageError
 from ttc_eval.types import Completion, Request
 
 
@@ -68,6 +69,16 @@ class CachedBackend:
 
     def render(self, messages: Sequence[Mapping[str, str]]) -> str:
         return self.inner.render(messages)
+
+    def next_token_logprobs(
+        self, prompts: Sequence[str], options: Sequence[str]
+    ) -> tuple[list[dict[str, float]], int]:
+        """Passed through uncached (a forward pass is cheap next to generation)."""
+        fn = getattr(self.inner, "next_token_logprobs", None)
+        if fn is None:
+            raise UsageError(f"backend {self.name} cannot score next tokens (needed by self-judge)")
+        result: tuple[list[dict[str, float]], int] = fn(prompts, options)
+        return result
 
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
         keys = [

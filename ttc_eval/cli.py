@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--verifier", help="registered verifier, or none (default: logprob)")
     r.add_argument("--verifier-args", type=_kv, help="verifier options as key=value,...")
+    r.add_argument(
+        "--verifier-model", help="model of the verifier (self-judge: default the policy)"
+    )
     r.add_argument("--budgets", type=_budgets, help="generation budgets, e.g. 1,2,4,8,16")
     r.add_argument("--limit", type=_positive, help="only the first N questions")
     r.add_argument("--seed", type=int)
@@ -145,6 +148,11 @@ def config_from_args(args: argparse.Namespace) -> Any:
         settings["strategies"] = [
             StrategySpec.parse(s).to_dict() for s in args.strategy.split(",") if s.strip()
         ]
+    if args.verifier_model is not None:
+        settings["verifier_args"] = {
+            **settings.get("verifier_args", {}),
+            "model": args.verifier_model,
+        }
     if args.no_cache:
         settings["cache"] = False
     if str(settings.get("verifier", "")).lower() == "none":

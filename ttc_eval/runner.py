@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 import os
 import subprocess
@@ -233,7 +234,13 @@ def _context(
     )
     cache = GenerationCache(cache_root() / "generations.sqlite") if config.cache else None
     backend = CachedBackend(inner, cache)
-    verifier = verifier_factory(**dict(config.verifier_args)) if verifier_factory else None
+    verifier = None
+    if verifier_factory is not None:
+        vargs = dict(config.verifier_args)
+        # Verifiers that can reuse the policy model (self-judge) take it as `policy`.
+        if "policy" in inspect.signature(verifier_factory).parameters:
+            vargs.setdefault("policy", backend)
+        verifier = verifier_factory(**vargs)
     return ExpansionContext(
         backend=backend,
         verifier=verifier,

@@ -121,6 +121,31 @@ class HFBackend:
         bar.close()
         return [[c for c in row if c is not None] for row in out]
 
+    def next_token_logprobs(
+        self, prompts: Sequence[str], options: Sequence[str]
+    ) -> tuple[list[dict[str, float]], int]:
+        """Log-probability of each option's first token as the next token after each prompt
+        (one forward pass per batch, no generation), and the prompt tokens read."""
+        import torch
+
+        ids = {o: self.tokenizer.encode(o, add_special_tokens=False)[0] for o in options}
+        out: list[dict[str, float]] = []
+        read = 0
+        for b in range(0, len(prompts), self.batch_size):
+            chunk = list(prompts[b : b + self.batch_size])
+            enc = self.tokenizer(
+                chunk,
+                return_tensors="pt",
+                padding=True,
+                add_special_tokens=not self.has_chat_template,
+            ).to(self.device)
+            read += int(enc["attention_mask"].sum())
+            with torch.inference_mode():
+                logits = self.model(**enc).logits[:, -1, :].float()
+            lp = torch.log_softmax(logits, dim=-1)
+            out += [{o: float(lp[i, t]) for o, t in ids.items()} for i in range(len(chunk))]
+        return out, read
+
     def _generate_batch(
         self, prompts: list[str], sample_ids: list[int], params: SamplingParams
     ) -> list[Completion]:

@@ -1,0 +1,72 @@
+"""Verifier ``self-judge``: a model asked whether each step is correct; P(Yes) over {Yes, No}.
+
+Works with the embedded default model, so PRM-guided search runs on a machine with no PRM
+weights. By default the judge is the policy model itself (no second model in memory);
+``model=`` (``--verifier-model``) picks another one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from ttc_eval.registry import BACKENDS, verifier
+from ttc_eval.types import Problem
+from ttc_eval.verifiers._base import Solution
+
+JUDGE_TEMPLATE = (
+    "Here is a math problem and a step of a proposed solution. Is the last step correct? "
+    "Answer Yes or No.\n\nProblem: {question}\n\nEarlier steps:\n{previous}\n\n"
+    "Last step:\n{step}"
+)
+
+
+@verifier("self-judge")
+class SelfJudge:
+    """Asks a model, step by step, "Is the last step correct?"; score = P(Yes)/(P(Yes)+P(No))."""
+
+    name = "self-judge"
+    version = "1"
+
+    def __init__(
+        self,
+        policy: Any = None,
+        model: str | None = None,
+        backend: str = "hf",
+        template: str = JUDGE_TEMPLATE,
+        **backend_args: Any,
+    ) -> None:
+        if model is None and policy is not None:
+            self.judge = policy
+        else:
+            self.judge = BACKENDS.get(backend)(
+                model or "smollm2-135m", progress=False, **backend_args
+            )
+        self.template = template
+        self.tokens_read = 0
+        # Step verdicts by (question, earlier steps, step): a search re-scores the same
+        # prefixes every round, and a pool repeats first steps.
+        self._memo: dict[tuple[str, tuple[str, ...], str], float] = {}
+
+    def score(self, problem: Problem, solutions: Sequence[Solution]) -> list[tuple[float, ...]]:
+        wanted: dict[tuple[str, tuple[str, ...], str], str] = {}
+        for sol in solutions:
+            for i, step in enumerate(sol.steps):
+                key = (problem.question, sol.steps[:i], step)
+                if key not in self._memo and key not in wanted:
+                    previous = "\n\n".join(sol.steps[:i]) or "(none)"
+                    text = self.template.format(
+                        question=problem.question, previous=previous, step=step
+                    )
+                    wanted[key] = self.judge.render([{"role": "user", "content": text}])
+        if wanted:
+            lps, read = self.judge.next_token_logprobs(list(wanted.values()), ["Yes", "No"])
+            self.tokens_read += read
+            for key, lp in zip(wanted, lps, strict=True):
+                # Normalized over the two answers only: P(Yes) / (P(Yes) + P(No)).
+                self._memo[key] = 1.0 / (1.0 + math.exp(lp["No"] - lp["Yes"]))
+        return [
+            tuple(self._memo[(problem.question, sol.steps[:i], s)] for i, s in enumerate(sol.steps))
+            for sol in solutions
+        ]
