@@ -164,3 +164,25 @@ def test_beam_search_with_self_judge_on_the_default_model() -> None:
         assert t["verifier_tokens"] > 0 and t["generated_tokens"] > 0
         for c in t["candidates"]:
             assert c["step_scores"] and all(0 < s < 1 for s in c["step_scores"])
+
+
+def test_shared_prefill_gives_the_same_samples(hf: object) -> None:
+    from ttc_eval.backends.hf import HFBackend
+
+    plain = HFBackend("smollm2-135m", progress=False, share_prefill=False)
+    msgs = [[{"role": "user", "content": f"What is {i} + 3?"}] for i in range(3)]
+    for temperature in (0.0, 0.7):
+        reqs = [
+            Request(
+                plain.render(m),
+                SamplingParams(temperature=temperature, max_tokens=16, seed=1),
+                (0, 1, 2),
+            )
+            for m in msgs
+        ]
+        shared = hf.generate(reqs)  # type: ignore[attr-defined]
+        unshared = plain.generate(reqs)
+        assert [[c.text for c in r] for r in shared] == [[c.text for c in r] for r in unshared]
+        for r, s in zip(shared, unshared, strict=True):
+            for c, d in zip(r, s, strict=True):
+                assert c.token_logprobs == pytest.approx(d.token_logprobs, abs=1e-4)

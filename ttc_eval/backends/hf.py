@@ -57,6 +57,7 @@ class HFBackend:
         batch_size: int = 64,
         device: str = "cpu",
         progress: bool = True,
+        share_prefill: bool = True,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -65,6 +66,7 @@ class HFBackend:
         self.fingerprint = model_fingerprint(path)
         self.batch_size = batch_size
         self.progress = progress
+        self.share_prefill = share_prefill
         self.device = device
         # transformers' own annotations are stricter than its runtime; treat the objects as Any.
         auto_tok: Any = AutoTokenizer
@@ -167,8 +169,10 @@ class HFBackend:
                 processors.append(TopPLogitsWarper(params.top_p))
         torch.manual_seed(batch_seed(params.seed, list(zip(prompts, sample_ids, strict=True))))
         with torch.inference_mode():
+            cache = self._shared_prefill(prompts, enc) if self.share_prefill else None
             seqs = self.model.generate(
                 **enc,
+                past_key_values=cache,
                 do_sample=sampling,
                 temperature=1.0 if sampling else None,
                 top_p=1.0 if sampling else None,
@@ -187,6 +191,38 @@ class HFBackend:
             self._completion(gen[i].tolist(), logprobs[i].tolist(), int(prompt_tokens[i]), params)
             for i in range(len(prompts))
         ]
+
+    def _shared_prefill(self, prompts: list[str], enc: Any) -> Any:
+        """Encode each distinct prompt once and fan its KV cache out to the rows that share it.
+
+        Samples of one question (and the M children of a beam) share their prompt; on CPU the
+        prompt's forward pass costs as much as many decoding steps, so this is the prefix
+        cache vLLM gives for free. The cache covers all but the last prompt token; generate()
+        processes that token and goes on as usual.
+        """
+        import torch
+        from transformers import DynamicCache
+
+        first: dict[str, int] = {}
+        for i, p in enumerate(prompts):
+            first.setdefault(p, i)
+        if len(first) == len(prompts) or enc["input_ids"].shape[1] < 2:
+            return None
+        uniq = torch.tensor(list(first.values()))
+        ids, mask = enc["input_ids"][uniq], enc["attention_mask"][uniq]
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        self.model(
+            input_ids=ids[:, :-1],
+            attention_mask=mask[:, :-1],
+            position_ids=positions[:, :-1],
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        order = {p: j for j, p in enumerate(first)}
+        cache.batch_select_indices(torch.tensor([order[p] for p in prompts]))
+        return cache
 
     def _completion(
         self, ids: list[int], logprobs: list[float], prompt_tokens: int, params: SamplingParams

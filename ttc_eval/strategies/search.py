@@ -52,6 +52,23 @@ def _score(ctx: Any, problem: Problem, texts: Sequence[str]) -> list[tuple[float
     return list(ctx.verifier.score(problem, sols)) if sols else []
 
 
+def _trim(comp: Completion, limit: int) -> Completion:
+    """Cut a completion to ``limit`` tokens (finish reason ``length``) when it is longer."""
+    if comp.n_tokens <= limit:
+        return comp
+    ends = comp.token_ends or ()
+    cut = ends[limit - 1] if len(ends) >= limit else len(comp.text)
+    return replace(
+        comp,
+        text=comp.text[:cut],
+        n_tokens=limit,
+        finish_reason="length",
+        stop_reason=None,
+        token_logprobs=comp.token_logprobs[:limit] if comp.token_logprobs else None,
+        token_ends=tuple(ends[:limit]) if ends else None,
+    )
+
+
 @expansion("search")
 class SearchExpansion:
     """Beam search of ``width`` M over ``subtrees`` subtrees, with ``lookahead`` k."""
@@ -95,12 +112,21 @@ class SearchExpansion:
         temperature: float,
         sample_ids: Sequence[int],
     ) -> list[Completion]:
-        """One step for each (prompt, prefix), in one backend call."""
+        """One step for each (prompt, prefix), in one backend call.
+
+        Every row shares one SamplingParams (the largest remaining token budget), so the
+        backend can put them in full batches; each completion is then trimmed to its own
+        beam's remaining budget."""
+        if not prompts:
+            return []
+        remaining = [ctx.params.max_tokens - s for s in spent]
+        params = self._params(ctx, temperature, max(remaining))
         requests = [
-            Request(p + pre, self._params(ctx, temperature, ctx.params.max_tokens - s), (sid,))
-            for p, pre, s, sid in zip(prompts, prefixes, spent, sample_ids, strict=True)
+            Request(p + pre, params, (sid,))
+            for p, pre, sid in zip(prompts, prefixes, sample_ids, strict=True)
         ]
-        return [c[0] for c in ctx.backend.generate(requests)] if requests else []
+        comps = [c[0] for c in ctx.backend.generate(requests)]
+        return [_trim(c, max(1, r)) for c, r in zip(comps, remaining, strict=True)]
 
     def _ended(self, ctx: Any, comp: Completion, tokens: int) -> bool:
         eos = comp.finish_reason == "stop" and comp.stop_reason is None

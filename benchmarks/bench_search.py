@@ -1,0 +1,116 @@
+"""Beam search against best-of-N at the same N: wall time per generated token.
+
+Same questions, same model (loaded once), same verifier (self-judge on the policy model),
+cache off, alternating (best-of-N, beam, best-of-N, beam, ...) in one process. Reported per
+generated token: the whole expansion's wall time (generation + verifier scoring), and the
+time spent inside the backend's generate calls alone.
+
+    python benchmarks/bench_search.py [--questions 8] [--n 8] [--width 4] [--repeats 2]
+
+Target (issue 3): beam search at most 1.5x best-of-N per generated token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--questions", type=int, default=8)
+    ap.add_argument("--n", type=int, default=8)
+    ap.add_argument("--width", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--json", default="benchmarks/results/search.json")
+    a = ap.parse_args()
+
+    from ttc_eval.backends.hf import HFBackend
+    from ttc_eval.cache import CachedBackend
+    from ttc_eval.runner import ExpansionContext
+    from ttc_eval.strategies.sample import SampleExpansion
+    from ttc_eval.strategies.search import SearchExpansion
+    from ttc_eval.tasks import Task, find_task_spec
+    from ttc_eval.types import SamplingParams
+    from ttc_eval.verifiers.self_judge import SelfJudge
+
+    task = Task(find_task_spec("arith"))
+    problems = task.problems(limit=a.questions)
+    backend = CachedBackend(HFBackend("smollm2-135m", progress=False), cache=None)
+    params = SamplingParams(
+        temperature=0.7, max_tokens=int(task.spec.generation["max_tokens"]), seed=0
+    )
+
+    def ctx() -> ExpansionContext:
+        return ExpansionContext(
+            backend=backend,
+            verifier=SelfJudge(policy=backend),
+            params=params,
+            render=lambda p: backend.render(task.messages(p)),
+            step_delimiter="\n\n",
+            chunk_samples=10_000,
+        )
+
+    gen_time = [0.0]
+    raw_generate = backend.generate
+
+    def generate(requests: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return raw_generate(requests)
+        finally:
+            gen_time[0] += time.perf_counter() - t0
+
+    backend.generate = generate  # type: ignore[method-assign]
+
+    def timed(expander: Any) -> tuple[float, float, int]:
+        gen_time[0] = 0.0
+        t0 = time.perf_counter()
+        traces = [t for chunk in expander.run(problems, ctx()) for t in chunk]
+        wall = time.perf_counter() - t0
+        return wall, gen_time[0], sum(t.generated_tokens for t in traces)
+
+    sides = {
+        "best_of_n": lambda: SampleExpansion(a.n, 0.7),
+        "beam_search": lambda: SearchExpansion(a.n, a.width, temperature=0.7),
+    }
+    runs: dict[str, list[dict[str, float]]] = {k: [] for k in sides}
+    for _ in range(a.repeats):
+        for name, make in sides.items():
+            wall, gen, tokens = timed(make())
+            runs[name].append(
+                {
+                    "wall_s": wall,
+                    "generate_s": gen,
+                    "tokens": tokens,
+                    "s_per_token": wall / tokens,
+                    "generate_s_per_token": gen / tokens,
+                }
+            )
+    med = {k: statistics.median(r["s_per_token"] for r in v) for k, v in runs.items()}
+    gmed = {k: statistics.median(r["generate_s_per_token"] for r in v) for k, v in runs.items()}
+    result = {
+        "questions": a.questions,
+        "n": a.n,
+        "width": a.width,
+        "runs": runs,
+        "median_ms_per_token": {k: round(v * 1000, 2) for k, v in med.items()},
+        "median_generate_ms_per_token": {k: round(v * 1000, 2) for k, v in gmed.items()},
+        "ratio": med["beam_search"] / med["best_of_n"],
+        "generate_ratio": gmed["beam_search"] / gmed["best_of_n"],
+    }
+    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.json).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    print(
+        f"\nbeam_search / best_of_n per generated token: {result['ratio']:.2f}x with verifier, "
+        f"{result['generate_ratio']:.2f}x generation alone"
+    )
+
+
+if __name__ == "__main__":
+    main()
