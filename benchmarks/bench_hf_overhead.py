@@ -110,6 +110,7 @@ def main() -> None:
     gen = task.spec.generation
     temperature, max_tokens = 0.7, int(gen.get("max_tokens", 256))
 
+    raw_loop(model_dir, prompts[:1], 2, a.batch, temperature, 8, seed=1)  # warm-up, untimed
     raw_t, ttc_t, raw_tok, ttc_tok = [], [], set(), set()
     for _ in range(a.repeats):
         w, t = raw_loop(model_dir, prompts, a.samples, a.batch, temperature, max_tokens, seed=0)

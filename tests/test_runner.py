@@ -169,6 +169,7 @@ def test_changed_settings_in_same_run_dir_is_an_error() -> None:
         (["--strategy", "best_of_n", "--verifier", "none"], "needs a verifier"),
         (["--strategy", "best_of_n:mode=bogus"], "weighted or naive"),
         (["--limit", "0"], "positive integer"),
+        (["--verifier", "qwen-prm"], "--verifier-model"),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message(

@@ -107,6 +107,20 @@ def _defaults(config: RunConfig) -> RunDefaults:
     return RunDefaults(_params(config), tuple(config.budgets), config.step_delimiter)
 
 
+def _check_verifier_args(name: str, factory: Any, args: Mapping[str, Any]) -> None:
+    sig = inspect.signature(factory)
+    extra = {"policy": None} if "policy" in sig.parameters else {}
+    try:
+        sig.bind(**{**extra, **args})
+    except TypeError as e:
+        hint = (
+            " (a PRM needs its weights: --verifier-model HUB_ID_OR_PATH)"
+            if "model" in str(e)
+            else ""
+        )
+        raise UsageError(f"verifier {name}: {e}{hint}") from None
+
+
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(
@@ -173,6 +187,8 @@ def run(
     if config.backend not in BACKENDS:
         raise UsageError(BACKENDS.unknown_message(config.backend))
     verifier_factory = VERIFIERS.get(config.verifier) if config.verifier else None
+    if verifier_factory is not None:
+        _check_verifier_args(config.verifier or "", verifier_factory, config.verifier_args)
     if verifier_factory is None and any(s.needs_verifier for s in strategies):
         need = [s.name for s in strategies if s.needs_verifier]
         raise UsageError(

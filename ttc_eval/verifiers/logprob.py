@@ -32,7 +32,11 @@ class LogprobVerifier:
         for sol in solutions:
             comp = sol.completion
             if comp is None or comp.token_logprobs is None or comp.token_ends is None:
-                raise UsageError("verifier logprob needs a backend that returns log-probabilities")
+                raise UsageError(
+                    "verifier logprob scores sampled pools from a backend that returns "
+                    "log-probabilities; for beam_search/dvts use a verifier that reads text "
+                    "(self-judge or a PRM)"
+                )
             lps, ends = comp.token_logprobs, comp.token_ends
             if not lps:
                 out.append(tuple(0.0 for _ in sol.steps))
