@@ -123,6 +123,15 @@ class HFBackend:
         bar.close()
         return [[c for c in row if c is not None] for row in out]
 
+    def _encode(self, prompts: list[str]) -> Any:
+        """Left-padded batch; chat-rendered prompts already hold their special tokens."""
+        return self.tokenizer(
+            prompts,
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=not self.has_chat_template,
+        ).to(self.device)
+
     def next_token_logprobs(
         self, prompts: Sequence[str], options: Sequence[str]
     ) -> tuple[list[dict[str, float]], int]:
@@ -135,12 +144,7 @@ class HFBackend:
         read = 0
         for b in range(0, len(prompts), self.batch_size):
             chunk = list(prompts[b : b + self.batch_size])
-            enc = self.tokenizer(
-                chunk,
-                return_tensors="pt",
-                padding=True,
-                add_special_tokens=not self.has_chat_template,
-            ).to(self.device)
+            enc = self._encode(chunk)
             read += int(enc["attention_mask"].sum())
             with torch.inference_mode():
                 logits = self.model(**enc).logits[:, -1, :].float()
@@ -154,12 +158,7 @@ class HFBackend:
         import torch
         from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
-        enc = self.tokenizer(
-            prompts,
-            return_tensors="pt",
-            padding=True,
-            add_special_tokens=not self.has_chat_template,
-        ).to(self.device)
+        enc = self._encode(prompts)
         recorder = _make_recorder()
         processors = [recorder]
         sampling = params.temperature > 0

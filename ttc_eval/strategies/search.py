@@ -19,9 +19,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ttc_eval.errors import UsageError
 from ttc_eval.registry import expansion
-from ttc_eval.types import Candidate, Completion, Problem, Request, SamplingParams, Trace
-from ttc_eval.verifiers._base import Solution, aggregate, split_steps
+from ttc_eval.strategies._base import ExpansionSpec, QuestionResult, RunDefaults, vote
+from ttc_eval.types import (
+    Candidate,
+    Completion,
+    Problem,
+    Request,
+    SamplingParams,
+    Selection,
+    Trace,
+)
+from ttc_eval.verifiers._base import AGGREGATIONS, Solution, aggregate, split_steps
 
 
 @dataclass(frozen=True)
@@ -294,9 +304,6 @@ class SearchStrategy:
     def __init__(
         self, width: int = 4, lookahead: int = 0, max_rounds: int = 40, aggregation: str = "last"
     ) -> None:
-        from ttc_eval.errors import UsageError
-        from ttc_eval.verifiers._base import AGGREGATIONS
-
         if width < 1 or lookahead < 0 or max_rounds < 1:
             raise UsageError(f"{self.name}: width >= 1, lookahead >= 0 and max_rounds >= 1 needed")
         if aggregation not in AGGREGATIONS:
@@ -316,9 +323,7 @@ class SearchStrategy:
     def budgets(self, requested: Sequence[int]) -> list[int]:
         return list(requested)
 
-    def expansion(self, budget: int, defaults: Any) -> Any:
-        from ttc_eval.strategies._base import ExpansionSpec
-
+    def expansion(self, budget: int, defaults: RunDefaults) -> ExpansionSpec:
         width = min(self.width, budget)
         subtrees = max(1, budget // width) if self.subtrees_per_width else 1
         return ExpansionSpec.of(
@@ -332,10 +337,7 @@ class SearchStrategy:
             aggregation=self.aggregation,
         )
 
-    def select(self, trace: Trace, budget: int) -> list[Any]:
-        from ttc_eval.strategies._base import vote
-        from ttc_eval.types import Selection
-
+    def select(self, trace: Trace, budget: int) -> list[Selection]:
         cands = trace.candidates
         scores = [aggregate(c.step_scores or (0.0,), self.aggregation) for c in cands]
         pick = vote(cands, scores)
@@ -348,8 +350,6 @@ class SearchStrategy:
             )
         ]
 
-    def evaluate(self, trace: Trace, budget: int) -> Any:
-        from ttc_eval.strategies._base import QuestionResult
-
+    def evaluate(self, trace: Trace, budget: int) -> QuestionResult:
         (sel,) = self.select(trace, budget)
         return QuestionResult(float(sel.correct), float(sel.n_generations), float(sel.n_tokens))
