@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import MATH500
@@ -186,3 +187,26 @@ def test_shared_prefill_gives_the_same_samples(hf: object) -> None:
         for r, s in zip(shared, unshared, strict=True):
             for c, d in zip(r, s, strict=True):
                 assert c.token_logprobs == pytest.approx(d.token_logprobs, abs=1e-4)
+
+
+def test_decoding_loop_matches_transformers_generate(hf: object) -> None:
+    """Greedy decoding with left padding and rows leaving the batch early gives exactly the
+    tokens (and stop handling) of ``model.generate`` run one prompt at a time."""
+    import torch
+
+    backend: Any = hf
+    prompts = [
+        backend.render([{"role": "user", "content": q}])
+        for q in ("Hi", "What is 12 + 30? Answer in one short sentence.", "Count to five.")
+    ]
+    params = SamplingParams(temperature=0.0, max_tokens=24, seed=0)
+    ours = backend.generate([Request(p, params, (0,)) for p in prompts])
+    for p, (c,) in zip(prompts, ours, strict=True):
+        enc = backend.tokenizer(p, return_tensors="pt", add_special_tokens=False)
+        with torch.inference_mode():
+            seq = backend.model.generate(**enc, do_sample=False, max_new_tokens=24)
+        ref = seq[0, enc["input_ids"].shape[1] :].tolist()
+        body = [t for t in ref if t not in backend.eos_ids]
+        assert c.text == backend.tokenizer.decode(body)
+        assert c.n_tokens == len(ref)
+        assert c.finish_reason == ("stop" if len(body) < len(ref) else "length")

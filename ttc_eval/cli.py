@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--verifier-model", help="model of the verifier (self-judge: default the policy)"
     )
+    r.add_argument(
+        "--revision-model", help="model that writes revisions (revisions; default the policy)"
+    )
+    r.add_argument(
+        "--revision-template",
+        help="file holding the revision prompt, with {question} and {attempts}",
+    )
     r.add_argument("--budgets", type=_budgets, help="generation budgets, e.g. 1,2,4,8,16")
     r.add_argument("--limit", type=_positive, help="only the first N questions")
     r.add_argument("--seed", type=int)
@@ -122,6 +129,7 @@ _FLAG_TO_FIELD = {
     "output_dir": "output_dir",
     "run_id": "run_id",
     "leaderboard_dir": "leaderboard_dir",
+    "revision_model": "revision_model",
 }
 
 
@@ -153,6 +161,11 @@ def config_from_args(args: argparse.Namespace) -> Any:
             **settings.get("verifier_args", {}),
             "model": args.verifier_model,
         }
+    if args.revision_template is not None:
+        path = Path(args.revision_template)
+        if not path.is_file():
+            raise UsageError(f"--revision-template {path}: no such file")
+        settings["revision_template"] = path.read_text()
     if args.no_cache:
         settings["cache"] = False
     if str(settings.get("verifier", "")).lower() == "none":

@@ -87,6 +87,12 @@ class RunConfig:
     """Use the generation cache."""
     chunk_samples: int = 256
     """Samples generated between writes of finished questions."""
+    revision_model: str | None = None
+    """Model that writes revisions (``revisions`` strategy), through the run's backend with
+    its options; default: the policy model."""
+    revision_template: str | None = None
+    """Revision prompt (text with ``{question}`` and ``{attempts}``); default: the task's,
+    else the built-in one."""
 
     def __post_init__(self) -> None:
         if not self.budgets:

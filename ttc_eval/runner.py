@@ -31,10 +31,16 @@ from ttc_eval.errors import UsageError
 from ttc_eval.models import cache_root
 from ttc_eval.registry import BACKENDS, EXPANSIONS, STRATEGIES, VERIFIERS
 from ttc_eval.reporting.leaderboard import update_leaderboard
-from ttc_eval.reporting.tables import accuracy_tables
+from ttc_eval.reporting.tables import accuracy_tables, revision_tables
 from ttc_eval.store import TraceStore
 from ttc_eval.strategies._base import ExpansionSpec, RunDefaults, Strategy
+from ttc_eval.strategies.revisions import (
+    DEFAULT_REVISION_TEMPLATE,
+    revision_key,
+    revision_messages,
+)
 from ttc_eval.tasks import Task, find_task_spec
+from ttc_eval.tasks._spec import missing_revision_fields
 from ttc_eval.types import Problem, SamplingParams, Trace
 from ttc_eval.verifiers._base import Verifier
 
@@ -49,6 +55,12 @@ class ExpansionContext:
     render: Callable[[Problem], str]
     step_delimiter: str
     chunk_samples: int
+    revision_backend: CachedBackend | None = None
+    """Backend that writes revisions (None: the policy backend)."""
+    render_revision: Callable[[Problem, Sequence[str]], str] | None = None
+    """A problem and a chain's previous attempts to the reviser's prompt."""
+    revision_key: str = "policy"
+    """Names the reviser (model and template) in expansion keys."""
 
 
 @dataclass(frozen=True)
@@ -68,15 +80,19 @@ class RunOutcome:
 
 
 def build_strategies(config: RunConfig) -> list[Strategy]:
-    out = []
+    """The configurations to report. A strategy with ``variants(budgets)`` (revisions: one
+    per parallel x sequential shape) stands for all of them."""
+    out: list[Strategy] = []
     for spec in config.strategies:
         factory = STRATEGIES.get(spec.name)
         try:
-            out.append(factory(**spec.args))
+            s = factory(**spec.args)
         except TypeError as e:
             raise UsageError(
                 f"strategy {spec.name}: bad arguments {dict(spec.args)} ({e})"
             ) from None
+        variants = getattr(s, "variants", None)
+        out.extend(variants(config.budgets) if variants else [s])
     return out
 
 
@@ -104,7 +120,12 @@ def _params(config: RunConfig) -> SamplingParams:
 
 
 def _defaults(config: RunConfig) -> RunDefaults:
-    return RunDefaults(_params(config), tuple(config.budgets), config.step_delimiter)
+    return RunDefaults(
+        _params(config),
+        tuple(config.budgets),
+        config.step_delimiter,
+        revision_key(config.revision_model, config.revision_template),
+    )
 
 
 def _check_verifier_args(name: str, factory: Any, args: Mapping[str, Any]) -> None:
@@ -194,6 +215,10 @@ def run(
         raise UsageError(
             f"{', '.join(need)} needs a verifier: pass --verifier ({', '.join(VERIFIERS.names())})"
         )
+    if config.revision_template is not None and missing_revision_fields(config.revision_template):
+        raise UsageError(
+            f"--revision-template lacks {missing_revision_fields(config.revision_template)}"
+        )
     problems = task.problems(config.data_files, config.limit)
     run_dir = _prepare_run_dir(config, task)
     store = TraceStore(run_dir / "traces.jsonl")
@@ -220,8 +245,9 @@ def run(
             for traces in expander.run(pending, ctx):
                 store.add(_grade(task, [replace(t, expansion=key) for t in traces], by_id))
                 bar.update(len(traces))
-    generated = ctx.backend.generated_samples if ctx else 0
-    cached = ctx.backend.cached_samples if ctx else 0
+    backends = _backends(ctx)
+    generated = sum(b.generated_samples for b in backends)
+    cached = sum(b.cached_samples for b in backends)
     with (run_dir / "log.jsonl").open("a") as f:
         f.write(
             json.dumps(
@@ -229,7 +255,7 @@ def run(
                     "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                     "wall_s": round(time.monotonic() - started, 2),
                     "generated_samples": generated,
-                    "generated_tokens": ctx.backend.generated_tokens if ctx else 0,
+                    "generated_tokens": sum(b.generated_tokens for b in backends),
                     "cached_samples": cached,
                     "model_fingerprint": ctx.backend.fingerprint if ctx else None,
                     "ttc_eval_version": __version__,
@@ -242,14 +268,37 @@ def run(
     return RunOutcome(run_dir, results, generated, cached, table)
 
 
+def _backends(ctx: ExpansionContext | None) -> list[CachedBackend]:
+    if ctx is None:
+        return []
+    extra = ctx.revision_backend
+    return [ctx.backend] + ([extra] if extra is not None and extra is not ctx.backend else [])
+
+
+def _revision_renderer(
+    config: RunConfig, task: Task, backend: CachedBackend
+) -> Callable[[Problem, Sequence[str]], str]:
+    template = config.revision_template or task.spec.revision_template or DEFAULT_REVISION_TEMPLATE
+
+    def render(problem: Problem, attempts: Sequence[str]) -> str:
+        return backend.render(revision_messages(task.messages(problem), attempts, template))
+
+    return render
+
+
 def _context(
     config: RunConfig, task: Task, verifier_factory: Any, progress: bool
 ) -> ExpansionContext:
-    inner = BACKENDS.get(config.backend)(
-        config.model, progress=progress, **dict(config.backend_args)
-    )
     cache = GenerationCache(cache_root() / "generations.sqlite") if config.cache else None
-    backend = CachedBackend(inner, cache)
+
+    def make_backend(model: str) -> CachedBackend:
+        inner = BACKENDS.get(config.backend)(model, progress=progress, **dict(config.backend_args))
+        return CachedBackend(inner, cache)
+
+    backend = make_backend(config.model)
+    reviser = backend
+    if config.revision_model is not None and config.revision_model != config.model:
+        reviser = make_backend(config.revision_model)
     verifier = None
     if verifier_factory is not None:
         vargs = dict(config.verifier_args)
@@ -264,6 +313,9 @@ def _context(
         render=lambda p: backend.render(task.messages(p)),
         step_delimiter=config.step_delimiter,
         chunk_samples=config.chunk_samples,
+        revision_backend=reviser,
+        render_revision=_revision_renderer(config, task, reviser),
+        revision_key=revision_key(config.revision_model, config.revision_template),
     )
 
 
@@ -342,7 +394,7 @@ def build_results(
         "rows": rows,
     }
     (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    table = accuracy_tables(rows)
+    table = "\n\n".join(filter(None, [accuracy_tables(rows), revision_tables(rows)]))
     report = run_dir / "report"
     report.mkdir(exist_ok=True)
     (report / "tables.md").write_text(table + "\n")

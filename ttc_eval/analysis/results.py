@@ -46,6 +46,7 @@ def summarize(
                 values = sorted({str(labels[p].get(key)) for p in res})
                 for v in values:
                     groups.append((key, v, [p for p in res if str(labels[p].get(key)) == v]))
+            shape = getattr(ev.strategy, "shape", None)
             for kind, value, pids in groups:
                 acc = [res[p].accuracy for p in pids]
                 lo, hi = bootstrap_ci(acc, seed=seed)
@@ -56,6 +57,7 @@ def summarize(
                         "strategy_args": dict(ev.strategy.args),
                         "verifier": verifier if ev.strategy.needs_verifier else None,
                         "budget": budget,
+                        "shape": shape(budget) if shape else None,
                         "label_kind": kind,
                         "label": value,
                         "n_problems": len(pids),

@@ -13,42 +13,15 @@ from ttc_eval.registry import backend
 from ttc_eval.types import Completion, Request, SamplingParams
 
 
-def _make_recorder() -> Any:
-    import torch
-    from transformers import LogitsProcessor
-
-    class RawLogprobRecorder(LogitsProcessor):  # type: ignore[misc]
-        """Records each chosen token's log-probability under the untempered distribution.
-
-        It must run before any warper; generate() appends custom processors after its own,
-        so the backend passes temperature 1 / top-p 1 to generate and applies the real
-        warpers itself, after this one.
-        """
-
-        def __init__(self) -> None:
-            self.prev: Any = None
-            self.steps: list[Any] = []
-
-        def __call__(self, input_ids: Any, scores: Any) -> Any:
-            if self.prev is not None:
-                self.steps.append(self.prev.gather(1, input_ids[:, -1:]).squeeze(1))
-            self.prev = torch.log_softmax(scores.float(), dim=-1)
-            return scores
-
-        def finish(self, last_tokens: Any) -> Any:
-            if self.prev is not None:
-                self.steps.append(self.prev.gather(1, last_tokens[:, None]).squeeze(1))
-            return torch.stack(self.steps, dim=1) if self.steps else None
-
-    return RawLogprobRecorder()
-
-
 @backend("hf")
 class HFBackend:
     """transformers on CPU or GPU. float32 is the default: on 2 CPU cores it generated
     about 145 tok/s at batch 64 against about 55 for bfloat16 (see README)."""
 
     name = "hf"
+    version = "2"
+    """Bumped whenever the same seed could sample different tokens (2: own decoding loop);
+    part of the fingerprint, so the generation cache never mixes versions."""
 
     def __init__(
         self,
@@ -63,7 +36,7 @@ class HFBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = resolve_model(model)
-        self.fingerprint = model_fingerprint(path)
+        self.fingerprint = f"{model_fingerprint(path)}|hf-{self.version}"
         self.batch_size = batch_size
         self.progress = progress
         self.share_prefill = share_prefill
@@ -155,49 +128,83 @@ class HFBackend:
     def _generate_batch(
         self, prompts: list[str], sample_ids: list[int], params: SamplingParams
     ) -> list[Completion]:
+        """Our own decoding loop rather than ``model.generate``: a row leaves the batch as soon
+        as it ends (end of sequence or a stop string), so a batch costs the sum of its rows'
+        lengths rather than its longest row times the batch size. Step-by-step search has
+        many short rows of very different lengths per round; with ``generate`` every round
+        waited for its longest step at full batch width."""
         import torch
-        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+        from transformers import TemperatureLogitsWarper, TopPLogitsWarper
 
         enc = self._encode(prompts)
-        recorder = _make_recorder()
-        processors = [recorder]
+        mask = enc["attention_mask"]
+        prompt_tokens = mask.sum(dim=1).tolist()
         sampling = params.temperature > 0
+        warpers: list[Any] = []
         if sampling:
-            processors.append(TemperatureLogitsWarper(params.temperature))
+            warpers.append(TemperatureLogitsWarper(params.temperature))
             if params.top_p < 1.0:
-                processors.append(TopPLogitsWarper(params.top_p))
-        torch.manual_seed(batch_seed(params.seed, list(zip(prompts, sample_ids, strict=True))))
+                warpers.append(TopPLogitsWarper(params.top_p))
+        rng = torch.Generator(device=self.device)
+        rng.manual_seed(batch_seed(params.seed, list(zip(prompts, sample_ids, strict=True))))
+        stops = list(params.stop)
+        tail = max((len(s) for s in stops), default=0) + 2
+        ids: list[list[int]] = [[] for _ in prompts]
+        lps: list[list[float]] = [[] for _ in prompts]
+        live = list(range(len(prompts)))
         with torch.inference_mode():
-            cache = self._shared_prefill(prompts, enc) if self.share_prefill else None
-            seqs = self.model.generate(
-                **enc,
-                past_key_values=cache,
-                do_sample=sampling,
-                temperature=1.0 if sampling else None,
-                top_p=1.0 if sampling else None,
-                top_k=0 if sampling else None,
-                max_new_tokens=params.max_tokens,
-                logits_processor=LogitsProcessorList(processors),
-                stop_strings=list(params.stop) or None,
-                tokenizer=self.tokenizer if params.stop else None,
-                pad_token_id=self.pad_id,
-            )
-        prompt_len = enc["input_ids"].shape[1]
-        gen = seqs[:, prompt_len:]
-        logprobs = recorder.finish(seqs[:, -1])
-        prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
+            cache, logits = self._prefill(prompts, enc)
+            positions = mask.sum(dim=1)
+            for step in range(params.max_tokens):
+                logp = torch.log_softmax(logits.float(), dim=-1)
+                if sampling:
+                    scores = logits.float()
+                    for w in warpers:
+                        scores = w(None, scores)
+                    probs = torch.softmax(scores, dim=-1)
+                    tok = torch.multinomial(probs, 1, generator=rng).squeeze(1)
+                else:
+                    tok = logits.argmax(dim=-1)
+                chosen = logp.gather(1, tok[:, None]).squeeze(1).tolist()
+                keep: list[int] = []
+                for j, (row, t) in enumerate(zip(live, tok.tolist(), strict=True)):
+                    ids[row].append(t)
+                    lps[row].append(chosen[j])
+                    ended = t in self.eos_ids or (
+                        bool(stops)
+                        and any(s in self.tokenizer.decode(ids[row][-tail:]) for s in stops)
+                    )
+                    if not ended:
+                        keep.append(j)
+                if not keep or step == params.max_tokens - 1:
+                    break
+                if len(keep) < len(live):
+                    index = torch.tensor(keep, device=mask.device)
+                    cache.batch_select_indices(index)
+                    mask, positions, tok = mask[index], positions[index], tok[index]
+                    live = [live[j] for j in keep]
+                mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=1)
+                out = self.model(
+                    input_ids=tok[:, None],
+                    attention_mask=mask,
+                    position_ids=positions[:, None],
+                    past_key_values=cache,
+                    use_cache=True,
+                )
+                positions = positions + 1
+                logits = out.logits[:, -1, :]
         return [
-            self._completion(gen[i].tolist(), logprobs[i].tolist(), int(prompt_tokens[i]), params)
+            self._completion(ids[i], lps[i], int(prompt_tokens[i]), params)
             for i in range(len(prompts))
         ]
 
-    def _shared_prefill(self, prompts: list[str], enc: Any) -> Any:
-        """Encode each distinct prompt once and fan its KV cache out to the rows that share it.
+    def _prefill(self, prompts: list[str], enc: Any) -> tuple[Any, Any]:
+        """Encode each distinct prompt once and fan its KV cache out to the rows that share it;
+        returns the cache and each row's next-token logits.
 
         Samples of one question (and the M children of a beam) share their prompt; on CPU the
         prompt's forward pass costs as much as many decoding steps, so this is the prefix
-        cache vLLM gives for free. The cache covers all but the last prompt token; generate()
-        processes that token and goes on as usual.
+        cache vLLM gives for free.
         """
         import torch
         from transformers import DynamicCache
@@ -205,23 +212,26 @@ class HFBackend:
         first: dict[str, int] = {}
         for i, p in enumerate(prompts):
             first.setdefault(p, i)
-        if len(first) == len(prompts) or enc["input_ids"].shape[1] < 2:
-            return None
-        uniq = torch.tensor(list(first.values()))
-        ids, mask = enc["input_ids"][uniq], enc["attention_mask"][uniq]
+        shared = self.share_prefill and len(first) < len(prompts)
+        rows = torch.tensor(list(first.values()) if shared else range(len(prompts)))
+        ids, mask = enc["input_ids"][rows], enc["attention_mask"][rows]
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.model.config)
-        self.model(
-            input_ids=ids[:, :-1],
-            attention_mask=mask[:, :-1],
-            position_ids=positions[:, :-1],
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
             past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
         )
-        order = {p: j for j, p in enumerate(first)}
-        cache.batch_select_indices(torch.tensor([order[p] for p in prompts]))
-        return cache
+        logits = out.logits[:, -1, :]
+        if shared:
+            order = {p: j for j, p in enumerate(first)}
+            index = torch.tensor([order[p] for p in prompts], device=logits.device)
+            cache.batch_select_indices(index)
+            logits = logits[index]
+        return cache, logits
 
     def _completion(
         self, ids: list[int], logprobs: list[float], prompt_tokens: int, params: SamplingParams
@@ -230,12 +240,8 @@ class HFBackend:
         if end is not None:
             body, n_tokens, reason = ids[:end], end + 1, "stop"
         else:
-            # No end of sequence: either max_tokens, or a stop string ended the row (the rest
-            # is padding, which is never a content token here).
-            body = ids
-            while body and body[-1] == self.pad_id:
-                body = body[:-1]
-            n_tokens = len(body)
+            # No end of sequence: either max_tokens, or a stop string ended the row.
+            body, n_tokens = ids, len(ids)
             reason = "length" if n_tokens >= params.max_tokens else "stop"
         pieces = self.tokenizer.batch_decode([[t] for t in body])
         text = "".join(pieces)

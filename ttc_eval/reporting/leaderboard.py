@@ -19,6 +19,7 @@ COLUMNS = [
     "strategy_args",
     "verifier",
     "budget",
+    "shape",
     "n_problems",
     "accuracy",
     "ci_low",

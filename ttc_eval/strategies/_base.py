@@ -52,6 +52,8 @@ class RunDefaults:
     """All budgets of the run (a shared pool is sized for the largest)."""
     step_delimiter: str = "\n\n"
     """Separates the steps of a solution (step-wise search stops generation there)."""
+    reviser: str = "policy"
+    """Names the revision model and template (``revisions`` keys its pool on it)."""
 
 
 class Strategy(Protocol):

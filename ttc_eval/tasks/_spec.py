@@ -19,6 +19,7 @@ _KEYS = {
     "name",
     "version",
     "description",
+    "revision_template",
     "loader",
     "loader_args",
     "prompt",
@@ -54,6 +55,9 @@ class TaskSpec:
     """Default generation settings (``max_tokens``, ``temperature``); the run may override."""
     description: str = ""
     """One line for ``ttc-eval list tasks``."""
+    revision_template: str | None = None
+    """Revision prompt of the ``revisions`` strategy for this task (``{question}``,
+    ``{attempts}``); default: the built-in one."""
     source: str = ""
     """The file the spec came from."""
 
@@ -120,8 +124,26 @@ def load_task_spec(path: Path) -> TaskSpec:
         grader_args=raw.get("grader_args", {}),
         generation=raw.get("generation", {}),
         description=str(raw.get("description", "")),
+        revision_template=_revision_template(raw, path),
         source=str(path),
     )
+
+
+def _revision_template(raw: Mapping[str, Any], path: Path) -> str | None:
+    value = raw.get("revision_template")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise DataError(f"{path}: revision_template must be a string")
+    missing = missing_revision_fields(value)
+    if missing:
+        raise DataError(f"{path}: revision_template lacks {missing}")
+    return value
+
+
+def missing_revision_fields(template: str) -> str:
+    """The placeholders a revision template lacks, e.g. ``{attempts}`` ('' if none)."""
+    return " and ".join(f for f in ("{question}", "{attempts}") if f not in template)
 
 
 class Task:
