@@ -210,3 +210,36 @@ def test_decoding_loop_matches_transformers_generate(hf: object) -> None:
         assert c.text == backend.tokenizer.decode(body)
         assert c.n_tokens == len(ref)
         assert c.finish_reason == ("stop" if len(body) < len(ref) else "length")
+
+
+def test_revisions_done_when_command() -> None:
+    args = [
+        "run",
+        "--model",
+        "smollm2-135m",
+        "--task",
+        "arith",
+        "--strategy",
+        "revisions",
+        "--budgets",
+        "4",
+        "--limit",
+        "2",
+        "--quiet",
+    ]
+    assert main(args) == 0
+    (run_dir,) = list(Path("runs").iterdir())
+    results = json.loads((run_dir / "results.json").read_text())
+    # One pool of 4 chains x 4 attempts per question serves every shape.
+    assert results["compute"]["by_expansion"] == {
+        "revisions(chains=4,length=4,reviser=policy,temperature=0.7)": {
+            "questions": 2,
+            "samples": 32,
+        }
+    }
+    shapes = {r["shape"] for r in results["rows"] if r["label_kind"] == "all"}
+    assert shapes == {"4x1", "2x2", "1x4"}
+    traces = [json.loads(x) for x in (run_dir / "traces.jsonl").read_text().splitlines()]
+    assert all(len(t["candidates"]) == 16 for t in traces)
+    # Later attempts were written with earlier ones in context: longer prompts.
+    assert all(t["extra"]["revision_prompt_tokens"] > 12 * t["prompt_tokens"] for t in traces)

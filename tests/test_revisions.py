@@ -124,6 +124,9 @@ def test_shapes_and_accounting_from_one_pool() -> None:
     assert trace.n_generations == 16 and len(trace.candidates) == 16
     assert trace.generated_tokens == sum(c.n_tokens for c in trace.candidates)
     assert trace.extra["revision_prompt_tokens"] > 0
+    first = trace.prompt_tokens
+    assert trace.extra["prompt_tokens_total"] == 4 * first + trace.extra["revision_prompt_tokens"]
+    assert trace.extra["revision_prompt_tokens"] > 12 * first  # revision prompts are longer
     shapes = Revisions(select="majority").variants([4])
     assert [v.shape(4) for v in shapes] == ["4x1", "2x2", "1x4"]
     for v in shapes:
@@ -131,7 +134,9 @@ def test_shapes_and_accounting_from_one_pool() -> None:
         sels = v.select(trace, 4)
         assert len(sels) == 4 // p  # all disjoint groups of chains
         for g, sel in enumerate(sels):
-            used = [trace.candidates[c * 4 + t] for c in range(g * p, (g + 1) * p) for t in range(s)]
+            used = [
+                trace.candidates[c * 4 + t] for c in range(g * p, (g + 1) * p) for t in range(s)
+            ]
             assert sel.n_generations == 4
             assert sel.n_tokens == sum(c.n_tokens for c in used)
     # "last" votes over each chain's last attempt of the shape.

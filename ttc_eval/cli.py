@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
@@ -87,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--revision-template",
         help="file holding the revision prompt, with {question} and {attempts}",
     )
+    r.add_argument(
+        "--bins",
+        type=lambda t: [x.strip() for x in t.split(",") if x.strip()],
+        help="difficulty bins to report: oracle,predicted,label (default: all three)",
+    )
+    r.add_argument(
+        "--difficulty-samples",
+        type=_positive,
+        help="samples per question of a dedicated difficulty pass (default: the run's pool)",
+    )
     r.add_argument("--budgets", type=_budgets, help="generation budgets, e.g. 1,2,4,8,16")
     r.add_argument("--limit", type=_positive, help="only the first N questions")
     r.add_argument("--seed", type=int)
@@ -105,6 +116,23 @@ def build_parser() -> argparse.ArgumentParser:
         "report", help="rebuild results and tables from a run directory (no model)"
     )
     rep.add_argument("run_dir")
+
+    cf = sub.add_parser(
+        "compare-flops",
+        help="small model + test-time compute vs a larger model's greedy answers at equal FLOPs",
+    )
+    cf.add_argument("small_run")
+    cf.add_argument("large_run")
+    cf.add_argument(
+        "--ratios",
+        type=_ratios,
+        default=(0.16, 0.79, 22.0),
+        help="R = inference tokens / pretraining tokens, comma list (default 0.16,0.79,22)",
+    )
+    cf.add_argument("--params-small", type=float, help="non-embedding parameters (override)")
+    cf.add_argument("--params-large", type=float, help="non-embedding parameters (override)")
+    cf.add_argument("--json", help="also write the table as JSON here")
+    cf.add_argument("--figure", help="PNG path (default: SMALL_RUN/report/compare_flops.png)")
 
     ls = sub.add_parser("list", help="list registered components")
     ls.add_argument("kind", choices=["tasks", "strategies", "verifiers", "backends", "graders"])
@@ -130,6 +158,8 @@ _FLAG_TO_FIELD = {
     "run_id": "run_id",
     "leaderboard_dir": "leaderboard_dir",
     "revision_model": "revision_model",
+    "bins": "bins",
+    "difficulty_samples": "difficulty_samples",
 }
 
 
@@ -202,6 +232,35 @@ def _list(kind: str) -> None:
         print(f"{name:14s} {doc[0] if doc else ''}")
 
 
+def _ratios(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers like 0.16,0.79,22, got {text!r}"
+        ) from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"ratios must be positive numbers, got {text!r}")
+    return values
+
+
+def _compare_flops(args: argparse.Namespace) -> int:
+    from ttc_eval.reporting.compare_flops import compare_flops, format_table, write_figure
+
+    small = Path(args.small_run)
+    result = compare_flops(
+        small, Path(args.large_run), args.ratios, args.params_small, args.params_large
+    )
+    print(format_table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    figure = Path(args.figure) if args.figure else small / "report" / "compare_flops.png"
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    if write_figure(result, figure):
+        print(f"\nwrote {figure}", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -218,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(table)
             print(f"\nwrote {run_dir / 'results.json'} and {run_dir / 'report'}/", file=sys.stderr)
             return 0
+        if args.command == "compare-flops":
+            return _compare_flops(args)
         from ttc_eval.runner import run
 
         config = config_from_args(args)

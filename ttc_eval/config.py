@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from collections.abc import Mapping
@@ -10,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from ttc_eval.analysis.bins import BIN_KINDS
 from ttc_eval.errors import UsageError
 from ttc_eval.models import DEFAULT_MODEL
 
@@ -87,6 +89,12 @@ class RunConfig:
     """Use the generation cache."""
     chunk_samples: int = 256
     """Samples generated between writes of finished questions."""
+    bins: tuple[str, ...] = ("oracle", "predicted", "label")
+    """Difficulty bins to report: ``oracle`` (the policy's pass@1), ``predicted`` (mean
+    verifier score), ``label`` (the dataset's own labels, e.g. MATH level)."""
+    difficulty_samples: int | None = None
+    """Samples per question of a dedicated pass that measures difficulty (default: the
+    largest sampled pool of the run)."""
     revision_model: str | None = None
     """Model that writes revisions (``revisions`` strategy), through the run's backend with
     its options; default: the policy model."""
@@ -106,6 +114,15 @@ class RunConfig:
             raise UsageError("--strategy needs at least one strategy")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise UsageError(f"--max-tokens must be positive, got {self.max_tokens}")
+        for kind in self.bins:
+            if kind not in BIN_KINDS:
+                close = difflib.get_close_matches(kind, BIN_KINDS, n=1)
+                hint = f" Did you mean {close[0]}?" if close else ""
+                raise UsageError(f"unknown bins {kind!r}.{hint} Choose from {', '.join(BIN_KINDS)}")
+        if self.difficulty_samples is not None and self.difficulty_samples < 1:
+            raise UsageError(
+                f"--difficulty-samples must be positive, got {self.difficulty_samples}"
+            )
         if self.temperature is not None and self.temperature < 0:
             raise UsageError(f"--temperature must be >= 0, got {self.temperature}")
 
@@ -129,6 +146,7 @@ class RunConfig:
         d["strategies"] = [s.to_dict() for s in self.strategies]
         d["include_path"] = list(self.include_path)
         d["budgets"] = list(self.budgets)
+        d["bins"] = list(self.bins)
         return d
 
     @classmethod
@@ -145,13 +163,13 @@ class RunConfig:
                 else StrategySpec(s["name"], s.get("args", {}))
                 for s in kw["strategies"]
             )
-        for k in ("budgets", "include_path"):
+        for k in ("budgets", "include_path", "bins"):
             if k in kw:
                 kw[k] = tuple(kw[k])
         return cls(**kw)
 
     # Settings that do not change any number: excluded from the run identity.
-    _NOT_IDENTITY = ("output_dir", "run_id", "leaderboard_dir", "cache", "chunk_samples")
+    _NOT_IDENTITY = ("output_dir", "run_id", "leaderboard_dir", "cache", "chunk_samples", "bins")
 
     def identity(self) -> dict[str, Any]:
         d = self.to_dict()

@@ -24,14 +24,18 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ttc_eval import __version__
-from ttc_eval.analysis.results import Evaluated, summarize
+from ttc_eval.analysis.bins import difficulty as bin_difficulty
+from ttc_eval.analysis.flops import flops_summary, inference_flops, of_backend, of_verifier
+from ttc_eval.analysis.optimal import compute_optimal
+from ttc_eval.analysis.results import Evaluated, label_groups, per_question, summarize
 from ttc_eval.cache import CachedBackend, GenerationCache
 from ttc_eval.config import RunConfig
 from ttc_eval.errors import UsageError
 from ttc_eval.models import cache_root
 from ttc_eval.registry import BACKENDS, EXPANSIONS, STRATEGIES, VERIFIERS
+from ttc_eval.reporting.figures import write_figures
 from ttc_eval.reporting.leaderboard import update_leaderboard
-from ttc_eval.reporting.tables import accuracy_tables, revision_tables
+from ttc_eval.reporting.tables import accuracy_tables, optimal_tables, revision_tables
 from ttc_eval.store import TraceStore
 from ttc_eval.strategies._base import ExpansionSpec, RunDefaults, Strategy
 from ttc_eval.strategies.revisions import (
@@ -225,6 +229,9 @@ def run(
 
     defaults = _defaults(config)
     specs: dict[str, ExpansionSpec] = {}
+    diff_spec = _difficulty_spec(config, strategies, defaults)
+    if config.difficulty_samples and diff_spec is not None:
+        specs[diff_spec.key] = diff_spec
     for s in strategies:
         for b in s.budgets(config.budgets):
             spec = s.expansion(b, defaults)
@@ -258,6 +265,12 @@ def run(
                     "generated_tokens": sum(b.generated_tokens for b in backends),
                     "cached_samples": cached,
                     "model_fingerprint": ctx.backend.fingerprint if ctx else None,
+                    "params": {
+                        "policy": of_backend(ctx.backend),
+                        "verifier": of_verifier(ctx.verifier, ctx.backend),
+                    }
+                    if ctx
+                    else None,
                     "ttc_eval_version": __version__,
                 }
             )
@@ -266,6 +279,54 @@ def run(
     say(f"generated {generated} samples ({cached} from the cache) in this invocation")
     results, table = build_results(run_dir, [p.id for p in problems])
     return RunOutcome(run_dir, results, generated, cached, table)
+
+
+def _difficulty_spec(
+    config: RunConfig, strategies: Sequence[Strategy], defaults: RunDefaults
+) -> ExpansionSpec | None:
+    """The sample pool that measures difficulty: the dedicated pass when asked for, else the
+    run's largest sampled pool (temperature > 0), else none."""
+    temperature = defaults.params.temperature
+    if config.difficulty_samples:
+        return ExpansionSpec.of("sample", n=config.difficulty_samples, temperature=temperature)
+    pools = {s.expansion(b, defaults) for s in strategies for b in s.budgets(config.budgets)}
+    sampled = [p for p in pools if p.kind == "sample" and float(dict(p.args)["temperature"]) > 0]
+    return max(sampled, key=lambda p: (int(dict(p.args)["n"]), p.key), default=None)
+
+
+def _per_question_accuracy(
+    evaluated: Sequence[Evaluated],
+) -> dict[str, dict[int, dict[str, float]]]:
+    """Candidates of the compute-optimal choice: every configuration but oracles (coverage)."""
+    return {
+        ev.label: {b: {p: r.accuracy for p, r in per_question(ev, b).items()} for b in ev.budgets}
+        for ev in evaluated
+        if not getattr(ev.strategy, "is_oracle", False)
+    }
+
+
+# The paper compares against best-of-N weighted; majority stands in for runs without it.
+_BASELINES = ("best_of_n", "majority")
+
+
+def _baseline(evaluated: Sequence[Evaluated]) -> str:
+    for name in _BASELINES:
+        for ev in evaluated:
+            if ev.strategy.name == name:
+                return ev.label
+    return ""
+
+
+def _recorded_params(run_dir: Path) -> dict[str, Any]:
+    """Parameter counts recorded by the last invocation that loaded the models."""
+    log = run_dir / "log.jsonl"
+    found: dict[str, Any] = {}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            entry = json.loads(line)
+            if entry.get("params"):
+                found = entry["params"]
+    return found
 
 
 def _backends(ctx: ExpansionContext | None) -> list[CachedBackend]:
@@ -337,11 +398,37 @@ def _grade(task: Task, traces: Sequence[Trace], problems: Mapping[str, Problem])
     return out
 
 
-def build_results(
-    run_dir: Path, problem_ids: Sequence[str] | None = None
-) -> tuple[dict[str, Any], str]:
-    """Rebuild results.json, the tables and the leaderboard rows from stored traces only."""
-    record = json.loads((run_dir / "config.json").read_text())
+@dataclass(frozen=True)
+class RunView:
+    """A stored run, evaluated from its traces (no model): what reports and comparisons read."""
+
+    record: dict[str, Any]
+    """config.json."""
+    config: RunConfig
+    """The run's settings."""
+    store: TraceStore
+    """Its traces."""
+    evaluated: list[Evaluated]
+    """Every strategy configuration with the traces it reads, per budget."""
+    labels: dict[str, Mapping[str, Any]]
+    """Dataset labels per question."""
+    label_keys: list[str]
+    """Dataset label kinds reported as bins (empty unless ``label`` bins are on)."""
+    difficulty_pool: ExpansionSpec | None
+    """The pool difficulty is measured on."""
+    difficulty: dict[str, dict[str, object]]
+    """Per question: pass@1, mean verifier score and bins."""
+    bins: dict[str, dict[str, str]]
+    """Bin kind (oracle, predicted) -> question -> bin."""
+    kept: set[str] | None
+    """Questions the view is restricted to (None: all stored)."""
+
+
+def load_run(run_dir: Path, problem_ids: Sequence[str] | None = None) -> RunView:
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        raise UsageError(f"{run_dir} is not a run directory (no config.json)")
+    record = json.loads(cfg_path.read_text())
     config = RunConfig.from_dict(record["config"])
     strategies = with_coverage(build_strategies(config), config)
     store = TraceStore(run_dir / "traces.jsonl")
@@ -357,7 +444,36 @@ def build_results(
             per_budget[b] = traces
         label = s.label() if hasattr(s, "label") else s.name
         evaluated.append(Evaluated(label, s, per_budget, budgets))
-    label_keys = sorted({k for t in store.traces.values() for k in t.labels})
+    kept = set(problem_ids) if problem_ids is not None else None
+    labels = {pid: t.labels for (pid, _), t in store.traces.items() if kept is None or pid in kept}
+    label_keys = (
+        sorted({k for lab in labels.values() for k in lab}) if "label" in config.bins else []
+    )
+    diff_spec = _difficulty_spec(config, strategies, defaults)
+    difficulty: dict[str, dict[str, object]] = {}
+    if diff_spec is not None:
+        pool = store.by_expansion(diff_spec.key)
+        difficulty = bin_difficulty(
+            {p: t for p, t in pool.items() if kept is None or p in kept}, config.bins
+        )
+    bins = {
+        kind: {q: str(d[kind]) for q, d in difficulty.items() if kind in d}
+        for kind in ("oracle", "predicted")
+    }
+    bins = {k: v for k, v in bins.items() if v}
+    return RunView(
+        record, config, store, evaluated, labels, label_keys, diff_spec, difficulty, bins, kept
+    )
+
+
+def build_results(
+    run_dir: Path, problem_ids: Sequence[str] | None = None
+) -> tuple[dict[str, Any], str]:
+    """Rebuild results.json, the tables and the leaderboard rows from stored traces only."""
+    view = load_run(run_dir, problem_ids)
+    record, config, store, evaluated = view.record, view.config, view.store, view.evaluated
+    labels, label_keys, bins, kept = view.labels, view.label_keys, view.bins, view.kept
+    diff_spec, difficulty = view.difficulty_pool, view.difficulty
     versions = {
         "task_version": record["task_version"],
         "verifier_version": record.get("verifier_version"),
@@ -365,9 +481,27 @@ def build_results(
     }
     rows = [
         {**r, **versions}
-        for r in summarize(evaluated, label_keys, config.verifier, seed=config.seed)
+        for r in summarize(evaluated, label_keys, config.verifier, seed=config.seed, bins=bins)
     ]
-    all_traces = list(store.traces.values())
+    all_traces = [t for t in store.traces.values() if kept is None or t.problem_id in kept]
+    params = _recorded_params(run_dir)
+    flops = flops_summary(all_traces, params)
+    policy_n = (params.get("policy") or {}).get("non_embedding")
+    mean_prompt = sum(t.prompt_tokens for t in all_traces) / max(1, len(all_traces))
+    for r in rows:
+        r["policy_flops_per_question"] = (
+            inference_flops(
+                policy_n, r["mean_generated_tokens"] + r["mean_generations"] * mean_prompt
+            )
+            if policy_n
+            else None
+        )
+    optimal = compute_optimal(
+        _per_question_accuracy(evaluated),
+        label_groups(labels, label_keys, bins),
+        baseline=_baseline(evaluated),
+        seed=config.seed,
+    )
     results = {
         "run_id": run_dir.name,
         "task": config.task,
@@ -380,7 +514,10 @@ def build_results(
         "compute": {
             "samples": sum(t.n_generations for t in all_traces),
             "generated_tokens": sum(t.generated_tokens for t in all_traces),
-            "prompt_tokens": sum(t.prompt_tokens * t.n_generations for t in all_traces),
+            "prompt_tokens": sum(
+                int(t.extra.get("prompt_tokens_total", t.prompt_tokens * t.n_generations))
+                for t in all_traces
+            ),
             "verifier_tokens": sum(t.verifier_tokens for t in all_traces),
             "by_expansion": {
                 key: {
@@ -391,13 +528,23 @@ def build_results(
                 for ts in [store.by_expansion(key)]
             },
         },
+        "flops": flops,
+        "difficulty": {
+            "pool": diff_spec.key if diff_spec else None,
+            "note": "bins: 1 = easiest; see ttc_eval.analysis.bins.quantile_bins",
+            "questions": difficulty,
+        },
+        "compute_optimal": optimal,
         "rows": rows,
     }
     (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    table = "\n\n".join(filter(None, [accuracy_tables(rows), revision_tables(rows)]))
+    table = "\n\n".join(
+        filter(None, [accuracy_tables(rows), revision_tables(rows), optimal_tables(optimal)])
+    )
     report = run_dir / "report"
     report.mkdir(exist_ok=True)
     (report / "tables.md").write_text(table + "\n")
+    write_figures(rows, optimal, report)
     date = record["created"][:10]
     lb_rows = [
         {

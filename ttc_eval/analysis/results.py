@@ -31,21 +31,24 @@ def per_question(ev: Evaluated, budget: int) -> dict[str, QuestionResult]:
 
 
 def summarize(
-    evaluated: Sequence[Evaluated], label_keys: Sequence[str], verifier: str | None, seed: int = 0
+    evaluated: Sequence[Evaluated],
+    label_keys: Sequence[str],
+    verifier: str | None,
+    seed: int = 0,
+    bins: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per (configuration, budget, label kind, label value), plus label ``all``."""
+    """One row per (configuration, budget, label kind, label value), plus label ``all``.
+    Label kinds are the dataset's labels (``label_keys``, e.g. ``level``) and the difficulty
+    bins in ``bins`` (kind -> question id -> bin)."""
     rows: list[dict[str, Any]] = []
     for ev in evaluated:
         for budget in ev.budgets:
             res = per_question(ev, budget)
             if not res:
                 continue
-            labels = {p: ev.traces[budget][p].labels for p in res}
-            groups: list[tuple[str, str, list[str]]] = [("all", "all", list(res))]
-            for key in label_keys:
-                values = sorted({str(labels[p].get(key)) for p in res})
-                for v in values:
-                    groups.append((key, v, [p for p in res if str(labels[p].get(key)) == v]))
+            groups = label_groups(
+                {p: ev.traces[budget][p].labels for p in res}, label_keys, bins or {}
+            )
             shape = getattr(ev.strategy, "shape", None)
             for kind, value, pids in groups:
                 acc = [res[p].accuracy for p in pids]
@@ -69,3 +72,20 @@ def summarize(
                     }
                 )
     return rows
+
+
+def label_groups(
+    labels: Mapping[str, Mapping[str, Any]],
+    label_keys: Sequence[str],
+    bins: Mapping[str, Mapping[str, str]],
+) -> list[tuple[str, str, list[str]]]:
+    """(kind, value, question ids) for all questions, each dataset label and each bin kind."""
+    pids = list(labels)
+    groups: list[tuple[str, str, list[str]]] = [("all", "all", pids)]
+    for key in label_keys:
+        for v in sorted({str(labels[p].get(key)) for p in pids}):
+            groups.append((key, v, [p for p in pids if str(labels[p].get(key)) == v]))
+    for kind, by_q in bins.items():
+        for v in sorted({by_q[p] for p in pids if p in by_q}):
+            groups.append((kind, v, [p for p in pids if by_q.get(p) == v]))
+    return groups

@@ -87,3 +87,45 @@ def revision_tables(rows: Sequence[dict[str, Any]], fmt: str = "github") -> str:
         title = f"{name}: accuracy [95% CI] by shape (parallel chains x sequential attempts)"
         tables.append(f"{title}\n\n" + tabulate(body, headers=headers, tablefmt=fmt))
     return "\n\n".join(tables)
+
+
+def _efficiency(r: dict[str, Any]) -> str:
+    ratio, note = r["efficiency_ratio"], r["efficiency_note"]
+    if ratio is None:
+        return "out of range (best-of-N never reaches it)"
+    if note == "at most":
+        return f"<= {ratio:.2f}"
+    return f"{ratio:.2f}"
+
+
+def optimal_tables(rows: Sequence[dict[str, Any]], fmt: str = "github") -> str:
+    """Compute-optimal (2-fold cross-validated) against the baseline, per bin kind."""
+    if not rows:
+        return ""
+    tables = []
+    for kind in sorted({r["bin_kind"] for r in rows}, key=lambda k: (k != "all", k)):
+        mine = [r for r in rows if r["bin_kind"] == kind]
+        body = [
+            [
+                r["bin"],
+                r["n_problems"],
+                r["budget"],
+                f"{r['optimal_accuracy']:.3f}",
+                f"{r['chosen']} ({r['chosen_share']:.0%})",
+                f"{r['baseline_accuracy']:.3f}",
+                _efficiency(r),
+            ]
+            for r in sorted(mine, key=lambda r: (_natural(r["bin"]), r["budget"]))
+        ]
+        headers = [
+            kind if kind != "all" else "questions",
+            "n",
+            "budget",
+            "compute-optimal (CV)",
+            "chosen (share of folds)",
+            mine[0]["baseline"],
+            "efficiency (baseline budget / N)",
+        ]
+        title = "compute-optimal vs baseline" + ("" if kind == "all" else f" by {kind} bin")
+        tables.append(f"{title}\n\n" + tabulate(body, headers=headers, tablefmt=fmt))
+    return "\n\n".join(tables)

@@ -152,6 +152,9 @@ class RevisionExpansion:
                 "chains": self.chains,
                 "length": self.length,
                 "revision_prompt_tokens": revision_tokens,
+                # Revision prompts hold earlier attempts, so they are longer than the first.
+                "prompt_tokens_total": (attempts[0].prompt_tokens if attempts else 0) * self.chains
+                + revision_tokens,
             },
         )
 

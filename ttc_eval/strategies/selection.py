@@ -89,6 +89,8 @@ class Coverage(PoolStrategy):
     """Oracle upper bound pass@k (unbiased estimator); always reported next to the others."""
 
     name = "coverage"
+    is_oracle = True
+    """Reads correctness to choose: never a candidate of the compute-optimal choice."""
 
     def choose(self, group: Sequence[Candidate]) -> Candidate | None:
         return next((c for c in group if c.correct), group[0] if group else None)

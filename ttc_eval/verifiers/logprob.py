@@ -23,6 +23,8 @@ class LogprobVerifier:
 
     name = "logprob"
     version = "1"
+    reads_policy_logprobs = True
+    """Runs no model of its own (FLOPs accounting counts none)."""
 
     def __init__(self) -> None:
         self.tokens_read = 0

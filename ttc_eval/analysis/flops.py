@@ -1,0 +1,84 @@
+"""FLOPs accounting (Snell et al. section 7; Kaplan et al. 2020): inference costs about
+2 x N FLOPs per token read or generated, pretraining about 6 x N per token, where N is the
+non-embedding parameter count."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ttc_eval.types import Trace
+
+
+def parameter_counts(module: Any) -> dict[str, int]:
+    """Total and non-embedding parameters of a loaded torch model. Input embeddings are
+    excluded, and so is the output projection unless it is tied to them (tied weights are
+    counted once by ``parameters()``)."""
+    total = sum(p.numel() for p in module.parameters())
+    embedding = 0
+    inp = module.get_input_embeddings() if hasattr(module, "get_input_embeddings") else None
+    if inp is not None:
+        embedding += inp.weight.numel()
+    out = module.get_output_embeddings() if hasattr(module, "get_output_embeddings") else None
+    if out is not None and inp is not None and out.weight is not inp.weight:
+        embedding += out.weight.numel()
+    return {"total": int(total), "non_embedding": int(total - embedding)}
+
+
+def of_backend(backend: Any) -> dict[str, int] | None:
+    """Counts of a backend's model, when it holds one in this process (hf)."""
+    inner = getattr(backend, "inner", backend)
+    model = getattr(inner, "model", None)
+    return parameter_counts(model) if model is not None and hasattr(model, "parameters") else None
+
+
+def of_verifier(verifier: Any, policy: Any) -> dict[str, int] | None:
+    """Counts of the model a verifier runs: a PRM's own model, a self-judge's judging
+    backend, or zero for verifiers that read the policy's own log-probabilities."""
+    if verifier is None:
+        return None
+    if getattr(verifier, "reads_policy_logprobs", False):
+        return {"total": 0, "non_embedding": 0}
+    judge = getattr(verifier, "judge", None)
+    if judge is not None:
+        return of_backend(judge)
+    model = getattr(verifier, "model", None)
+    return parameter_counts(model) if model is not None and hasattr(model, "parameters") else None
+
+
+def inference_flops(non_embedding_params: int, tokens: float) -> float:
+    """2 x N x tokens (forward pass)."""
+    return 2.0 * non_embedding_params * tokens
+
+
+def tokens_multiplier(m: float, r: float) -> float:
+    """How many times the larger model's inference tokens a model M times smaller may spend
+    for the same total FLOPs, at R = D_inference / D_pretrain.
+
+    Large: X = 6 N M D_pre + 2 N M D_inf. Small: 6 N D_pre + 2 N D_inf K. Equal when
+    K = M + 3 (M - 1) D_pre / D_inf = M + 3 (M - 1) / R."""
+    if m <= 0 or r <= 0:
+        raise ValueError("M and R must be positive")
+    return m + 3 * (m - 1) / r
+
+
+def flops_summary(traces: Sequence[Trace], params: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's tokens and FLOPs per model (FLOPs ``None`` where a count is unknown)."""
+    prompt = sum(
+        int(t.extra.get("prompt_tokens_total", t.prompt_tokens * t.n_generations)) for t in traces
+    )
+    generated = sum(t.generated_tokens for t in traces)
+    verifier_tokens = sum(t.verifier_tokens for t in traces)
+    policy = (params.get("policy") or {}).get("non_embedding")
+    verifier = (params.get("verifier") or {}).get("non_embedding")
+    return {
+        "formula": "2 x non-embedding parameters x tokens (prompt + generated; verifier: read)",
+        "params": dict(params),
+        "policy_prompt_tokens": prompt,
+        "policy_generated_tokens": generated,
+        "verifier_tokens": verifier_tokens,
+        "policy_flops": inference_flops(policy, prompt + generated) if policy else None,
+        "verifier_flops": inference_flops(verifier, verifier_tokens)
+        if verifier is not None
+        else None,
+    }

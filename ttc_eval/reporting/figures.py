@@ -1,0 +1,181 @@
+"""PNG figures (matplotlib, imported only here): accuracy against budget per bin, the
+compute-optimal curve against the baseline, the revision ratio sweep, the FLOPs comparison."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _natural(v: str) -> tuple[int, float | str]:
+    try:
+        return (0, float(v))
+    except ValueError:
+        return (1, v)
+
+
+def _panels(plt: Any, n: int) -> tuple[Any, list[Any]]:
+    cols = min(n, 3)
+    nrows = math.ceil(n / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.4 * nrows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def _log2_axis(ax: Any, budgets: Sequence[int]) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(budgets))
+    ax.set_xticklabels([str(b) for b in budgets])
+    ax.set_xlabel("generation budget N")
+
+
+def accuracy_by_budget(rows: Sequence[dict[str, Any]], kind: str, path: Path) -> bool:
+    """One panel per bin of ``kind`` (or one for all questions), one line per
+    configuration, 95% CI bands."""
+    mine = [r for r in rows if r["label_kind"] == kind]
+    if not mine:
+        return False
+    plt = _pyplot()
+    values = sorted({r["label"] for r in mine}, key=_natural)
+    fig, axes = _panels(plt, len(values))
+    budgets = sorted({r["budget"] for r in mine})
+    for ax, value in zip(axes, values, strict=True):
+        sub = [r for r in mine if r["label"] == value]
+        for config in sorted({r["config"] for r in sub}):
+            line = sorted((r for r in sub if r["config"] == config), key=lambda r: r["budget"])
+            xs = [r["budget"] for r in line]
+            ax.plot(xs, [r["accuracy"] for r in line], marker="o", ms=3, label=config)
+            ax.fill_between(
+                xs, [r["ci_low"] for r in line], [r["ci_high"] for r in line], alpha=0.15
+            )
+        _log2_axis(ax, budgets)
+        n = sub[0]["n_problems"]
+        ax.set_title(f"{kind} = {value} (n={n})" if kind != "all" else f"all questions (n={n})")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(-0.02, 1.02)
+    axes[0].legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def optimal_vs_baseline(optimal: Sequence[dict[str, Any]], kind: str, path: Path) -> bool:
+    """Per bin: the cross-validated compute-optimal accuracy against the baseline's."""
+    mine = [r for r in optimal if r["bin_kind"] == kind]
+    if not mine:
+        return False
+    plt = _pyplot()
+    values = sorted({r["bin"] for r in mine}, key=_natural)
+    fig, axes = _panels(plt, len(values))
+    budgets = sorted({r["budget"] for r in mine})
+    for ax, value in zip(axes, values, strict=True):
+        line = sorted((r for r in mine if r["bin"] == value), key=lambda r: r["budget"])
+        xs = [r["budget"] for r in line]
+        ax.plot(xs, [r["optimal_accuracy"] for r in line], marker="o", label="compute-optimal")
+        ax.plot(xs, [r["baseline_accuracy"] for r in line], marker="s", label=line[0]["baseline"])
+        _log2_axis(ax, budgets)
+        ax.set_title(f"{kind} bin {value}" if kind != "all" else "all questions")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(-0.02, 1.02)
+    axes[0].legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def revision_sweep(rows: Sequence[dict[str, Any]], path: Path) -> bool:
+    """Accuracy against the number of sequential attempts per chain, one line per budget
+    and selection rule (all questions)."""
+    mine = [r for r in rows if r.get("shape") and r["label_kind"] == "all"]
+    if not mine:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    keys = sorted({(r["strategy_args"].get("select", ""), r["budget"]) for r in mine})
+    for select, budget in keys:
+        line = sorted(
+            (
+                r
+                for r in mine
+                if r["budget"] == budget and r["strategy_args"].get("select", "") == select
+            ),
+            key=lambda r: int(r["shape"].split("x")[1]),
+        )
+        xs = [int(r["shape"].split("x")[1]) for r in line]
+        ax.plot(xs, [r["accuracy"] for r in line], marker="o", label=f"{select}, N={budget}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("sequential attempts per chain (parallel = N / sequential)")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def flops_comparison(table: Sequence[dict[str, Any]], path: Path) -> bool:
+    """compare-flops: per ratio R, the small model's matched accuracy against the larger
+    model's, per bin, with the difference's CI as error bars."""
+    if not table:
+        return False
+    plt = _pyplot()
+    ratios = sorted({r["R"] for r in table})
+    fig, axes = _panels(plt, len(ratios))
+    for ax, ratio in zip(axes, ratios, strict=True):
+        sub = [r for r in table if r["R"] == ratio]
+        bins = [str(r["bin"]) for r in sub]
+        diffs = [r["difference"] for r in sub]
+        err = [
+            [d - r["ci_low"] for d, r in zip(diffs, sub, strict=True)],
+            [r["ci_high"] - d for d, r in zip(diffs, sub, strict=True)],
+        ]
+        ax.bar(
+            bins,
+            diffs,
+            yerr=err,
+            capsize=3,
+            color=["tab:green" if d > 0 else "tab:red" for d in diffs],
+        )
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_title(f"R = {ratio} (K = {sub[0]['K']:.1f})")
+        ax.set_xlabel("bin")
+        ax.set_ylabel("small + TTC minus large")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_figures(
+    rows: Sequence[dict[str, Any]], optimal: Sequence[dict[str, Any]], out: Path
+) -> list[Path]:
+    """All figures of a run into ``out``; returns the files written."""
+    written = []
+    for kind in sorted({r["label_kind"] for r in rows}):
+        path = out / f"accuracy_by_budget_{kind}.png"
+        if accuracy_by_budget(rows, kind, path):
+            written.append(path)
+    for kind in sorted({r["bin_kind"] for r in optimal}):
+        path = out / f"compute_optimal_{kind}.png"
+        if optimal_vs_baseline(optimal, kind, path):
+            written.append(path)
+    path = out / "revisions_ratio.png"
+    if revision_sweep(rows, path):
+        written.append(path)
+    return written
