@@ -32,7 +32,27 @@ def _panels(plt: Any, n: int) -> tuple[Any, list[Any]]:
     flat = [ax for row in axes for ax in row]
     for ax in flat[n:]:
         ax.set_visible(False)
+    # 20 distinct colours and alternating line styles: runs often have more than 10 lines.
+    colors = plt.get_cmap("tab20").colors
+    styles = ["-", "--", ":", "-."]
+    for ax in flat[:n]:
+        ax.set_prop_cycle(
+            color=[colors[i % 20] for i in range(40)],
+            linestyle=[styles[(i // 20 + i) % 4] for i in range(40)],
+        )
     return fig, flat[:n]
+
+
+def _save(fig: Any, axes: Sequence[Any], path: Path) -> None:
+    """One legend for all panels, below them, so it never hides a curve."""
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
+        rows = math.ceil(len(handles) / 2)
+        fig.tight_layout(rect=(0, min(0.5, 0.03 * rows + 0.02), 1, 1))
+    else:
+        fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def _log2_axis(ax: Any, budgets: Sequence[int]) -> None:
@@ -66,9 +86,7 @@ def accuracy_by_budget(rows: Sequence[dict[str, Any]], kind: str, path: Path) ->
         ax.set_title(f"{kind} = {value} (n={n})" if kind != "all" else f"all questions (n={n})")
         ax.set_ylabel("accuracy")
         ax.set_ylim(-0.02, 1.02)
-    axes[0].legend(fontsize=6, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, axes, path)
     plt.close(fig)
     return True
 
@@ -91,9 +109,7 @@ def optimal_vs_baseline(optimal: Sequence[dict[str, Any]], kind: str, path: Path
         ax.set_title(f"{kind} bin {value}" if kind != "all" else "all questions")
         ax.set_ylabel("accuracy")
         ax.set_ylim(-0.02, 1.02)
-    axes[0].legend(fontsize=6, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, axes, path)
     plt.close(fig)
     return True
 

@@ -54,7 +54,7 @@ def accuracy_tables(rows: Sequence[dict[str, Any]], fmt: str = "github") -> str:
 
 def revision_tables(rows: Sequence[dict[str, Any]], fmt: str = "github") -> str:
     """The parallel/sequential trade-off: for each revisions selection rule, a row per
-    (budget, label) and a column per shape ``parallel x sequential``, most parallel first."""
+    (budget, label) and a column per number of sequential attempts s (shape N/s x s)."""
     shaped = [r for r in rows if r.get("shape")]
     if not shaped:
         return ""
@@ -64,27 +64,25 @@ def revision_tables(rows: Sequence[dict[str, Any]], fmt: str = "github") -> str:
         inner = ",".join(f"{k}={v}" for k, v in sorted(args.items()))
         return f"{r['strategy']}({inner})"
 
-    def sequential(shape: str) -> int:
-        return int(shape.split("x")[1])
+    def sequential(r: dict[str, Any]) -> int:
+        return int(r["shape"].split("x")[1])
 
     tables = []
     for name in sorted({rule(r) for r in shaped}):
         mine = [r for r in shaped if rule(r) == name]
-        shapes = sorted({r["shape"] for r in mine}, key=lambda x: (sequential(x), x))
-        index = {(r["budget"], r["label_kind"], r["label"], r["shape"]): r for r in mine}
+        lengths = sorted({sequential(r) for r in mine})
+        index = {(r["budget"], r["label_kind"], r["label"], sequential(r)): r for r in mine}
         keys = sorted(
             {(r["budget"], r["label_kind"], r["label"]) for r in mine},
             key=lambda k: (k[0], k[1] != "all", k[1], _natural(k[2])),
         )
         body = []
         for budget, kind, value in keys:
-            cells = [index.get((budget, kind, value, sh)) for sh in shapes]
-            if not any(cells):
-                continue
+            cells = [index.get((budget, kind, value, s)) for s in lengths]
             label = "all" if kind == "all" else f"{kind}={value}"
             body.append([budget, label, *(_cell(c) if c else "" for c in cells)])
-        headers = ["budget", "questions", *shapes]
-        title = f"{name}: accuracy [95% CI] by shape (parallel chains x sequential attempts)"
+        headers = ["budget N", "questions", *(f"s={s} (N/{s} x {s})" for s in lengths)]
+        title = f"{name}: accuracy [95% CI] by shape, parallel chains x sequential attempts s"
         tables.append(f"{title}\n\n" + tabulate(body, headers=headers, tablefmt=fmt))
     return "\n\n".join(tables)
 
