@@ -103,7 +103,8 @@ def test_folds_choose_the_best_on_their_training_half() -> None:
 
 def test_efficiency_ratio_on_a_constructed_curve() -> None:
     curve = {1: 0.2, 2: 0.4, 4: 0.5, 8: 0.6}
-    assert budget_to_match(curve, 0.5) == (4.0, "interpolated")
+    needed, how = budget_to_match(curve, 0.5)
+    assert how == "interpolated" and needed == pytest.approx(4.0)
     needed, how = budget_to_match(curve, 0.55)  # halfway from 4 to 8 in log2: 2 ** 2.5
     assert how == "interpolated" and needed == pytest.approx(2**2.5)
     assert budget_to_match(curve, 0.1) == (1.0, "at most")

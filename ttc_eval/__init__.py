@@ -8,6 +8,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from ttc_eval.analysis.bins import quantile_bins
+from ttc_eval.analysis.flops import tokens_multiplier
+from ttc_eval.analysis.optimal import compute_optimal
 from ttc_eval.config import RunConfig, StrategySpec
 from ttc_eval.errors import DataError, TTCError, UsageError
 from ttc_eval.registry import (
@@ -27,7 +30,7 @@ from ttc_eval.registry import (
     strategy,
     verifier,
 )
-from ttc_eval.runner import RunOutcome, build_results, run
+from ttc_eval.runner import RunOutcome, RunView, build_results, load_run, run
 from ttc_eval.types import (
     Candidate,
     Completion,
@@ -54,6 +57,7 @@ __all__ = [
     "Request",
     "RunConfig",
     "RunOutcome",
+    "RunView",
     "SamplingParams",
     "Selection",
     "StrategySpec",
@@ -63,11 +67,15 @@ __all__ = [
     "__version__",
     "backend",
     "build_results",
+    "compute_optimal",
     "expansion",
     "grader",
+    "load_run",
     "loader",
     "prompt",
+    "quantile_bins",
     "run",
     "strategy",
+    "tokens_multiplier",
     "verifier",
 ]

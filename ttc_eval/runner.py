@@ -353,8 +353,12 @@ def _context(
     cache = GenerationCache(cache_root() / "generations.sqlite") if config.cache else None
 
     def make_backend(model: str) -> CachedBackend:
-        inner = BACKENDS.get(config.backend)(model, progress=progress, **dict(config.backend_args))
-        return CachedBackend(inner, cache)
+        factory = BACKENDS.get(config.backend)
+        args = dict(config.backend_args)
+        # Engines seeded once at start (vllm) take the run seed unless told otherwise.
+        if "seed" in inspect.signature(factory).parameters:
+            args.setdefault("seed", config.seed)
+        return CachedBackend(factory(model, progress=progress, **args), cache)
 
     backend = make_backend(config.model)
     reviser = backend

