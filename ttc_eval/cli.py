@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive,
         help="samples per question of a dedicated difficulty pass (default: the run's pool)",
     )
+    r.add_argument("--shard", help="i/n: run only every n-th question from the i-th (0-based)")
+    r.add_argument(
+        "--base-url", help="openai backend: server URL(s), comma-separated, e.g. http://h:8000/v1"
+    )
     r.add_argument("--budgets", type=_budgets, help="generation budgets, e.g. 1,2,4,8,16")
     r.add_argument("--limit", type=_positive, help="only the first N questions")
     r.add_argument("--seed", type=int)
@@ -116,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
         "report", help="rebuild results and tables from a run directory (no model)"
     )
     rep.add_argument("run_dir")
+
+    mg = sub.add_parser("merge", help="join shard runs (--shard i/n) into one run")
+    mg.add_argument("run_dirs", nargs="+")
+    mg.add_argument("--output-dir", help="parent of the merged run (default: the shards' parent)")
 
     cf = sub.add_parser(
         "compare-flops",
@@ -159,6 +167,7 @@ _FLAG_TO_FIELD = {
     "leaderboard_dir": "leaderboard_dir",
     "revision_model": "revision_model",
     "bins": "bins",
+    "shard": "shard",
     "difficulty_samples": "difficulty_samples",
 }
 
@@ -191,6 +200,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
             **settings.get("verifier_args", {}),
             "model": args.verifier_model,
         }
+    if args.base_url is not None:
+        settings["backend_args"] = {**settings.get("backend_args", {}), "base_url": args.base_url}
     if args.revision_template is not None:
         path = Path(args.revision_template)
         if not path.is_file():
@@ -279,6 +290,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "compare-flops":
             return _compare_flops(args)
+        if args.command == "merge":
+            from ttc_eval.runner import merge_runs
+
+            out = merge_runs(
+                [Path(d) for d in args.run_dirs],
+                Path(args.output_dir) if args.output_dir else None,
+            )
+            print(f"merged {len(args.run_dirs)} shards into {out}", file=sys.stderr)
+            return 0
         from ttc_eval.runner import run
 
         config = config_from_args(args)

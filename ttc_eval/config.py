@@ -95,6 +95,9 @@ class RunConfig:
     difficulty_samples: int | None = None
     """Samples per question of a dedicated pass that measures difficulty (default: the
     largest sampled pool of the run)."""
+    shard: str | None = None
+    """``i/n``: run only questions i, i+n, i+2n, ... (0-based); ``ttc-eval merge`` joins the
+    n shard runs into one."""
     revision_model: str | None = None
     """Model that writes revisions (``revisions`` strategy), through the run's backend with
     its options; default: the policy model."""
@@ -123,8 +126,22 @@ class RunConfig:
             raise UsageError(
                 f"--difficulty-samples must be positive, got {self.difficulty_samples}"
             )
+        if self.shard is not None:
+            self.shard_index()
         if self.temperature is not None and self.temperature < 0:
             raise UsageError(f"--temperature must be >= 0, got {self.temperature}")
+
+    def shard_index(self) -> tuple[int, int] | None:
+        """(i, n) of ``--shard i/n``; None for an unsharded run."""
+        if self.shard is None:
+            return None
+        try:
+            i, n = (int(x) for x in str(self.shard).split("/"))
+        except ValueError:
+            raise UsageError(f"--shard expects i/n such as 0/4, got {self.shard!r}") from None
+        if n < 1 or not 0 <= i < n:
+            raise UsageError(f"--shard {self.shard}: need 0 <= i < n")
+        return i, n
 
     def resolve(self, task_generation: Mapping[str, Any]) -> RunConfig:
         """Fill unset generation settings from the task spec, then from built-in defaults, so

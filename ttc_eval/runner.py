@@ -224,6 +224,9 @@ def run(
             f"--revision-template lacks {missing_revision_fields(config.revision_template)}"
         )
     problems = task.problems(config.data_files, config.limit)
+    shard = config.shard_index()
+    if shard is not None:
+        problems = problems[shard[0] :: shard[1]]
     run_dir = _prepare_run_dir(config, task)
     store = TraceStore(run_dir / "traces.jsonl")
 
@@ -566,3 +569,45 @@ def build_results(
         Path(config.leaderboard_dir) / f"{config.task.replace(':', '_')}.csv", lb_rows, run_dir.name
     )
     return results, table
+
+
+def merge_runs(run_dirs: Sequence[Path], output_dir: Path | None = None) -> Path:
+    """Join the shard runs of one configuration into the run an unsharded command would have
+    written (same run id, same traces), then rebuild its results and leaderboard rows."""
+    if not run_dirs:
+        raise UsageError("merge needs the shard run directories")
+    records = []
+    for d in run_dirs:
+        if not (d / "config.json").is_file():
+            raise UsageError(f"{d} is not a run directory (no config.json)")
+        records.append(json.loads((d / "config.json").read_text()))
+    configs = [RunConfig.from_dict(r["config"]) for r in records]
+    whole = [replace(c, shard=None) for c in configs]
+    for d, c in zip(run_dirs[1:], whole[1:], strict=True):
+        if c.identity() != whole[0].identity():
+            raise UsageError(f"{d} was run with other settings than {run_dirs[0]}; cannot merge")
+    shards = [c.shard_index() for c in configs]
+    if any(s is None for s in shards):
+        raise UsageError("merge joins shard runs (--shard i/n); one of these is not sharded")
+    n = {s[1] for s in shards if s is not None}
+    got = sorted(s[0] for s in shards if s is not None)
+    if len(n) != 1 or got != list(range(next(iter(n)))):
+        raise UsageError(
+            f"shards {sorted(str(c.shard) for c in configs)} do not cover i/n for i = 0..n-1 "
+            "exactly once"
+        )
+    config = whole[0]
+    out = (output_dir or run_dirs[0].parent) / (config.run_id or config.default_run_id())
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"{out} already exists; remove it or pass another --output-dir")
+    out.mkdir(parents=True, exist_ok=True)
+    record = {**records[0], "config": config.to_dict(), "merged_from": [str(d) for d in run_dirs]}
+    (out / "config.json").write_text(json.dumps(record, indent=2) + "\n")
+    store = TraceStore(out / "traces.jsonl")
+    with (out / "log.jsonl").open("w") as log:
+        for d in run_dirs:
+            store.add(TraceStore(d / "traces.jsonl").traces.values())
+            if (d / "log.jsonl").exists():
+                log.write((d / "log.jsonl").read_text())
+    build_results(out)
+    return out

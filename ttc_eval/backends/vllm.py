@@ -131,8 +131,7 @@ class VLLMBackend:
 
         ids = {o: self.tokenizer.encode(o, add_special_tokens=False)[0] for o in options}
         encoded = [
-            self.tokenizer.encode(p, add_special_tokens=not self.has_chat_template)
-            for p in prompts
+            self.tokenizer.encode(p, add_special_tokens=not self.has_chat_template) for p in prompts
         ]
         params = VParams(max_tokens=1, temperature=0.0, logprobs=20)
         outs = self.llm.generate(
