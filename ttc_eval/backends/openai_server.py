@@ -79,6 +79,12 @@ class OpenAIBackend:
         self._next = itertools.count()
         self._lock = threading.Lock()
 
+    def parameter_counts(self) -> dict[str, int] | None:
+        """From the model's config, when ``--model`` names a local directory or cached id."""
+        from ttc_eval.analysis.flops import from_config
+
+        return from_config(self.path)
+
     def _tokenizer(self) -> Any:
         from transformers import AutoTokenizer
 
