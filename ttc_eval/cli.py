@@ -121,6 +121,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("run_dir")
 
+    cmp = sub.add_parser(
+        "compare", help="paired test: is NEW_RUN worse than BASE_RUN? (exit 1 if so; for CI)"
+    )
+    cmp.add_argument("base_run")
+    cmp.add_argument("new_run")
+    cmp.add_argument("--strategy", help="configuration label or strategy name (default: all)")
+    cmp.add_argument("--budget", type=_positive, help="budget (default: the largest shared)")
+    cmp.add_argument("--max-drop", type=float, default=0.02, help="allowed drop (default 0.02)")
+    cmp.add_argument("--alpha", type=float, default=0.05, help="significance level (0.05)")
+    cmp.add_argument("--json", help="also write the comparison as JSON here")
+
+    lb = sub.add_parser("leaderboard", help="print a leaderboard CSV ranked, with CIs")
+    lb.add_argument("csv")
+    lb.add_argument("--budget", type=_positive, help="only this budget (default: each largest)")
+
+    im = sub.add_parser("import", help="convert another tool's sample dump into a ttc-eval run")
+    im.add_argument("format", help="generic, qwen-math or lm-eval")
+    im.add_argument("file")
+    im.add_argument("--task", required=True, help="task whose grader and labels apply")
+    im.add_argument("--regrade", action="store_true", help="grade with ttc-eval's grader")
+    im.add_argument("--output-dir", default="runs", help="parent of the new run (runs)")
+
     mg = sub.add_parser("merge", help="join shard runs (--shard i/n) into one run")
     mg.add_argument("run_dirs", nargs="+")
     mg.add_argument("--output-dir", help="parent of the merged run (default: the shards' parent)")
@@ -290,6 +312,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "compare-flops":
             return _compare_flops(args)
+        if args.command == "compare":
+            from ttc_eval.reporting.compare import compare_runs, format_comparison
+
+            if not 0 < args.alpha < 1 or args.max_drop < 0:
+                raise UsageError("--alpha must be in (0, 1) and --max-drop >= 0")
+            result = compare_runs(
+                Path(args.base_run), Path(args.new_run), args.strategy, args.budget,
+                args.max_drop, args.alpha,
+            )  # fmt: skip
+            print(format_comparison(result))
+            if args.json:
+                Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+            return 1 if result["verdict"] == "worse" else 0
+        if args.command == "leaderboard":
+            from ttc_eval.reporting.compare import leaderboard_table
+
+            print(leaderboard_table(Path(args.csv), args.budget))
+            return 0
+        if args.command == "import":
+            from ttc_eval.importers._base import write_run
+            from ttc_eval.registry import IMPORTERS
+
+            reader = IMPORTERS.get(args.format)
+            source = Path(args.file)
+            run_dir = write_run(
+                reader(source), args.format, source, args.task, args.regrade,
+                Path(args.output_dir),
+            )  # fmt: skip
+            print((run_dir / "report" / "tables.md").read_text())
+            print(f"imported {source} into {run_dir}", file=sys.stderr)
+            return 0
         if args.command == "merge":
             from ttc_eval.runner import merge_runs
 

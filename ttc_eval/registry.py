@@ -90,6 +90,7 @@ GRADERS: Registry[Any] = Registry("grader", "ttc_eval.graders")
 EXPANSIONS: Registry[Any] = Registry("expansion", "ttc_eval.strategies")
 LOADERS: Registry[Any] = Registry("loader", "ttc_eval.tasks")
 PROMPTS: Registry[Any] = Registry("prompt", "ttc_eval.tasks")
+IMPORTERS: Registry[Any] = Registry("importer", "ttc_eval.importers")
 
 strategy = STRATEGIES.register
 backend = BACKENDS.register
@@ -98,3 +99,4 @@ grader = GRADERS.register
 expansion = EXPANSIONS.register
 loader = LOADERS.register
 prompt = PROMPTS.register
+importer = IMPORTERS.register

@@ -62,7 +62,8 @@ class VLLMBackend:
             # On CPU this fraction of the machine's memory must be free at start-up; vLLM's
             # default (0.92) fails as soon as anything else holds memory.
             engine_args.setdefault("gpu_memory_utilization", 0.5)
-        self.llm: Any = LLM(
+        engine: Any = LLM  # vLLM's annotations are narrower than the arguments it accepts
+        self.llm: Any = engine(
             model=path,
             dtype=dtype,
             seed=seed,

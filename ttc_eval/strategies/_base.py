@@ -73,6 +73,10 @@ class Strategy(Protocol):
 
     def budgets(self, requested: Sequence[int]) -> list[int]: ...
 
+    def select(self, trace: Trace, budget: int) -> list[Selection]:
+        """One choice per disjoint group of ``budget`` generations (pure, no model)."""
+        ...
+
     def evaluate(self, trace: Trace, budget: int) -> QuestionResult: ...
 
 

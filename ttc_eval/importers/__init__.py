@@ -1,0 +1,1 @@
+"""Importers: other tools' sample dumps converted into ttc-eval runs; one file per format."""

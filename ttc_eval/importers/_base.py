@@ -1,0 +1,174 @@
+"""Shared by importers: the imported rows, reading JSONL with file:line errors, and writing
+a run directory that every analysis and report reads like a generated run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ttc_eval import __version__
+from ttc_eval.config import RunConfig, StrategySpec
+from ttc_eval.errors import DataError, UsageError
+from ttc_eval.store import TraceStore
+from ttc_eval.strategies._base import ExpansionSpec
+from ttc_eval.tasks import Task, find_task_spec
+from ttc_eval.types import Candidate, Trace
+
+
+@dataclass(frozen=True)
+class ImportedSample:
+    """One sampled response of a dump."""
+
+    text: str
+    """The response."""
+    score: float | None = None
+    """A reward-model score, when the dump has one."""
+    answer: str | None = None
+    """The dump's extracted answer, when it has one."""
+    correct: bool | None = None
+    """The dump's own verdict, when it has one."""
+
+
+@dataclass(frozen=True)
+class ImportedQuestion:
+    """One question of a dump, with its samples in order."""
+
+    id: str
+    """Question id (the dump's, as a string)."""
+    gold: str
+    """Gold answer."""
+    samples: tuple[ImportedSample, ...]
+    """The sampled responses."""
+    labels: dict[str, Any] = field(default_factory=dict)
+    """Labels such as ``level``, when the dump carries them."""
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, row) for each non-empty line; a malformed line names file and line."""
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    with path.open() as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{n}: expected a JSON object per line")
+            yield n, row
+
+
+def need(row: dict[str, Any], key: str, path: Path, line: int) -> Any:
+    if key not in row:
+        raise DataError(f"{path}:{line}: missing field {key!r} (has {sorted(row)})")
+    return row[key]
+
+
+def write_run(
+    questions: Sequence[ImportedQuestion],
+    fmt: str,
+    source: Path,
+    task_name: str,
+    regrade: bool,
+    output_dir: Path,
+) -> Path:
+    """A run directory holding one sample pool per question, graded by the dump's own verdicts
+    (or by the task's grader with ``regrade``, or where the dump has none)."""
+    if not questions:
+        raise DataError(f"{source}: no questions found")
+    task = Task(find_task_spec(task_name))
+    pool = min(len(q.samples) for q in questions)
+    if pool < 1:
+        empty = next(q.id for q in questions if not q.samples)
+        raise DataError(f"{source}: question {empty} has no samples")
+    budgets = tuple(2**k for k in range(pool.bit_length()) if 2**k <= pool)
+    scored = all(s.score is not None for q in questions for s in q.samples)
+    strategies = [StrategySpec("majority")] + ([StrategySpec("best_of_n")] if scored else [])
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:10]
+    config = RunConfig(
+        model=f"import:{fmt}:{source.stem}",
+        backend=f"import-{fmt}",
+        task=task_name,
+        strategies=tuple(strategies),
+        verifier="imported" if scored else None,
+        budgets=budgets,
+        temperature=0.7,
+        top_p=1.0,
+        max_tokens=0,
+        run_id=f"{task_name.replace(':', '_')}-import-{fmt}-{source.stem}-{digest}"
+        + ("-regraded" if regrade else ""),
+        output_dir=str(output_dir),
+        cache=False,
+    )
+    run_dir = output_dir / str(config.run_id)
+    if run_dir.exists():
+        raise UsageError(f"{run_dir} already exists (this dump was imported); remove it first")
+    run_dir.mkdir(parents=True)
+    key = ExpansionSpec.of("sample", n=max(budgets), temperature=0.7).key
+    grader = task.grader
+    pairs: list[tuple[str, str | None]] = []
+    todo: list[tuple[int, int]] = []
+    for qi, q in enumerate(questions):
+        for si, s in enumerate(q.samples):
+            if regrade or s.correct is None:
+                pairs.append((q.gold, grader.extract(s.text)))
+                todo.append((qi, si))
+    graded = dict(zip(todo, zip(pairs, grader.grade(pairs), strict=True), strict=True))
+    traces = []
+    for qi, q in enumerate(questions):
+        cands = []
+        for si, s in enumerate(q.samples):
+            if (qi, si) in graded:
+                (_, answer), g = graded[(qi, si)]
+                correct, vote_key = g.correct, g.vote_key
+            else:
+                answer = s.answer if s.answer is not None else grader.extract(s.text)
+                correct, vote_key = bool(s.correct), answer
+            cands.append(
+                Candidate(
+                    index=si,
+                    text=s.text,
+                    n_tokens=0,  # dumps do not record token counts
+                    finish_reason="unknown",
+                    answer=answer,
+                    vote_key=vote_key,
+                    correct=correct,
+                    step_scores=(float(s.score),) if s.score is not None else None,
+                )
+            )
+        traces.append(
+            Trace(
+                problem_id=q.id,
+                expansion=key,
+                candidates=tuple(cands),
+                prompt_tokens=0,
+                generated_tokens=0,
+                n_generations=len(cands),
+                verifier="imported" if scored else None,
+                labels=dict(q.labels),
+                extra={"imported_from": str(source)},
+            )
+        )
+    record = {
+        "config": config.to_dict(),
+        "ttc_eval_version": __version__,
+        "git_commit": None,
+        "task_version": task.version,
+        "verifier_version": "imported" if scored else None,
+        "task_spec": task.spec.source,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "imported": {"format": fmt, "source": str(source), "regraded": regrade},
+    }
+    (run_dir / "config.json").write_text(json.dumps(record, indent=2) + "\n")
+    TraceStore(run_dir / "traces.jsonl").add(traces)
+    from ttc_eval.runner import build_results
+
+    build_results(run_dir)
+    return run_dir

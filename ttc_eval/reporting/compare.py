@@ -1,0 +1,208 @@
+"""``ttc-eval compare``: a paired, per-question test of whether a new run is worse than a base
+run (for CI gates), and ``ttc-eval leaderboard``: a ranked view of a leaderboard CSV."""
+
+from __future__ import annotations
+
+import csv
+import difflib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+from tabulate import tabulate
+
+from ttc_eval.analysis.results import Evaluated, label_groups, per_question
+from ttc_eval.errors import UsageError
+from ttc_eval.runner import RunView, load_run
+
+
+def _pick(view: RunView, strategy: str | None, name: str) -> list[Evaluated]:
+    if strategy is None:
+        return [e for e in view.evaluated if not getattr(e.strategy, "is_oracle", False)]
+    found = [e for e in view.evaluated if strategy in (e.label, e.strategy.name)]
+    if not found:
+        labels = [e.label for e in view.evaluated]
+        close = difflib.get_close_matches(strategy, labels, n=3, cutoff=0.3)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise UsageError(f"{name} run has no strategy {strategy!r}.{hint} It has: {labels}")
+    return found
+
+
+def _outcomes(ev: Evaluated, budget: int) -> tuple[dict[str, float], dict[str, bool]]:
+    """Per question: expected accuracy (all disjoint groups) and the first group's verdict."""
+    acc = {q: r.accuracy for q, r in per_question(ev, budget).items()}
+    first = {q: ev.strategy.select(t, budget)[0].correct for q, t in ev.traces[budget].items()}
+    return acc, first
+
+
+def paired_test(
+    base_acc: Mapping[str, float],
+    new_acc: Mapping[str, float],
+    base_first: Mapping[str, bool],
+    new_first: Mapping[str, bool],
+    questions: Sequence[str],
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Accuracy difference (new - base) with a paired bootstrap 95% CI over questions, and
+    the exact McNemar test on the discordant pairs (``scipy.stats.binomtest``)."""
+    diffs = np.array([new_acc[q] - base_acc[q] for q in questions], dtype=float)
+    worse = sum(1 for q in questions if base_first[q] and not new_first[q])
+    better = sum(1 for q in questions if new_first[q] and not base_first[q])
+    n_disc = worse + better
+    p_two = stats.binomtest(worse, n_disc, 0.5).pvalue if n_disc else 1.0
+    p_worse = stats.binomtest(worse, n_disc, 0.5, alternative="greater").pvalue if n_disc else 1.0
+    if diffs.size >= 2 and not np.all(diffs == diffs[0]):
+        res = stats.bootstrap(
+            (diffs,),
+            np.mean,
+            confidence_level=0.95,
+            n_resamples=2000,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
+        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    else:
+        lo = hi = float(diffs.mean()) if diffs.size else 0.0
+    return {
+        "n_problems": len(questions),
+        "base_accuracy": float(np.mean([base_acc[q] for q in questions])),
+        "new_accuracy": float(np.mean([new_acc[q] for q in questions])),
+        "difference": float(diffs.mean()),
+        "ci_low": lo,
+        "ci_high": hi,
+        "new_worse_pairs": worse,
+        "new_better_pairs": better,
+        "mcnemar_p": float(p_two),
+        "p_new_worse": float(p_worse),
+    }
+
+
+def compare_runs(
+    base_dir: Path,
+    new_dir: Path,
+    strategy: str | None = None,
+    budget: int | None = None,
+    max_drop: float = 0.02,
+    alpha: float = 0.05,
+) -> dict[str, Any]:
+    base, new = load_run(base_dir), load_run(new_dir)
+    if base.config.task != new.config.task:
+        raise UsageError(
+            f"runs are on different tasks ({base.config.task} vs {new.config.task}); "
+            "compare runs of one task"
+        )
+    new_by_label = {e.label: e for e in _pick(new, strategy, "NEW")}
+    pairs = [
+        (e, new_by_label[e.label]) for e in _pick(base, strategy, "BASE") if e.label in new_by_label
+    ]
+    if not pairs:
+        raise UsageError("the runs share no strategy configuration; pass --strategy")
+    rows = []
+    for b_ev, n_ev in pairs:
+        budgets = sorted(set(b_ev.budgets) & set(n_ev.budgets))
+        if budget is not None:
+            if budget not in budgets:
+                raise UsageError(f"{b_ev.label}: budget {budget} not in both runs ({budgets})")
+            budgets = [budget]
+        elif budgets:
+            budgets = [max(budgets)]
+        for b in budgets:
+            b_acc, b_first = _outcomes(b_ev, b)
+            n_acc, n_first = _outcomes(n_ev, b)
+            shared = sorted(set(b_acc) & set(n_acc))
+            if not shared:
+                raise UsageError("the runs share no questions; nothing to compare")
+            groups = label_groups({q: base.labels.get(q, {}) for q in shared}, [], base.bins)
+            for kind, value, qs in groups:
+                if kind not in ("all", "oracle"):
+                    continue
+                test = paired_test(b_acc, n_acc, b_first, n_first, qs, seed=base.config.seed)
+                rows.append(
+                    {"config": b_ev.label, "budget": b, "bin_kind": kind, "bin": value, **test}
+                )
+    overall = [r for r in rows if r["bin_kind"] == "all"]
+    failing = [r for r in overall if r["difference"] < -max_drop and r["p_new_worse"] < alpha]
+    return {
+        "base": str(base_dir),
+        "new": str(new_dir),
+        "task": base.config.task,
+        "max_drop": max_drop,
+        "alpha": alpha,
+        "rows": rows,
+        "worse": [r["config"] for r in failing],
+        "verdict": "worse" if failing else "ok",
+    }
+
+
+def format_comparison(result: Mapping[str, Any], fmt: str = "github") -> str:
+    body = [
+        [
+            r["config"],
+            r["budget"],
+            "all" if r["bin_kind"] == "all" else f"oracle {r['bin']}",
+            r["n_problems"],
+            f"{r['base_accuracy']:.3f}",
+            f"{r['new_accuracy']:.3f}",
+            f"{r['difference']:+.3f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]",
+            f"{r['new_worse_pairs']}/{r['new_better_pairs']}",
+            f"{r['mcnemar_p']:.3g}",
+            f"{r['p_new_worse']:.3g}",
+        ]
+        for r in result["rows"]
+    ]
+    headers = [
+        "config", "budget", "questions", "n", "base", "new", "new - base [95% CI]",
+        "worse/better", "McNemar p", "p(new worse)",
+    ]  # fmt: skip
+    verdict = (
+        f"verdict: NEW is significantly worse (drop > {result['max_drop']}, "
+        f"p < {result['alpha']}) for {', '.join(result['worse'])}"
+        if result["verdict"] == "worse"
+        else f"verdict: ok (no drop > {result['max_drop']} significant at {result['alpha']})"
+    )
+    return tabulate(body, headers=headers, tablefmt=fmt) + "\n\n" + verdict
+
+
+def leaderboard_table(path: Path, budget: int | None = None, fmt: str = "github") -> str:
+    """Ranked by accuracy: one row per model x strategy configuration (its latest run), at
+    ``budget`` (default: each configuration's largest)."""
+    if not path.is_file():
+        raise UsageError(f"{path}: no such leaderboard (runs write leaderboards/<task>.csv)")
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if budget is not None:
+        rows = [r for r in rows if int(r["budget"]) == budget]
+    best: dict[tuple[str, ...], dict[str, str]] = {}
+    for r in rows:
+        key = (
+            r["model"],
+            r["strategy"],
+            r["strategy_args"],
+            r.get("verifier", ""),
+            r.get("shape", ""),
+        )
+        keep = best.get(key)
+        newer = keep is None or (r["date"], r["run_id"]) > (keep["date"], keep["run_id"])
+        if budget is None and keep is not None and int(r["budget"]) != int(keep["budget"]):
+            newer = int(r["budget"]) > int(keep["budget"])
+        if newer:
+            best[key] = r
+    ranked = sorted(best.values(), key=lambda r: -float(r["accuracy"]))
+    body = [
+        [
+            i + 1,
+            r["model"],
+            r["strategy"]
+            + (f" {r['strategy_args']}" if r["strategy_args"] not in ("{}", "") else ""),
+            r.get("verifier", ""),
+            r["budget"],
+            r["n_problems"],
+            f"{float(r['accuracy']):.3f} [{float(r['ci_low']):.2f}, {float(r['ci_high']):.2f}]",
+            r["run_id"],
+        ]
+        for i, r in enumerate(ranked)
+    ]
+    headers = ["rank", "model", "strategy", "verifier", "budget", "n", "accuracy [95% CI]", "run"]
+    return tabulate(body, headers=headers, tablefmt=fmt)
