@@ -40,7 +40,7 @@ def _serve(model_dir: str, port: int) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir,
         "--host", "127.0.0.1", "--port", str(port),
-        "--dtype", "bfloat16", "--enforce-eager", "--max-model-len", "2048",
+        "--dtype", "float32", "--enforce-eager", "--max-model-len", "2048",
         "--gpu-memory-utilization", "0.5",
     ]  # fmt: skip
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2"}

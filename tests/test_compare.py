@@ -56,7 +56,7 @@ def test_identical_runs_exit_0_and_a_much_worse_run_exits_1(
 def test_a_small_noisy_difference_is_not_significant() -> None:
     base = _run("base")
     noisy = _run("noisy", "--seed", "7")  # same model, other samples
-    assert main(["compare", str(base), str(noisy), "--budget", "1", "--json", "n.json"]) == 0
+    assert main(["compare", str(base), str(noisy), "--budget", "4", "--json", "n.json"]) == 0
     (row,) = [r for r in json.loads(Path("n.json").read_text())["rows"] if r["bin_kind"] == "all"]
     assert row["difference"] != 0 and row["p_new_worse"] > 0.05
 

@@ -48,7 +48,7 @@ class Server:
         cmd = [
             sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",
             self.model_dir, "--host", "127.0.0.1", "--port", str(self.port),
-            "--dtype", "bfloat16", "--enforce-eager", "--max-model-len", "2048",
+            "--dtype", "float32", "--enforce-eager", "--max-model-len", "2048",
             "--gpu-memory-utilization", "0.5",
         ]  # fmt: skip
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}

@@ -89,9 +89,9 @@ def test_greedy_is_deterministic_and_judge_logprobs_match_transformers(engine: A
         [judge], ["Yes", "No"]
     )
     assert read == ref_read
-    # vLLM runs bfloat16 here, transformers float32.
-    assert ours["Yes"] == pytest.approx(ref["Yes"], abs=0.15)
-    assert ours["No"] == pytest.approx(ref["No"], abs=0.15)
+    # Both run float32 on CPU: the same distribution up to kernel differences.
+    assert ours["Yes"] == pytest.approx(ref["Yes"], abs=0.02)
+    assert ours["No"] == pytest.approx(ref["No"], abs=0.02)
 
 
 def test_per_request_seeds_follow_the_sample_index() -> None:

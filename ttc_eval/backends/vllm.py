@@ -42,7 +42,7 @@ class VLLMBackend:
     def __init__(
         self,
         model: str,
-        dtype: str = "bfloat16",
+        dtype: str | None = None,
         seed: int = 0,
         progress: bool = True,
         per_request_seed: bool | None = None,
@@ -55,6 +55,9 @@ class VLLMBackend:
 
         path = resolve_model(model)
         on_gpu = torch.cuda.is_available()
+        # CPUs without AVX-512 emulate bfloat16: measured here (default model, 64 samples x 48
+        # tokens) at 18.8 tok/s against 98.7 for float32.
+        dtype = dtype or ("bfloat16" if on_gpu else "float32")
         self.per_request_seed = on_gpu if per_request_seed is None else per_request_seed
         # On CPU graph compilation costs about 100 s of start-up for no steady-state gain.
         eager = (not on_gpu) if enforce_eager is None else enforce_eager

@@ -101,7 +101,7 @@ def write_run(
         budgets=budgets,
         temperature=0.7,
         top_p=1.0,
-        max_tokens=0,
+        max_tokens=1,  # unknown for dumps; recorded only because the config needs one
         run_id=f"{task_name.replace(':', '_')}-import-{fmt}-{source.stem}-{digest}"
         + ("-regraded" if regrade else ""),
         output_dir=str(output_dir),
