@@ -94,6 +94,7 @@ def _config(server: Server, limit: int) -> RunConfig:
         strategies=(StrategySpec("majority"),),
         budgets=(1, 2, 4),
         cache=False,
+        run_id="fault",
         chunk_samples=4,  # one question per chunk: each is written as soon as it is done
     )
 
@@ -118,7 +119,7 @@ def test_server_killed_mid_run_then_rerun_finishes(server: Server) -> None:
     from ttc_eval.runner import run
 
     cfg = _config(server, limit=12)
-    traces = Path("runs") / cfg.default_run_id() / "traces.jsonl"
+    traces = Path("runs") / "fault" / "traces.jsonl"
     failure: list[BaseException] = []
 
     def first_attempt() -> None:
@@ -130,10 +131,11 @@ def test_server_killed_mid_run_then_rerun_finishes(server: Server) -> None:
     worker = threading.Thread(target=first_attempt)
     worker.start()
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and worker.is_alive():
         if traces.exists() and len(traces.read_text().splitlines()) >= 2:
             break
         time.sleep(0.1)
+    assert worker.is_alive(), "the run finished before the server could be killed"
     server.kill()
     worker.join(timeout=300)
     assert not worker.is_alive()
