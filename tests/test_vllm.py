@@ -95,7 +95,8 @@ def test_greedy_is_deterministic_and_judge_logprobs_match_transformers(engine: A
 
 
 def test_per_request_seeds_follow_the_sample_index() -> None:
-    from ttc_eval.backends.vllm import VLLMBackend, _base_seed
+    from ttc_eval.backends._base import request_seed
+    from ttc_eval.backends.vllm import VLLMBackend
 
     b = object.__new__(VLLMBackend)
     b.per_request_seed = True
@@ -103,7 +104,9 @@ def test_per_request_seeds_follow_the_sample_index() -> None:
     whole = b._params(Request("p", params, (0, 1, 2, 3)))
     top_up = b._params(Request("p", params, (2, 3)))
     # vLLM gives child i the seed (seed + i): sample k always gets base + k.
-    assert whole.seed == _base_seed(3, "p") and top_up.seed == whole.seed + 2
+    assert (
+        whole.seed == request_seed(3, Request("p", params, (0,))) and top_up.seed == whole.seed + 2
+    )
     assert whole.n == 4 and top_up.n == 2
     b.per_request_seed = False
     assert b._params(Request("p", params, (0,))).seed is None

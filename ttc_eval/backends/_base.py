@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from ttc_eval.types import Completion, Request
 
@@ -56,3 +56,22 @@ def truncate_at_stop(
     start, end, stop = best
     kept = next((k + 1 for k, e in enumerate(token_ends) if e >= end), len(token_ends))
     return (text[:end] if include_stop else text[:start]), kept, stop
+
+
+def request_seed(seed: int, request: Request) -> int:
+    """Per-request seed for engines that derive child i's seed as ``seed + i`` (vLLM): a hash
+    of (run seed, prompt) plus the request's first sample index, so sample k of a prompt gets
+    the same seed whether it is drawn in one request or in a later top-up."""
+    h = hashlib.sha256(f"{seed}|{request.prompt}".encode()).digest()
+    return (int.from_bytes(h[:4], "little") & 0x3FFFFFFF) + request.sample_ids[0]
+
+
+def render_chat(tokenizer: Any, messages: Sequence[Mapping[str, str]]) -> str:
+    """The model's chat template with the generation prompt; plain paragraphs without one."""
+    if getattr(tokenizer, "chat_template", None):
+        return str(
+            tokenizer.apply_chat_template(
+                list(messages), tokenize=False, add_generation_prompt=True
+            )
+        )
+    return "\n\n".join(m["content"] for m in messages)

@@ -13,7 +13,6 @@ model directory or hub id given as ``--model``), and sent to ``/v1/completions``
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import threading
 from collections.abc import Mapping, Sequence
@@ -22,16 +21,11 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ttc_eval.backends._base import truncate_at_stop
+from ttc_eval.backends._base import render_chat, request_seed, truncate_at_stop
 from ttc_eval.errors import TTCError, UsageError
 from ttc_eval.models import resolve_model
 from ttc_eval.registry import backend
 from ttc_eval.types import Completion, Request, SamplingParams
-
-
-def _base_seed(seed: int, prompt: str) -> int:
-    h = hashlib.sha256(f"{seed}|{prompt}".encode()).digest()
-    return int.from_bytes(h[:4], "little") & 0x3FFFFFFF
 
 
 @backend("openai")
@@ -103,13 +97,7 @@ class OpenAIBackend:
         return self.served_model
 
     def render(self, messages: Sequence[Mapping[str, str]]) -> str:
-        if self.tokenizer.chat_template:
-            return str(
-                self.tokenizer.apply_chat_template(
-                    list(messages), tokenize=False, add_generation_prompt=True
-                )
-            )
-        return "\n\n".join(m["content"] for m in messages)
+        return render_chat(self.tokenizer, messages)
 
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
         bar = tqdm(
@@ -168,7 +156,7 @@ class OpenAIBackend:
         if p.stop:
             kwargs["stop"] = list(p.stop)
         if self.per_request_seed and p.temperature > 0:
-            kwargs["seed"] = _base_seed(p.seed, r.prompt) + r.sample_ids[0]
+            kwargs["seed"] = request_seed(p.seed, r)
         resp = client.completions.create(**kwargs)
         prompt_tokens = int(resp.usage.prompt_tokens) if resp.usage else 0
         choices = sorted(resp.choices, key=lambda c: c.index)

@@ -16,19 +16,13 @@ come from the engine's own stream, seeded once with the run seed; they stay dist
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ttc_eval.backends._base import truncate_at_stop
+from ttc_eval.backends._base import render_chat, request_seed, truncate_at_stop
 from ttc_eval.models import model_fingerprint, resolve_model
 from ttc_eval.registry import backend
 from ttc_eval.types import Completion, Request, SamplingParams
-
-
-def _base_seed(seed: int, prompt: str) -> int:
-    h = hashlib.sha256(f"{seed}|{prompt}".encode()).digest()
-    return int.from_bytes(h[:4], "little") & 0x3FFFFFFF
 
 
 @backend("vllm")
@@ -87,13 +81,7 @@ class VLLMBackend:
         return from_config(self.path)
 
     def render(self, messages: Sequence[Mapping[str, str]]) -> str:
-        if self.has_chat_template:
-            return str(
-                self.tokenizer.apply_chat_template(
-                    list(messages), tokenize=False, add_generation_prompt=True
-                )
-            )
-        return "\n\n".join(m["content"] for m in messages)
+        return render_chat(self.tokenizer, messages)
 
     def _params(self, request: Request) -> Any:
         from vllm import SamplingParams as VParams
@@ -109,7 +97,7 @@ class VLLMBackend:
             "logprobs": 0,  # the sampled token's log-probability (raw, untempered)
         }
         if self.per_request_seed and p.temperature > 0:
-            kwargs["seed"] = _base_seed(p.seed, request.prompt) + request.sample_ids[0]
+            kwargs["seed"] = request_seed(p.seed, request)
         return VParams(**kwargs)
 
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
