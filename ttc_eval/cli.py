@@ -70,9 +70,25 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--backend-args", type=_kv, help="backend options, e.g. dtype=float32,batch_size=64"
     )
-    r.add_argument("--task", help="registered task (default: arith)")
+    r.add_argument(
+        "--task", help="registered task, or lm_eval:NAME for an lm-eval task (default: arith)"
+    )
     r.add_argument("--data-files", help="local JSON/JSONL replacing the task's hub dataset")
-    r.add_argument("--include-path", action="append", help="extra folder with task specs")
+    r.add_argument(
+        "--include-path",
+        action="append",
+        help="extra folder with task specs (ttc-eval's, or lm-eval's for lm_eval:NAME)",
+    )
+    r.add_argument("--grader", help="registered grader replacing the task's own")
+    r.add_argument(
+        "--num-fewshot", type=int, help="lm_eval tasks: few-shot examples (default: the task's)"
+    )
+    r.add_argument(
+        "--apply-chat-template",
+        action="store_true",
+        default=None,
+        help="lm_eval tasks: send the prompt through the model's chat template",
+    )
     r.add_argument(
         "--strategy", help="comma list; arguments as name:key=value, e.g. best_of_n:mode=naive"
     )
@@ -143,6 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--regrade", action="store_true", help="grade with ttc-eval's grader")
     im.add_argument("--output-dir", default="runs", help="parent of the new run (runs)")
 
+    sub.add_parser(
+        "lm-eval",
+        help="lm-eval's own command line with the ttc model registered "
+        "(--model ttc --model_args model=...,strategy=majority,n=8); every argument is lm-eval's",
+        add_help=False,
+    )
+
     mg = sub.add_parser("merge", help="join shard runs (--shard i/n) into one run")
     mg.add_argument("run_dirs", nargs="+")
     mg.add_argument("--output-dir", help="parent of the merged run (default: the shards' parent)")
@@ -191,6 +214,9 @@ _FLAG_TO_FIELD = {
     "bins": "bins",
     "shard": "shard",
     "difficulty_samples": "difficulty_samples",
+    "grader": "grader",
+    "num_fewshot": "num_fewshot",
+    "apply_chat_template": "apply_chat_template",
 }
 
 
@@ -294,7 +320,28 @@ def _compare_flops(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lm_eval(argv: Sequence[str]) -> int:
+    """Hand every argument to lm-eval's command line (its flags, its exit codes)."""
+    try:
+        from ttc_eval.lm_eval_model import cli
+    except ImportError:
+        print(
+            "ttc-eval: error: `ttc-eval lm-eval` needs lm-evaluation-harness: "
+            "pip install 'ttc-eval[lm-eval]'",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        return cli(argv)
+    except TTCError as e:
+        print(f"ttc-eval: error: {e}", file=sys.stderr)
+        return e.exit_code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["lm-eval"]:
+        return _lm_eval(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "list":

@@ -104,6 +104,15 @@ class RunConfig:
     revision_template: str | None = None
     """Revision prompt (text with ``{question}`` and ``{attempts}``); default: the task's,
     else the built-in one."""
+    grader: str | None = None
+    """Registered grader replacing the task's own (default: the task's)."""
+    num_fewshot: int | None = None
+    """Few-shot examples in the prompt of an lm-eval task (default: the task's own)."""
+    apply_chat_template: bool = False
+    """Send an lm-eval task's prompt through the model's chat template (as lm-eval's
+    ``--apply_chat_template``); default: the raw prompt, as lm-eval does."""
+    stop: tuple[str, ...] | None = None
+    """Stop strings of every sample (set from the task: lm-eval's ``until``)."""
 
     def __post_init__(self) -> None:
         if not self.budgets:
@@ -130,6 +139,17 @@ class RunConfig:
             self.shard_index()
         if self.temperature is not None and self.temperature < 0:
             raise UsageError(f"--temperature must be >= 0, got {self.temperature}")
+        if self.num_fewshot is not None and self.num_fewshot < 0:
+            raise UsageError(f"--num-fewshot must be >= 0, got {self.num_fewshot}")
+
+    def task_source_args(self) -> dict[str, Any]:
+        """Options for a task of another harness (``lm_eval:NAME``), only those that are set."""
+        args: dict[str, Any] = {}
+        if self.num_fewshot is not None:
+            args["num_fewshot"] = self.num_fewshot
+        if self.apply_chat_template:
+            args["apply_chat_template"] = True
+        return args
 
     def shard_index(self) -> tuple[int, int] | None:
         """(i, n) of ``--shard i/n``; None for an unsharded run."""
@@ -156,6 +176,7 @@ class RunConfig:
             else float(base["temperature"]),
             top_p=self.top_p if self.top_p is not None else float(base["top_p"]),
             max_tokens=self.max_tokens if self.max_tokens is not None else int(base["max_tokens"]),
+            stop=self.stop if self.stop is not None else tuple(base.get("stop", ())),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,6 +185,8 @@ class RunConfig:
         d["include_path"] = list(self.include_path)
         d["budgets"] = list(self.budgets)
         d["bins"] = list(self.bins)
+        if self.stop is not None:
+            d["stop"] = list(self.stop)
         return d
 
     @classmethod
@@ -180,8 +203,8 @@ class RunConfig:
                 else StrategySpec(s["name"], s.get("args", {}))
                 for s in kw["strategies"]
             )
-        for k in ("budgets", "include_path", "bins"):
-            if k in kw:
+        for k in ("budgets", "include_path", "bins", "stop"):
+            if kw.get(k) is not None:
                 kw[k] = tuple(kw[k])
         return cls(**kw)
 
@@ -192,6 +215,10 @@ class RunConfig:
         d = self.to_dict()
         for k in self._NOT_IDENTITY:
             d.pop(k)
+        # Settings added later count only when set, so that older runs keep their run ids.
+        for k in ("grader", "num_fewshot", "apply_chat_template", "stop"):
+            if not d[k]:
+                d.pop(k)
         d["backend_args"] = {
             k: v for k, v in d["backend_args"].items() if k not in ("batch_size", "progress")
         }

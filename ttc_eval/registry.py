@@ -91,6 +91,8 @@ EXPANSIONS: Registry[Any] = Registry("expansion", "ttc_eval.strategies")
 LOADERS: Registry[Any] = Registry("loader", "ttc_eval.tasks")
 PROMPTS: Registry[Any] = Registry("prompt", "ttc_eval.tasks")
 IMPORTERS: Registry[Any] = Registry("importer", "ttc_eval.importers")
+TASK_SOURCES: Registry[Any] = Registry("task source", "ttc_eval.tasks", "task_sources")
+"""Other harnesses' task collections, named ``SOURCE:TASK`` on the command line."""
 
 strategy = STRATEGIES.register
 backend = BACKENDS.register
@@ -99,4 +101,5 @@ grader = GRADERS.register
 expansion = EXPANSIONS.register
 loader = LOADERS.register
 prompt = PROMPTS.register
+task_source = TASK_SOURCES.register
 importer = IMPORTERS.register

@@ -32,7 +32,7 @@ from ttc_eval.cache import CachedBackend, GenerationCache
 from ttc_eval.config import RunConfig
 from ttc_eval.errors import UsageError
 from ttc_eval.models import cache_root
-from ttc_eval.registry import BACKENDS, EXPANSIONS, STRATEGIES, VERIFIERS
+from ttc_eval.registry import BACKENDS, EXPANSIONS, GRADERS, STRATEGIES, VERIFIERS
 from ttc_eval.reporting.figures import write_figures
 from ttc_eval.reporting.leaderboard import update_leaderboard
 from ttc_eval.reporting.tables import accuracy_tables, optimal_tables, revision_tables
@@ -119,6 +119,7 @@ def _params(config: RunConfig) -> SamplingParams:
         temperature=config.temperature,
         top_p=config.top_p,
         max_tokens=config.max_tokens,
+        stop=tuple(config.stop or ()),
         seed=config.seed,
     )
 
@@ -206,7 +207,7 @@ def run(
 ) -> RunOutcome:
     say = log or (lambda m: print(m, file=sys.stderr))
     # Everything a user can get wrong is checked before any model loads.
-    task = Task(find_task_spec(config.task, config.include_path))
+    task = load_task(config)
     config = config.resolve(task.spec.generation)
     strategies = with_coverage(build_strategies(config), config)
     if config.backend not in BACKENDS:
@@ -248,12 +249,12 @@ def run(
         if not pending:
             continue
         if ctx is None:
-            ctx = _context(config, task, verifier_factory, progress)
+            ctx = build_context(config, task, verifier_factory, progress)
         expander = EXPANSIONS.get(spec.kind)(**dict(spec.args))
         by_id = {p.id: p for p in pending}
         with tqdm(total=len(pending), desc=key, unit="question", disable=not progress) as bar:
             for traces in expander.run(pending, ctx):
-                store.add(_grade(task, [replace(t, expansion=key) for t in traces], by_id))
+                store.add(grade_traces(task, [replace(t, expansion=key) for t in traces], by_id))
                 bar.update(len(traces))
     backends = _backends(ctx)
     generated = sum(b.generated_samples for b in backends)
@@ -282,6 +283,16 @@ def run(
     say(f"generated {generated} samples ({cached} from the cache) in this invocation")
     results, table = build_results(run_dir, [p.id for p in problems])
     return RunOutcome(run_dir, results, generated, cached, table)
+
+
+def load_task(config: RunConfig) -> Task:
+    """The run's task, with ``--grader`` replacing the task's own grader."""
+    spec = find_task_spec(config.task, config.include_path, **config.task_source_args())
+    if config.grader is not None and config.grader != spec.grader:
+        if config.grader not in GRADERS:
+            raise UsageError(GRADERS.unknown_message(config.grader))
+        spec = replace(spec, grader=config.grader, grader_args={})
+    return Task(spec)
 
 
 def _difficulty_spec(
@@ -350,9 +361,10 @@ def _revision_renderer(
     return render
 
 
-def _context(
+def build_context(
     config: RunConfig, task: Task, verifier_factory: Any, progress: bool
 ) -> ExpansionContext:
+    """Load the run's models (policy, reviser, verifier) behind the generation cache."""
     cache = GenerationCache(cache_root() / "generations.sqlite") if config.cache else None
 
     def make_backend(model: str) -> CachedBackend:
@@ -378,7 +390,7 @@ def _context(
         backend=backend,
         verifier=verifier,
         params=_params(config),
-        render=lambda p: backend.render(task.messages(p)),
+        render=lambda p: task.render(p, backend),
         step_delimiter=config.step_delimiter,
         chunk_samples=config.chunk_samples,
         revision_backend=reviser,
@@ -387,7 +399,10 @@ def _context(
     )
 
 
-def _grade(task: Task, traces: Sequence[Trace], problems: Mapping[str, Problem]) -> list[Trace]:
+def grade_traces(
+    task: Task, traces: Sequence[Trace], problems: Mapping[str, Problem]
+) -> list[Trace]:
+    """Extract each candidate's answer, grade it against the gold answer, set its vote key."""
     answers = [[task.grader.extract(c.text) for c in t.candidates] for t in traces]
     pairs = [
         (problems[t.problem_id].answer, a)

@@ -204,3 +204,6 @@ class Selection:
     """Samples this choice spent."""
     n_tokens: int
     """Generated tokens this choice spent."""
+    index: int | None = None
+    """Pool index of the chosen candidate in the trace (``None``: no answer); its text is what
+    a caller that wants the output (the lm-eval ``ttc`` model) returns."""

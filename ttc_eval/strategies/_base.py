@@ -122,6 +122,7 @@ class PoolStrategy:
                     correct=bool(pick and pick.correct),
                     n_generations=len(group),
                     n_tokens=sum(c.n_tokens for c in group),
+                    index=pick.index if pick else None,
                 )
             )
         return out

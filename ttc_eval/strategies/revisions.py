@@ -272,6 +272,7 @@ class Revisions(PoolStrategy):
                     correct=bool(pick and pick.correct),
                     n_generations=len(spent),
                     n_tokens=sum(a.n_tokens for a in spent),
+                    index=pick.index if pick else None,
                 )
             )
         return out

@@ -109,7 +109,8 @@ class SearchExpansion:
             base,
             temperature=temperature,
             max_tokens=max(1, max_tokens),
-            stop=(ctx.step_delimiter,),
+            # The task's own stop strings (lm-eval's ``until``) end a solution, like EOS.
+            stop=(ctx.step_delimiter, *base.stop),
             include_stop=True,
         )
 
@@ -139,7 +140,9 @@ class SearchExpansion:
         return [_trim(c, max(1, r)) for c, r in zip(comps, remaining, strict=True)]
 
     def _ended(self, ctx: Any, comp: Completion, tokens: int) -> bool:
-        eos = comp.finish_reason == "stop" and comp.stop_reason is None
+        eos = comp.finish_reason == "stop" and (
+            comp.stop_reason is None or comp.stop_reason in ctx.params.stop
+        )
         return eos or tokens >= ctx.params.max_tokens
 
     def _search(self, problems: Sequence[Problem], ctx: Any) -> list[Trace]:
@@ -347,6 +350,7 @@ class SearchStrategy:
                 bool(pick and pick.correct),
                 trace.n_generations,
                 trace.generated_tokens,
+                pick.index if pick else None,
             )
         ]
 

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from ttc_eval.errors import DataError, UsageError
-from ttc_eval.registry import GRADERS, LOADERS, PROMPTS
+from ttc_eval.registry import GRADERS, LOADERS, PROMPTS, TASK_SOURCES
 from ttc_eval.types import Problem
 
 _KEYS = {
@@ -52,7 +52,8 @@ class TaskSpec:
     grader_args: Mapping[str, Any] = field(default_factory=dict)
     """Arguments of the grader."""
     generation: Mapping[str, Any] = field(default_factory=dict)
-    """Default generation settings (``max_tokens``, ``temperature``); the run may override."""
+    """Default generation settings (``max_tokens``, ``temperature``, ``top_p``, ``stop``); the
+    run may override all but ``stop``."""
     description: str = ""
     """One line for ``ttc-eval list tasks``."""
     revision_template: str | None = None
@@ -80,7 +81,20 @@ def available_tasks(extra: Sequence[str] = ()) -> dict[str, Path]:
     return found
 
 
-def find_task_spec(name: str, extra: Sequence[str] = ()) -> TaskSpec:
+def find_task_spec(name: str, extra: Sequence[str] = (), **source_args: Any) -> TaskSpec:
+    """The spec of task ``name``: a YAML spec in ``extra`` or the built-ins, or ``SOURCE:TASK``
+    from another harness's collection (``lm_eval:gsm8k``), which takes ``source_args``."""
+    source, sep, rest = name.partition(":")
+    if sep:
+        if not rest:
+            raise UsageError(f"--task {name}: name the task after {source}:")
+        spec: TaskSpec = TASK_SOURCES.get(source)(rest, include_path=tuple(extra), **source_args)
+        return spec
+    if source_args:
+        raise UsageError(
+            f"{', '.join(sorted(source_args))} apply only to tasks of another harness "
+            f"(--task lm_eval:NAME), not to {name!r}"
+        )
     tasks = available_tasks(extra)
     if name not in tasks:
         close = difflib.get_close_matches(name, list(tasks), n=3, cutoff=0.5)
@@ -174,5 +188,17 @@ class Task:
         return problems[:limit] if limit is not None else problems
 
     def messages(self, problem: Problem) -> list[dict[str, str]]:
-        result: list[dict[str, str]] = self._prompt(problem, **self.spec.prompt_args)
-        return result
+        """The prompt as chat messages (a raw-text prompt becomes the one user message)."""
+        result = self._prompt(problem, **self.spec.prompt_args)
+        if isinstance(result, str):
+            return [{"role": "user", "content": result}]
+        return list(result)
+
+    def render(self, problem: Problem, backend: Any) -> str:
+        """The prompt text: through the backend's chat template, unless the prompt builder
+        returns raw text (lm-eval's prompts without ``--apply_chat_template``)."""
+        result = self._prompt(problem, **self.spec.prompt_args)
+        if isinstance(result, str):
+            return result
+        rendered: str = backend.render(result)
+        return rendered

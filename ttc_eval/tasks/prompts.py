@@ -19,3 +19,18 @@ def boxed_steps(
     messages = [{"role": "system", "content": system}] if system else []
     messages.append({"role": "user", "content": template.format(question=problem.question)})
     return messages
+
+
+@prompt("raw")
+def raw(problem: Problem) -> str:
+    """The question is already the whole prompt (lm-eval's few-shot context): no chat
+    template, as lm-eval does without ``--apply_chat_template``."""
+    return problem.question
+
+
+@prompt("chat")
+def chat(problem: Problem, system: str | None = None) -> list[dict[str, str]]:
+    """The question as the one user message, through the model's chat template."""
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": problem.question})
+    return messages

@@ -1,0 +1,198 @@
+"""Tasks of lm-evaluation-harness: ``--task lm_eval:NAME``.
+
+lm-eval builds the documents and the prompt (its ``doc_to_text`` with the few-shot context),
+the target and the stop strings; ttc-eval grades the answers with its own graders, because
+lm-eval's filters compare raw strings where voting and selection need answer equivalence.
+
+Offline, a task's hub dataset is replaced either by a local-data task YAML found through
+``--include-path`` (``dataset_path: json``, ``dataset_kwargs: {data_files: ...}``), or by
+``--data-files FILE``, which writes that YAML for the run (it ``include:`` s the original).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ttc_eval.errors import DataError, UsageError
+from ttc_eval.graders._extract import last_boxed
+from ttc_eval.registry import loader, task_source
+from ttc_eval.tasks._spec import TaskSpec
+from ttc_eval.types import Problem
+
+PREFIX = "lm_eval"
+DEFAULT_GRADER = "math"
+"""math-verify: numbers and LaTeX expressions alike."""
+DEFAULT_MAX_TOKENS = 256
+"""lm-eval's own default ``max_gen_toks``."""
+
+
+def _require_lm_eval() -> None:
+    try:
+        import lm_eval  # noqa: F401
+    except ImportError:
+        raise UsageError(
+            "lm_eval:* tasks need lm-evaluation-harness: pip install 'ttc-eval[lm-eval]'"
+        ) from None
+
+
+@functools.lru_cache(maxsize=4)
+def _manager(include_path: tuple[str, ...]) -> Any:
+    """lm-eval's task index (built-in tasks plus ``include_path``); building it reads every
+    task YAML (seconds), so it is built once per process."""
+    _require_lm_eval()
+    from lm_eval.tasks import TaskManager
+
+    for p in include_path:
+        if not Path(p).is_dir():
+            raise UsageError(f"--include-path {p}: no such folder")
+    # lm-eval logs a warning per YAML it cannot parse and per override; not the user's concern.
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)
+    return TaskManager(include_path=list(include_path) or None)
+
+
+def _entry(name: str, include_path: Sequence[str]) -> Any:
+    tm = _manager(tuple(include_path))
+    entry = tm.task_index.get(name)
+    if entry is None:
+        import difflib
+
+        close = difflib.get_close_matches(name, tm.all_subtasks, n=3, cutoff=0.6)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise UsageError(
+            f"lm-eval has no task {name!r}.{hint} List them with `lm-eval ls tasks`; "
+            "add your own YAML folder with --include-path DIR."
+        )
+    if name not in tm.all_subtasks:
+        raise UsageError(f"lm_eval:{name} is a group or tag; name one of its tasks")
+    return entry
+
+
+def gold_answer(target: Any) -> str:
+    """The final answer inside an lm-eval target: what follows ``####`` (GSM8K-style worked
+    solutions), else the last ``\\boxed{}`` (MATH-style solutions), else the target itself."""
+    if isinstance(target, list):
+        target = target[0] if target else ""
+    text = str(target)
+    if "####" in text:
+        return text.rsplit("####", 1)[1].strip().replace(",", "")
+    boxed = last_boxed(text)
+    return boxed if boxed is not None else text.strip()
+
+
+@task_source(PREFIX)
+def lm_eval_spec(
+    name: str,
+    include_path: Sequence[str] = (),
+    num_fewshot: int | None = None,
+    apply_chat_template: bool = False,
+) -> TaskSpec:
+    """The spec of ``lm_eval:NAME``, read from lm-eval's task index (no data is loaded)."""
+    entry = _entry(name, include_path)
+    cfg: Mapping[str, Any] = entry.cfg or {}
+    if cfg.get("output_type", "generate_until") != "generate_until":
+        raise UsageError(
+            f"lm_eval:{name} is a {cfg.get('output_type')} task; test-time compute needs "
+            "generation: pick a generate_until task (for example gsm8k or minerva_math500)"
+        )
+    gen = dict(cfg.get("generation_kwargs") or {})
+    until = gen.get("until", [])
+    until = [until] if isinstance(until, str) else list(until)
+    shots = num_fewshot if num_fewshot is not None else int(cfg.get("num_fewshot") or 0)
+    version = (cfg.get("metadata") or {}).get("version", "0")
+    return TaskSpec(
+        name=f"{PREFIX}:{name}",
+        version=f"lm-eval:{version}/shots={shots}",
+        loader="lm_eval",
+        prompt="chat" if apply_chat_template else "raw",
+        grader=DEFAULT_GRADER,
+        loader_args={"task": name, "include_path": list(include_path), "num_fewshot": shots},
+        # Temperature is the strategy's business (lm-eval's tasks decode greedily).
+        generation={"max_tokens": int(gen.get("max_gen_toks", DEFAULT_MAX_TOKENS)), "stop": until},
+        description=f"lm-eval task {name}",
+        source=str(entry.yaml_path),
+    )
+
+
+def _local_yaml(name: str, include_path: Sequence[str], data_files: str, shots: int) -> Path:
+    """A local-data task YAML over ``name``'s own, in a temporary folder."""
+    entry = _entry(name, include_path)
+    cfg: Mapping[str, Any] = entry.cfg or {}
+    path = Path(data_files)
+    if not path.is_file():
+        raise UsageError(f"--data-files {data_files}: no such file")
+    fixed_samples = bool((cfg.get("fewshot_config") or {}).get("samples"))
+    split = cfg.get("fewshot_split") or cfg.get("training_split")
+    if shots > 0 and split and not fixed_samples:
+        raise UsageError(
+            f"lm_eval:{name} takes its {shots} few-shot examples from split {split!r}, which "
+            "--data-files (one test file) does not provide: pass --num-fewshot 0, or write a "
+            "local-data task YAML that also names a file for that split (README, lm-eval tasks)"
+        )
+    override = {
+        "include": str(entry.yaml_path),
+        "task": name,
+        "dataset_path": "json",
+        "dataset_name": None,
+        # A bare string for data_files would land in split "train".
+        "dataset_kwargs": {"data_files": {"test": str(path.resolve())}},
+        "test_split": "test",
+        "validation_split": None,
+        "training_split": None,
+        "fewshot_split": None,
+    }
+    folder = Path(tempfile.mkdtemp(prefix="ttc-lm-eval-"))
+    out = folder / f"{name}.yaml"
+    out.write_text(yaml.safe_dump(override, sort_keys=False))
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def load_lm_eval_task(
+    name: str, include_path: tuple[str, ...] = (), data_files: str | None = None, shots: int = 0
+) -> Any:
+    """lm-eval's task object (documents loaded), with ``data_files`` replacing its test split."""
+    tm = _manager(include_path)
+    spec: str = (
+        name if data_files is None else str(_local_yaml(name, include_path, data_files, shots))
+    )
+    try:
+        loaded = tm.load([spec])
+    except Exception as e:
+        where = f"--data-files {data_files}" if data_files else f"lm-eval task {name}"
+        raise DataError(
+            f"{where}: lm-eval could not load it ({type(e).__name__}: {e}). Offline? Pass "
+            "--data-files FILE, or a local-data task YAML through --include-path DIR."
+        ) from None
+    tasks = loaded["tasks"]
+    return tasks[name] if name in tasks else next(iter(tasks.values()))
+
+
+@loader("lm_eval")
+def load_lm_eval(args: dict[str, Any], data_files: str | None = None) -> list[Problem]:
+    """Documents of lm-eval task ``args['task']``: the question is lm-eval's whole prompt
+    (few-shot context included), the answer is :func:`gold_answer` of its target, the id is
+    the document's index (lm-eval's ``doc_id``)."""
+    shots = int(args.get("num_fewshot", 0))
+    task = load_lm_eval_task(args["task"], tuple(args.get("include_path", ())), data_files, shots)
+    docs = list(task.eval_docs)
+    if not docs:
+        raise DataError(f"lm-eval task {args['task']} has no test documents")
+    out = []
+    for i, doc in enumerate(docs):
+        try:
+            prompt = task.fewshot_context(doc, shots)
+            target = task.doc_to_target(doc)
+        except Exception as e:
+            where = f"lm-eval task {args['task']} document {i}" + (
+                f" (from {data_files})" if data_files else ""
+            )
+            raise DataError(f"{where}: lm-eval could not build its prompt ({e})") from None
+        out.append(Problem(id=str(i), question=str(prompt), answer=gold_answer(target)))
+    return out
