@@ -1,7 +1,8 @@
 """lm-evaluation-harness ``samples_<task>_<date>.jsonl`` (written with ``--log_samples``):
 one row per document with ``doc_id``, ``doc``, ``target`` and ``resps`` (the raw responses of
 its repeats). lm-eval records one metric per document, not per response, so every response
-is graded by the task's grader."""
+is graded by the task's grader. Document ids are kept: a dump of ``--tasks gsm8k`` pairs,
+question by question, with a ttc-eval run of ``--task lm_eval:gsm8k``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from ttc_eval.errors import DataError
 from ttc_eval.importers._base import ImportedQuestion, ImportedSample, need, read_jsonl
 from ttc_eval.registry import importer
+from ttc_eval.tasks.lm_eval_tasks import gold_answer
 
 
 @importer("lm-eval")
@@ -28,7 +30,8 @@ def read_lm_eval(path: Path) -> list[ImportedQuestion]:
         out.append(
             ImportedQuestion(
                 id=str(need(row, "doc_id", path, line)),
-                gold=str(need(row, "target", path, line)),
+                # The final answer of a worked-solution target (GSM8K's "#### 18").
+                gold=gold_answer(need(row, "target", path, line)),
                 samples=tuple(ImportedSample(text=t) for t in texts),
                 labels=labels,
             )
