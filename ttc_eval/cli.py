@@ -277,6 +277,9 @@ def _list(kind: str) -> None:
         for name, path in sorted(available_tasks().items()):
             spec = load_task_spec(path)
             rows.append([name, spec.version, spec.grader, spec.description])
+        for source in registry.TASK_SOURCES.names():
+            doc = (registry.TASK_SOURCES.get(source).__doc__ or "").strip().splitlines()
+            rows.append([f"{source}:NAME", "", "", doc[0] if doc else ""])
         print(tabulate(rows, headers=["task", "version", "grader", "description"]))
         return
     reg = {

@@ -25,6 +25,32 @@ from ttc_eval.registry import backend
 from ttc_eval.types import Completion, Request, SamplingParams
 
 
+def vllm_engine(
+    path: str,
+    dtype: str | None = None,
+    enforce_eager: bool | None = None,
+    **engine_args: Any,
+) -> tuple[Any, str, bool]:
+    """A ``vllm.LLM`` with this machine's defaults; (engine, dtype, on_gpu). Shared by the
+    backend and the PRM verifiers that score through vLLM."""
+    import torch
+    from vllm import LLM
+
+    on_gpu = torch.cuda.is_available()
+    # CPUs without AVX-512 emulate bfloat16: measured here (default model, 64 samples x 48
+    # tokens) at 18.8 tok/s against 98.7 for float32.
+    dtype = dtype or ("bfloat16" if on_gpu else "float32")
+    # On CPU graph compilation costs about 100 s of start-up for no steady-state gain.
+    eager = (not on_gpu) if enforce_eager is None else enforce_eager
+    if not on_gpu:
+        # On CPU this fraction of the machine's memory must be free at start-up; vLLM's
+        # default (0.92) fails as soon as anything else holds memory.
+        engine_args.setdefault("gpu_memory_utilization", 0.5)
+    engine: Any = LLM  # vLLM's annotations are narrower than the arguments it accepts
+    llm = engine(model=path, dtype=dtype, enforce_eager=eager, **engine_args)
+    return llm, dtype, on_gpu
+
+
 @backend("vllm")
 class VLLMBackend:
     """vLLM offline engine: n samples per request, prefix caching, log-probabilities."""
@@ -44,31 +70,12 @@ class VLLMBackend:
         max_model_len: int = 4096,
         **engine_args: Any,
     ) -> None:
-        import torch
-        from vllm import LLM
-
         path = resolve_model(model)
-        on_gpu = torch.cuda.is_available()
-        # CPUs without AVX-512 emulate bfloat16: measured here (default model, 64 samples x 48
-        # tokens) at 18.8 tok/s against 98.7 for float32.
-        dtype = dtype or ("bfloat16" if on_gpu else "float32")
+        self.llm, dtype, on_gpu = vllm_engine(
+            path, dtype, seed=seed, enforce_eager=enforce_eager, max_model_len=max_model_len,
+            enable_prefix_caching=True, **engine_args,
+        )  # fmt: skip
         self.per_request_seed = on_gpu if per_request_seed is None else per_request_seed
-        # On CPU graph compilation costs about 100 s of start-up for no steady-state gain.
-        eager = (not on_gpu) if enforce_eager is None else enforce_eager
-        if not on_gpu:
-            # On CPU this fraction of the machine's memory must be free at start-up; vLLM's
-            # default (0.92) fails as soon as anything else holds memory.
-            engine_args.setdefault("gpu_memory_utilization", 0.5)
-        engine: Any = LLM  # vLLM's annotations are narrower than the arguments it accepts
-        self.llm: Any = engine(
-            model=path,
-            dtype=dtype,
-            seed=seed,
-            enforce_eager=eager,
-            max_model_len=max_model_len,
-            enable_prefix_caching=True,
-            **engine_args,
-        )
         self.path = path
         self.tokenizer: Any = self.llm.get_tokenizer()
         self.progress = progress

@@ -93,7 +93,9 @@ def lm_eval_spec(
     num_fewshot: int | None = None,
     apply_chat_template: bool = False,
 ) -> TaskSpec:
-    """The spec of ``lm_eval:NAME``, read from lm-eval's task index (no data is loaded)."""
+    """Any generate_until task of lm-evaluation-harness (--num-fewshot, --apply-chat-template).
+
+    The spec is read from lm-eval's task index; no data is loaded until the problems are."""
     entry = _entry(name, include_path)
     cfg: Mapping[str, Any] = entry.cfg or {}
     if cfg.get("output_type", "generate_until") != "generate_until":

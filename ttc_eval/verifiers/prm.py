@@ -13,6 +13,11 @@ path; ``torch`` and ``transformers`` are imported only when an adapter is built.
   {``+``, ``-``} at the position that predicts it.
 - ``skywork`` (value head): ``bos + question + "\n"``, each step followed by the step token;
   sigmoid(value) at the step token.
+
+``engine=vllm`` (``--verifier-args engine=vllm``) scores the generative PRMs (math-shepherd,
+rlhflow) through vLLM instead: the same token ids, cut after each read position, each asked
+for one greedy token with ``logprob_token_ids=[+, -]``; prefix caching shares the prefixes of a
+solution. P(+) over {+, -} is the same quantity the transformers path reads from the logits.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ class _TransformersPRM:
     name = ""
     version = "1"
 
+    generative = False
+    """Reads P(+) over {+, -} from next-token logits (``pair_ids``): vLLM can serve it."""
+
     def __init__(
         self,
         model: str,
@@ -42,24 +50,51 @@ class _TransformersPRM:
         device: str = "cpu",
         batch_size: int = 8,
         trust_remote_code: bool = False,
+        engine: str = "transformers",
+        max_model_len: int = 4096,
         **_: Any,
     ) -> None:
         import torch
         from transformers import AutoTokenizer
 
+        if engine not in ("transformers", "vllm"):
+            raise UsageError(f"{self.name}: engine must be transformers or vllm, not {engine!r}")
+        if engine == "vllm" and not self.generative:
+            raise UsageError(
+                f"{self.name}: engine=vllm serves the generative PRMs (math-shepherd, rlhflow); "
+                "use the default engine=transformers"
+            )
         self.torch = torch
         self.device = device
         self.batch_size = batch_size
         self.dtype = getattr(torch, dtype)
         self.trust_remote_code = trust_remote_code
+        self.engine = engine
         auto_tok: Any = AutoTokenizer
         self.tokenizer: Any = auto_tok.from_pretrained(model, trust_remote_code=trust_remote_code)
-        self.model: Any = self.load(model)
-        self.model.eval()
-        if device != "cpu":
-            self.model = self.model.to(device)
+        self.model: Any = None
+        self.llm: Any = None
+        if engine == "vllm":
+            from ttc_eval.backends.vllm import vllm_engine
+
+            self.llm = vllm_engine(
+                model,
+                dtype,
+                trust_remote_code=trust_remote_code,
+                enable_prefix_caching=True,
+                max_model_len=max_model_len,
+            )[0]
+        else:
+            self.model = self.load(model)
+            self.model.eval()
+            if device != "cpu":
+                self.model = self.model.to(device)
         self.tokens_read = 0
         self.setup()
+
+    def pair_ids(self) -> tuple[int, int]:
+        """Token ids of "+" and "-" (generative PRMs)."""
+        raise NotImplementedError
 
     def load(self, model: str) -> Any:
         from transformers import AutoModelForCausalLM
@@ -99,6 +134,8 @@ class _TransformersPRM:
                 raise UsageError(
                     f"{self.name}: found {len(pos)} score positions for {len(sol.steps)} steps"
                 )
+        if self.llm is not None:
+            return self._score_vllm(encoded)
         out: list[tuple[float, ...]] = []
         for b in range(0, len(encoded), self.batch_size):
             chunk = encoded[b : b + self.batch_size]
@@ -116,6 +153,29 @@ class _TransformersPRM:
                 out.append(tuple(float(x) for x in scores.float().cpu()))
         return out
 
+    def _score_vllm(
+        self, encoded: Sequence[tuple[list[int], list[int]]]
+    ) -> list[tuple[float, ...]]:
+        import math
+
+        from vllm import SamplingParams, TokensPrompt
+
+        plus, minus = self.pair_ids()
+        prompts = [TokensPrompt(prompt_token_ids=ids[: p + 1]) for ids, pos in encoded for p in pos]
+        params = SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=[plus, minus])
+        outputs = iter(self.llm.generate(prompts, params, use_tqdm=False))
+        out = []
+        for ids, pos in encoded:
+            scores = []
+            for _ in pos:
+                lp = next(outputs).outputs[0].logprobs[0]
+                a, b = lp[plus].logprob, lp[minus].logprob
+                scores.append(1.0 / (1.0 + math.exp(b - a)))  # softmax over {+, -}
+            # What a forward pass over the whole input would read (prefixes are cached).
+            self.tokens_read += len(ids)
+            out.append(tuple(scores))
+        return out
+
 
 @verifier("math-shepherd")
 class MathShepherd(_TransformersPRM):
@@ -123,6 +183,10 @@ class MathShepherd(_TransformersPRM):
 
     name = "math-shepherd"
     step_tag = "ки"
+    generative = True
+
+    def pair_ids(self) -> tuple[int, int]:
+        return self.plus_id, self.minus_id
 
     def setup(self) -> None:
         self.tag_id = self._id(self.step_tag)
@@ -196,6 +260,10 @@ class RLHFlowPRM(_TransformersPRM):
     reference scoring."""
 
     name = "rlhflow"
+    generative = True
+
+    def pair_ids(self) -> tuple[int, int]:
+        return self.plus_id, self.minus_id
 
     def setup(self) -> None:
         self.plus_id, self.minus_id = self._id("+"), self._id("-")
