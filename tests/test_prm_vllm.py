@@ -73,6 +73,56 @@ def test_vllm_engine_reads_the_same_scores_as_transformers(
     assert len({round(x, 4) for s in reference for x in s}) > 3
 
 
-def test_vllm_engine_is_refused_for_non_generative_prms(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="generative PRMs"):
-        VERIFIERS.get("qwen-prm")(model=str(tmp_path), engine="vllm")
+def _tiny_qwen_prm(folder: Path) -> Any:
+    """A tiny Qwen2ForProcessRewardModel as the released checkpoint lays it out: Qwen2Model
+    weights under ``model.``, then ``score`` = Linear(h, h), ReLU, Linear(h, 2)."""
+    from safetensors.torch import save_file
+    from transformers import Qwen2Config, Qwen2Model
+
+    tok = _tokenizer(folder, "qwen-prm")
+    torch.manual_seed(0)
+    config = Qwen2Config(
+        vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+        pad_token_id=tok.pad_token_id, num_labels=2,
+        architectures=["Qwen2ForProcessRewardModel"],
+    )  # fmt: skip
+    body = Qwen2Model(config).eval()
+    score = torch.nn.Sequential(
+        torch.nn.Linear(128, 128), torch.nn.ReLU(), torch.nn.Linear(128, 2)
+    ).eval()
+    weights = {f"model.{k}": v.contiguous() for k, v in body.state_dict().items()}
+    weights |= {f"score.{k}": v.contiguous() for k, v in score.state_dict().items()}
+    save_file(weights, str(folder / "model.safetensors"))
+    config.save_pretrained(folder)
+    return tok, body, score
+
+
+def test_qwen_prm_through_vllm_pooling_reads_softmax_at_each_extra_0(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+    _, body, score = _tiny_qwen_prm(tmp_path)
+    prm = VERIFIERS.get("qwen-prm")(model=str(tmp_path), engine="vllm", max_model_len=512)
+    try:
+        got = prm.score(PROBLEM, SOLUTIONS)
+        # The reference: the same ids through the architecture by hand, read at <extra_0>.
+        want = []
+        for s in SOLUTIONS:
+            ids, pos = prm.encode(PROBLEM.question, [x.strip() for x in s.steps])
+            with torch.inference_mode():
+                hidden = body(torch.tensor([ids])).last_hidden_state[0]
+                probs = torch.softmax(score(hidden), dim=-1)[:, 1]
+            want.append([float(probs[p]) for p in pos])
+    finally:
+        del prm
+        gc.collect()
+    assert [len(s) for s in got] == [2, 3, 1]
+    for g, w in zip(got, want, strict=True):
+        assert g == pytest.approx(w, abs=1e-4)
+    assert len({round(x, 4) for w in want for x in w}) > 3
+
+
+def test_vllm_engine_is_refused_where_vllm_cannot_serve(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="engine=vllm serves"):
+        VERIFIERS.get("skywork")(model=str(tmp_path), engine="vllm")

@@ -14,10 +14,14 @@ path; ``torch`` and ``transformers`` are imported only when an adapter is built.
 - ``skywork`` (value head): ``bos + question + "\n"``, each step followed by the step token;
   sigmoid(value) at the step token.
 
-``engine=vllm`` (``--verifier-args engine=vllm``) scores the generative PRMs (math-shepherd,
-rlhflow) through vLLM instead: the same token ids, cut after each read position, each asked
-for one greedy token with ``logprob_token_ids=[+, -]``; prefix caching shares the prefixes of a
-solution. P(+) over {+, -} is the same quantity the transformers path reads from the logits.
+``engine=vllm`` (``--verifier-args engine=vllm``) scores through vLLM instead, on the same
+token ids:
+
+- generative PRMs (math-shepherd, rlhflow): the ids cut after each read position, each asked
+  for one greedy token with ``logprob_token_ids=[+, -]`` (prefix caching shares a solution's
+  prefixes); P(+) over {+, -} is what the transformers path reads from the logits;
+- qwen-prm (``Qwen2ForProcessRewardModel``): the pooling runner with step pooling at
+  ``<extra_0>`` (``encode(..., pooling_task="token_classify")``), softmax column 1.
 """
 
 from __future__ import annotations
@@ -40,8 +44,9 @@ class _TransformersPRM:
     name = ""
     version = "1"
 
-    generative = False
-    """Reads P(+) over {+, -} from next-token logits (``pair_ids``): vLLM can serve it."""
+    vllm_mode: str | None = None
+    """How vLLM serves this PRM: ``generate`` (P(+) over {+, -} of the next token, from
+    ``pair_ids``), ``pool`` (step pooling at ``step_tag_id``), or ``None`` (it cannot)."""
 
     def __init__(
         self,
@@ -59,9 +64,9 @@ class _TransformersPRM:
 
         if engine not in ("transformers", "vllm"):
             raise UsageError(f"{self.name}: engine must be transformers or vllm, not {engine!r}")
-        if engine == "vllm" and not self.generative:
+        if engine == "vllm" and self.vllm_mode is None:
             raise UsageError(
-                f"{self.name}: engine=vllm serves the generative PRMs (math-shepherd, rlhflow); "
+                f"{self.name}: engine=vllm serves math-shepherd, rlhflow and qwen-prm; "
                 "use the default engine=transformers"
             )
         self.torch = torch
@@ -72,6 +77,7 @@ class _TransformersPRM:
         self.engine = engine
         auto_tok: Any = AutoTokenizer
         self.tokenizer: Any = auto_tok.from_pretrained(model, trust_remote_code=trust_remote_code)
+        self.setup()
         self.model: Any = None
         self.llm: Any = None
         if engine == "vllm":
@@ -81,8 +87,8 @@ class _TransformersPRM:
                 model,
                 dtype,
                 trust_remote_code=trust_remote_code,
-                enable_prefix_caching=True,
                 max_model_len=max_model_len,
+                **self.vllm_args(),
             )[0]
         else:
             self.model = self.load(model)
@@ -90,7 +96,10 @@ class _TransformersPRM:
             if device != "cpu":
                 self.model = self.model.to(device)
         self.tokens_read = 0
-        self.setup()
+
+    def vllm_args(self) -> dict[str, Any]:
+        """Engine arguments for ``engine=vllm``."""
+        return {"enable_prefix_caching": True}
 
     def pair_ids(self) -> tuple[int, int]:
         """Token ids of "+" and "-" (generative PRMs)."""
@@ -134,6 +143,8 @@ class _TransformersPRM:
                 raise UsageError(
                     f"{self.name}: found {len(pos)} score positions for {len(sol.steps)} steps"
                 )
+        if self.llm is not None and self.vllm_mode == "pool":
+            return self._pool_vllm(encoded)
         if self.llm is not None:
             return self._score_vllm(encoded)
         out: list[tuple[float, ...]] = []
@@ -176,6 +187,21 @@ class _TransformersPRM:
             out.append(tuple(scores))
         return out
 
+    def _pool_vllm(self, encoded: Sequence[tuple[list[int], list[int]]]) -> list[tuple[float, ...]]:
+        from vllm import TokensPrompt
+
+        prompts = [TokensPrompt(prompt_token_ids=ids) for ids, _ in encoded]
+        outputs = self.llm.encode(prompts, pooling_task="token_classify", use_tqdm=False)
+        out = []
+        for o, (ids, pos) in zip(outputs, encoded, strict=True):
+            # One row per step tag, already through softmax: P(correct) is column 1.
+            data = o.outputs.data
+            if len(data) != len(pos):
+                raise UsageError(f"{self.name}: vLLM pooled {len(data)} steps, expected {len(pos)}")
+            self.tokens_read += len(ids)
+            out.append(tuple(float(x) for x in data[:, 1].float()))
+        return out
+
 
 @verifier("math-shepherd")
 class MathShepherd(_TransformersPRM):
@@ -183,7 +209,7 @@ class MathShepherd(_TransformersPRM):
 
     name = "math-shepherd"
     step_tag = "ки"
-    generative = True
+    vllm_mode = "generate"
 
     def pair_ids(self) -> tuple[int, int]:
         return self.plus_id, self.minus_id
@@ -210,6 +236,13 @@ class QwenPRM(_TransformersPRM):
 
     name = "qwen-prm"
     step_sep = "<extra_0>"
+    vllm_mode = "pool"
+
+    def vllm_args(self) -> dict[str, Any]:
+        from vllm.config import PoolerConfig
+
+        # vLLM's default step tag is the released tokenizer's <extra_0> (151651); name it.
+        return {"runner": "pooling", "pooler_config": PoolerConfig(step_tag_id=self.sep_id)}
 
     def load(self, model: str) -> Any:
         from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification
@@ -260,7 +293,7 @@ class RLHFlowPRM(_TransformersPRM):
     reference scoring."""
 
     name = "rlhflow"
-    generative = True
+    vllm_mode = "generate"
 
     def pair_ids(self) -> tuple[int, int]:
         return self.plus_id, self.minus_id
