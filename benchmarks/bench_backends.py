@@ -43,6 +43,9 @@ def _serve(model_dir: str, port: int) -> subprocess.Popen[bytes]:
         "--dtype", "float32", "--enforce-eager", "--max-model-len", "2048",
         "--gpu-memory-utilization", "0.5",
     ]  # fmt: skip
+    from ttc_eval.backends.vllm import bind_all_cpus_on_small_machines
+
+    bind_all_cpus_on_small_machines()  # as the vllm backend does for its own engine
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2"}
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True

@@ -51,6 +51,9 @@ class Server:
             "--dtype", "float32", "--enforce-eager", "--max-model-len", "2048",
             "--gpu-memory-utilization", "0.5",
         ]  # fmt: skip
+        from ttc_eval.backends.vllm import bind_all_cpus_on_small_machines
+
+        bind_all_cpus_on_small_machines()
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
         out = self.log.open("ab")
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=out, env=env, start_new_session=True)

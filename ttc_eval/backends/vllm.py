@@ -24,6 +24,23 @@ from ttc_eval.models import model_fingerprint, resolve_model
 from ttc_eval.registry import backend
 from ttc_eval.types import Completion, Request, SamplingParams
 
+SMALL_MACHINE_CPUS = 4
+"""Up to this many CPUs, vLLM's model threads get all of them (see below)."""
+
+
+def bind_all_cpus_on_small_machines() -> None:
+    """vLLM on x86 CPUs reserves one core for its scheduler and binds the model's threads to
+    the rest: on 2 cores that halves the compute (measured here, 64 samples x 48 tokens:
+    105 tok/s on one core, 152 on both). On small machines, unless the user set
+    ``VLLM_CPU_OMP_THREADS_BIND``, bind the model's threads to every CPU we may use."""
+    import os
+
+    if "VLLM_CPU_OMP_THREADS_BIND" in os.environ or not hasattr(os, "sched_getaffinity"):
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) <= SMALL_MACHINE_CPUS:
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(str(c) for c in cpus)
+
 
 def vllm_engine(
     path: str,
@@ -46,6 +63,7 @@ def vllm_engine(
         # On CPU this fraction of the machine's memory must be free at start-up; vLLM's
         # default (0.92) fails as soon as anything else holds memory.
         engine_args.setdefault("gpu_memory_utilization", 0.5)
+        bind_all_cpus_on_small_machines()
     engine: Any = LLM  # vLLM's annotations are narrower than the arguments it accepts
     llm = engine(model=path, dtype=dtype, enforce_eager=eager, **engine_args)
     return llm, dtype, on_gpu
