@@ -64,12 +64,18 @@ def test_n_samples_are_distinct_and_carry_logprobs(engine: Any) -> None:
 
 def test_stop_strings_are_kept_and_finish_reasons_recorded(engine: Any) -> None:
     p = _prompt(engine, "Solve 12 + 30 step by step, one step per paragraph.")
-    stop = SamplingParams(temperature=0.7, max_tokens=96, seed=0, stop=("\n\n",), include_stop=True)
-    outs = engine.generate([Request(p, stop, tuple(range(6)))])[0]
-    stopped = [c for c in outs if c.stop_reason == "\n\n"]
-    assert stopped, [c.text for c in outs]
+    # A space ends almost every sample early, whatever the engine's random stream draws (a
+    # blank line alone depended on the draw).
+    stops = ("\n\n", " ")
+    params = SamplingParams(temperature=0.7, max_tokens=96, seed=0, stop=stops, include_stop=True)
+    outs = engine.generate([Request(p, params, tuple(range(6)))])[0]
+    stopped = [c for c in outs if c.stop_reason in stops]
+    assert len(stopped) >= 3, [c.text for c in outs]
     for c in stopped:
-        assert c.text.endswith("\n\n") and c.text.count("\n\n") == 1
+        # Kept at the end, and the first stop string in the text.
+        assert c.stop_reason is not None and c.text.endswith(c.stop_reason)
+        body = c.text[: -len(c.stop_reason)]
+        assert all(s not in body for s in stops), c.text
         assert c.finish_reason == "stop"
     short = engine.generate([Request(p, SamplingParams(temperature=0.0, max_tokens=3), (0,))])
     (c,) = short[0]
