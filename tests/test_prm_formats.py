@@ -61,7 +61,9 @@ def _tokenizer(folder: Path, family: str) -> Any:
     return tok
 
 
-def _tiny(folder: Path, family: str) -> None:
+def _tiny(folder: Path, family: str, hidden: int = 32, heads: int = 4) -> None:
+    """A random model of the family's real architecture (vLLM's CPU attention needs a head
+    size such as 64: ``hidden=128, heads=2``)."""
     from safetensors.torch import save_file
     from transformers import (
         LlamaConfig,
@@ -77,11 +79,11 @@ def _tiny(folder: Path, family: str) -> None:
     torch.manual_seed(0)
     common = dict(
         vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=heads,
+        num_key_value_heads=heads // 2,
         max_position_embeddings=512,
         pad_token_id=tok.pad_token_id,
     )
@@ -93,7 +95,7 @@ def _tiny(folder: Path, family: str) -> None:
         model = LlamaForCausalLM(LlamaConfig(**common))
     else:
         model = Qwen2Model(Qwen2Config(**common))
-        head = torch.nn.Linear(32, 1)
+        head = torch.nn.Linear(hidden, 1)
         save_file(
             {
                 "v_head.summary.weight": head.weight.detach().contiguous(),

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("vllm")
 torch = pytest.importorskip("torch")
 
-from test_prm_formats import PROBLEM, _tokenizer, sol  # noqa: E402
+from test_prm_formats import PROBLEM, _tiny, _tokenizer, sol  # noqa: E402
 
 from ttc_eval.errors import UsageError  # noqa: E402
 from ttc_eval.registry import VERIFIERS  # noqa: E402
@@ -26,30 +26,12 @@ SOLUTIONS = [
 ]
 
 
-def _tiny_for_vllm(folder: Path, family: str) -> None:
-    """vLLM's CPU attention needs a head size such as 64 (the format tests use 8)."""
-    from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
-
-    tok = _tokenizer(folder, family)
-    torch.manual_seed(0)
-    common: dict[str, Any] = dict(
-        vocab_size=len(tok),
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=512,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
-    model: Any = (
-        MistralForCausalLM(MistralConfig(**common))
-        if family == "math-shepherd"
-        else LlamaForCausalLM(LlamaConfig(**common))
-    )
-    model.save_pretrained(folder)
+def _assert_same_scores(got: list[tuple[float, ...]], want: list[Any]) -> None:
+    assert [len(x) for x in got] == [2, 3, 1]
+    for g, w in zip(got, want, strict=True):
+        assert g == pytest.approx(w, abs=1e-4)
+    # A random model's scores vary from step to step: equal scores would be no evidence.
+    assert len({round(x, 4) for w in want for x in w}) > 3
 
 
 @pytest.mark.parametrize("family", ["math-shepherd", "rlhflow"])
@@ -57,7 +39,7 @@ def test_vllm_engine_reads_the_same_scores_as_transformers(
     family: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
-    _tiny_for_vllm(tmp_path, family)
+    _tiny(tmp_path, family, hidden=128, heads=2)
     reference = VERIFIERS.get(family)(model=str(tmp_path)).score(PROBLEM, SOLUTIONS)
     prm = VERIFIERS.get(family)(model=str(tmp_path), engine="vllm", max_model_len=512)
     try:
@@ -66,11 +48,7 @@ def test_vllm_engine_reads_the_same_scores_as_transformers(
     finally:
         del prm
         gc.collect()
-    assert [len(s) for s in scores] == [2, 3, 1]
-    for got, want in zip(scores, reference, strict=True):
-        assert got == pytest.approx(want, abs=1e-4)
-    # A random model's P(+) varies from step to step: equal scores would be no evidence.
-    assert len({round(x, 4) for s in reference for x in s}) > 3
+    _assert_same_scores(scores, reference)
 
 
 def _tiny_qwen_prm(folder: Path) -> Any:
@@ -117,10 +95,7 @@ def test_qwen_prm_through_vllm_pooling_reads_softmax_at_each_extra_0(
     finally:
         del prm
         gc.collect()
-    assert [len(s) for s in got] == [2, 3, 1]
-    for g, w in zip(got, want, strict=True):
-        assert g == pytest.approx(w, abs=1e-4)
-    assert len({round(x, 4) for w in want for x in w}) > 3
+    _assert_same_scores(got, want)
 
 
 def test_vllm_engine_is_refused_where_vllm_cannot_serve(tmp_path: Path) -> None:
