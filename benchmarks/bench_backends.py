@@ -41,7 +41,7 @@ def _serve(model_dir: str, port: int) -> subprocess.Popen[bytes]:
         sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir,
         "--host", "127.0.0.1", "--port", str(port),
         "--dtype", "float32", "--enforce-eager", "--max-model-len", "2048",
-        "--gpu-memory-utilization", "0.5",
+        "--gpu-memory-utilization", "0.5", "--block-size", "32",
     ]  # fmt: skip
     from ttc_eval.backends.vllm import bind_all_cpus_on_small_machines
 

@@ -49,7 +49,7 @@ class Server:
             sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",
             self.model_dir, "--host", "127.0.0.1", "--port", str(self.port),
             "--dtype", "float32", "--enforce-eager", "--max-model-len", "2048",
-            "--gpu-memory-utilization", "0.5",
+            "--gpu-memory-utilization", "0.5", "--block-size", "32",
         ]  # fmt: skip
         from ttc_eval.backends.vllm import bind_all_cpus_on_small_machines
 

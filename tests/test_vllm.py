@@ -100,6 +100,22 @@ def test_greedy_is_deterministic_and_judge_logprobs_match_transformers(engine: A
     assert ours["No"] == pytest.approx(ref["No"], abs=0.02)
 
 
+def test_samples_of_a_short_prompt_share_its_cached_prefix(engine: Any) -> None:
+    from vllm import SamplingParams as VParams
+    from vllm.inputs import TokensPrompt
+
+    # A chat prompt shorter than vLLM's CPU default block (128 tokens): at that block size
+    # none of it was ever cached (measured: 0 cached tokens), and each of its n samples
+    # computed the whole prompt again.
+    p = _prompt(engine, "Compute 17 * 23 and explain each step of the multiplication.")
+    ids = engine.tokenizer.encode(p, add_special_tokens=False)
+    assert 32 < len(ids) < 128
+    (out,) = engine.llm.generate(
+        [TokensPrompt(prompt_token_ids=ids)], VParams(n=4, max_tokens=4), use_tqdm=False
+    )
+    assert out.num_cached_tokens >= 32
+
+
 def test_per_request_seeds_follow_the_sample_index() -> None:
     from ttc_eval.backends._base import request_seed
     from ttc_eval.backends.vllm import VLLMBackend
