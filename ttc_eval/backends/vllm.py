@@ -69,7 +69,7 @@ def vllm_engine(
         engine_args.setdefault("gpu_memory_utilization", 0.5)
         # vLLM's CPU default block (128 tokens) leaves a shorter prompt with no whole block
         # to cache: each of a prompt's n samples computed the prompt again (measured, 16
-        # arith questions x 16 samples: 150 tok/s at 128, 243 at 32).
+        # arith questions x 16 samples: 145 tok/s at 128, 243 at 32).
         engine_args.setdefault("block_size", CPU_BLOCK_SIZE)
         bind_all_cpus_on_small_machines()
     engine: Any = LLM  # vLLM's annotations are narrower than the arguments it accepts
