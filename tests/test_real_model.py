@@ -26,7 +26,11 @@ def hf(session_cache: Path) -> object:
 
 
 def _log(run_dir: Path) -> list[dict[str, object]]:
-    return [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines()]
+    return [
+        json.loads(x)
+        for x in (run_dir / "log.jsonl").read_text().splitlines()
+        if json.loads(x).get("event") != "start"
+    ]
 
 
 def test_done_when_command_and_rerun_generates_nothing() -> None:

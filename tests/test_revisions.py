@@ -179,7 +179,11 @@ def test_revisions_through_the_cli() -> None:
         by_select.setdefault(r["strategy_args"]["select"], set()).add(r["shape"])
     assert by_select == {k: {"4x1", "2x2", "1x4"} for k in ("majority", "verifier", "last")}
     assert "by shape" in (run_dir / "report" / "tables.md").read_text()
-    log = [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines()]
+    log = [
+        json.loads(x)
+        for x in (run_dir / "log.jsonl").read_text().splitlines()
+        if json.loads(x).get("event") != "start"
+    ]
     assert log[-1]["generated_samples"] == 32
     lb = (Path("leaderboards") / "arith.csv").read_text()
     assert ",2x2," in lb

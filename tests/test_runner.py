@@ -13,6 +13,7 @@ from ttc_eval.cli import main
 from ttc_eval.config import RunConfig, StrategySpec
 from ttc_eval.registry import backend
 from ttc_eval.runner import run
+from ttc_eval.store import TraceStore
 from ttc_eval.types import Completion, Request
 
 BASE = ["run", "--backend", "fake", "--task", "arith", "--quiet"]
@@ -28,7 +29,11 @@ def _traces(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def _log(run_dir: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    return [
+        json.loads(line)
+        for line in (run_dir / "log.jsonl").read_text().splitlines()
+        if json.loads(line).get("event") != "start"
+    ]
 
 
 def test_run_writes_everything_and_rerun_generates_nothing() -> None:
@@ -129,7 +134,10 @@ def test_truncated_last_row_is_dropped_and_redone() -> None:
     path.write_text("".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])
     out = run(cfg, progress=False, log=lambda _: None)
     assert out.generated_samples == 2
-    ids = [t["problem_id"] for t in _traces(Path("runs/t"))]
+    # The torn row stays in the file (skipped); the redone question follows it on a new line.
+    store = TraceStore(path, warn=lambda _: None)
+    assert store.bad_lines == [len(lines)]
+    ids = [pid for pid, _ in store.traces]
     assert sorted(ids) == sorted(set(ids)) and len(ids) == 4
 
 

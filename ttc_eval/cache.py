@@ -14,21 +14,44 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ttc_eval.backends._base import Backend
-from ttc_eval.errors import UsageError
+from ttc_eval.errors import TTCError, UsageError
 from ttc_eval.types import Completion, Request
 
 
+class CacheError(TTCError):
+    """The generation cache cannot be read or written; the message says how to recover."""
+
+    exit_code = 2
+
+
 class GenerationCache:
-    """A process-safe key-value store of completions (SQLite in WAL mode)."""
+    """A process-safe key-value store of completions (SQLite in WAL mode).
+
+    Opened and checked before any model loads, so a damaged file is reported in a second,
+    not after minutes of loading; any later SQLite failure is reported the same way.
+    """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS gen (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(path), timeout=60)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS gen (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            self.db.commit()
+            # Reads the table's pages: garbage past the header shows up here, not mid-run.
+            self.db.execute("SELECT key, value FROM gen LIMIT 1").fetchall()
+        except (sqlite3.Error, OSError) as e:
+            raise self._error(e) from None
+
+    def _error(self, e: Exception) -> CacheError:
+        return CacheError(
+            f"the generation cache {self.path} cannot be used ({e}). Delete that file (it "
+            "only holds reusable samples; run directories keep every result), or run with "
+            "--no-cache"
         )
-        self.db.commit()
 
     @staticmethod
     def key(fingerprint: str, backend: str, request: Request, sample_id: int) -> str:
@@ -40,19 +63,28 @@ class GenerationCache:
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Completion]:
         found: dict[str, Completion] = {}
-        for i in range(0, len(keys), 500):
-            chunk = list(keys[i : i + 500])
-            q = f"SELECT key, value FROM gen WHERE key IN ({','.join('?' * len(chunk))})"
-            for k, v in self.db.execute(q, chunk):
-                found[k] = Completion.from_dict(json.loads(v))
+        try:
+            for i in range(0, len(keys), 500):
+                chunk = list(keys[i : i + 500])
+                q = f"SELECT key, value FROM gen WHERE key IN ({','.join('?' * len(chunk))})"
+                for k, v in self.db.execute(q, chunk):
+                    try:
+                        found[k] = Completion.from_dict(json.loads(v))
+                    except (ValueError, KeyError, TypeError):
+                        continue  # an unreadable entry is a miss: the sample is generated again
+        except sqlite3.Error as e:
+            raise self._error(e) from None
         return found
 
     def put_many(self, items: Mapping[str, Completion]) -> None:
-        self.db.executemany(
-            "INSERT OR REPLACE INTO gen VALUES (?, ?)",
-            [(k, json.dumps(c.to_dict())) for k, c in items.items()],
-        )
-        self.db.commit()
+        try:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO gen VALUES (?, ?)",
+                [(k, json.dumps(c.to_dict())) for k, c in items.items()],
+            )
+            self.db.commit()
+        except sqlite3.Error as e:
+            raise self._error(e) from None
 
 
 class CachedBackend:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -120,6 +121,8 @@ class RunConfig:
         for b in self.budgets:
             if isinstance(b, bool) or not isinstance(b, int) or b < 1:
                 raise UsageError(f"budgets must be positive integers, got {b!r}")
+        # `1,2`, `2,1` and `1,2,2` are one sweep: one run id, one config.json.
+        object.__setattr__(self, "budgets", tuple(sorted(set(self.budgets))))
         if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
             raise UsageError(f"--limit must be a positive integer, got {self.limit!r}")
         if not self.strategies:
@@ -137,8 +140,21 @@ class RunConfig:
             )
         if self.shard is not None:
             self.shard_index()
-        if self.temperature is not None and self.temperature < 0:
-            raise UsageError(f"--temperature must be >= 0, got {self.temperature}")
+        if self.temperature is not None and (
+            isinstance(self.temperature, bool)
+            or not isinstance(self.temperature, int | float)
+            or not math.isfinite(self.temperature)
+            or self.temperature < 0
+        ):
+            raise UsageError(
+                f"--temperature must be a finite number >= 0 (0 = greedy), got {self.temperature}"
+            )
+        if self.top_p is not None and (
+            isinstance(self.top_p, bool)
+            or not isinstance(self.top_p, int | float)
+            or not 0 < self.top_p <= 1
+        ):
+            raise UsageError(f"--top-p must be in (0, 1] (1 = no nucleus cut), got {self.top_p}")
         if self.num_fewshot is not None and self.num_fewshot < 0:
             raise UsageError(f"--num-fewshot must be >= 0, got {self.num_fewshot}")
 

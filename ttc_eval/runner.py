@@ -24,6 +24,17 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ttc_eval import __version__
+from ttc_eval._rundir import (
+    IDENTITY_VERSION,
+    RunLock,
+    identity_changes,
+    move_aside,
+    questions_digest,
+    read_record,
+    spec_digest,
+    write_atomic,
+    write_json,
+)
 from ttc_eval.analysis.bins import difficulty as bin_difficulty
 from ttc_eval.analysis.flops import flops_summary, inference_flops, of_backend, of_verifier
 from ttc_eval.analysis.optimal import compute_optimal
@@ -173,42 +184,141 @@ def _check_writable(folder: Path, what: str) -> None:
         ) from None
 
 
-def _prepare_run_dir(config: RunConfig, task: Task) -> Path:
+def run_identity(config: RunConfig, task: Task, problems: Sequence[Problem]) -> dict[str, Any]:
+    """Everything that changes a number of this run: its settings, the task spec (content
+    hash and version) and its questions, and the versions of the grader, verifier and
+    backend. A stored run is resumed only when this matches exactly."""
+    verifier = VERIFIERS.get(config.verifier) if config.verifier else None
+    return {
+        "identity_version": IDENTITY_VERSION,
+        "settings": config.identity(),
+        "task": {
+            "name": task.spec.name,
+            "version": task.version,
+            "spec_sha256": spec_digest(task.spec),
+            "questions_sha256": questions_digest(problems),
+        },
+        "grader": {"name": task.spec.grader, "version": task.grader.version},
+        "verifier": {"name": config.verifier, "version": str(verifier.version)}
+        if verifier is not None
+        else None,
+        "backend": {"name": config.backend, "version": str(BACKENDS.get(config.backend).version)},
+    }
+
+
+def _recorded_identity(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The identity a run directory recorded; runs from before identities existed give what
+    they recorded (settings and task version), compared on those keys only."""
+    if isinstance(record.get("identity"), dict):
+        return dict(record["identity"])
+    try:
+        settings = RunConfig.from_dict(record["config"]).identity()
+    except (UsageError, TypeError, KeyError):
+        return None
+    return {"settings": settings, "task": {"version": record.get("task_version")}}
+
+
+def _same_keys(new: Mapping[str, Any], old: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        k: _same_keys(v, old[k]) if isinstance(v, Mapping) and isinstance(old[k], Mapping) else v
+        for k, v in new.items()
+        if k in old
+    }
+
+
+def _prepare_run_dir(
+    config: RunConfig,
+    identity: dict[str, Any],
+    task_spec_file: str,
+    force_new: bool,
+    say: Callable[[str], None],
+) -> tuple[Path, RunLock]:
+    """The run directory, locked for this invocation: resumed when its identity matches,
+    created when new; a mismatch is refused (or, with ``force_new``, moved aside whole)."""
     run_id = config.run_id or config.default_run_id()
     out = Path(config.output_dir)
     _check_writable(out, "output directory")
     _check_writable(Path(config.leaderboard_dir), "leaderboard directory")
     run_dir = out / run_id
     run_dir.mkdir(exist_ok=True)
-    cfg_path = run_dir / "config.json"
-    if cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
-        if RunConfig.from_dict(old["config"]).identity() != config.identity():
-            raise UsageError(
-                f"{run_dir} holds a run with different settings; pass another --run-id "
-                "(or drop --run-id to get one derived from the settings)"
-            )
-        return run_dir
-    record = {
-        "config": config.to_dict(),
-        "ttc_eval_version": __version__,
-        "git_commit": _git_commit(),
-        "task_version": task.version,
-        "verifier_version": VERIFIERS.get(config.verifier).version if config.verifier else None,
-        "task_spec": task.spec.source,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-    cfg_path.write_text(json.dumps(record, indent=2) + "\n")
-    return run_dir
+    lock = RunLock(run_dir)
+    lock.acquire()
+    try:
+        if (run_dir / "config.json").exists():
+            changes: list[str] = []
+            try:
+                old = _recorded_identity(read_record(run_dir))
+                if old is None:
+                    changes = ["config.json: settings unreadable"]
+                else:
+                    changes = identity_changes(old, _same_keys(identity, old))
+            except UsageError:
+                if not force_new:
+                    raise
+                changes = ["config.json unreadable"]
+            if not changes:
+                return run_dir, lock
+            if not force_new:
+                listed = "\n".join(f"  {c}" for c in changes[:20])
+                raise UsageError(
+                    f"{run_dir} holds a run with other settings or code versions, so its "
+                    f"results cannot be resumed:\n{listed}\n"
+                    "Pass --force-new to move it aside (nothing is deleted) and start afresh, "
+                    "or --run-id NAME to keep both"
+                )
+            lock.release()
+            moved = move_aside(run_dir)
+            say(f"moved the earlier run ({'; '.join(changes[:3])}) aside to {moved}")
+            run_dir.mkdir()
+            lock = RunLock(run_dir)
+            lock.acquire()
+        record = {
+            "config": config.to_dict(),
+            "identity": identity,
+            "ttc_eval_version": __version__,
+            "git_commit": _git_commit(),
+            "task_version": identity["task"]["version"],
+            "grader_version": identity["grader"]["version"],
+            "verifier_version": (identity["verifier"] or {}).get("version"),
+            "backend_version": identity["backend"]["version"],
+            "task_spec": task_spec_file,
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        write_json(run_dir / "config.json", record)
+        return run_dir, lock
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _log_event(run_dir: Path, entry: Mapping[str, Any]) -> None:
+    """One line of log.jsonl, flushed at once: a killed invocation still left its start."""
+    with (run_dir / "log.jsonl").open("a") as f:
+        f.write(json.dumps(dict(entry)) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def run(
-    config: RunConfig, progress: bool = True, log: Callable[[str], None] | None = None
+    config: RunConfig,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    force_new: bool = False,
 ) -> RunOutcome:
+    """Expand, grade and store every question that has no trace yet, then rebuild the
+    results. ``force_new`` moves a run directory with other settings aside instead of
+    refusing it."""
     say = log or (lambda m: print(m, file=sys.stderr))
     # Everything a user can get wrong is checked before any model loads.
     task = load_task(config)
     config = config.resolve(task.spec.generation)
+    # Leaderboards go where this invocation said, recorded absolute so that `report` from any
+    # folder updates the same file.
+    config = replace(config, leaderboard_dir=str(Path(config.leaderboard_dir).resolve()))
     strategies = with_coverage(build_strategies(config), config)
     if config.backend not in BACKENDS:
         raise UsageError(BACKENDS.unknown_message(config.backend))
@@ -225,12 +335,79 @@ def run(
             f"--revision-template lacks {missing_revision_fields(config.revision_template)}"
         )
     problems = task.problems(config.data_files, config.limit)
+    identity = run_identity(config, task, problems)
     shard = config.shard_index()
     if shard is not None:
         problems = problems[shard[0] :: shard[1]]
-    run_dir = _prepare_run_dir(config, task)
-    store = TraceStore(run_dir / "traces.jsonl")
+    run_dir, lock = _prepare_run_dir(config, identity, task.spec.source, force_new, say)
+    started = time.monotonic()
+    _log_event(
+        run_dir,
+        {
+            "event": "start",
+            "time": _now(),
+            "pid": os.getpid(),
+            "argv": sys.argv,
+            "ttc_eval_version": __version__,
+        },
+    )
+    ctx: ExpansionContext | None = None
+    status = "error"
+    try:
+        ctx = _expand_all(config, task, strategies, problems, run_dir, verifier_factory, progress,
+                          say)  # fmt: skip
+        status = "finished"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    except Exception as e:
+        status = f"error: {type(e).__name__}: {e}"[:300]
+        raise
+    finally:
+        backends = _backends(ctx)
+        generated = sum(b.generated_samples for b in backends)
+        cached = sum(b.cached_samples for b in backends)
+        _log_event(
+            run_dir,
+            {
+                "event": "end",
+                "status": status,
+                "finished": _now(),
+                "wall_s": round(time.monotonic() - started, 2),
+                "generated_samples": generated,
+                "generated_tokens": sum(b.generated_tokens for b in backends),
+                "cached_samples": cached,
+                "model_fingerprint": ctx.backend.fingerprint if ctx else None,
+                "params": {
+                    "policy": of_backend(ctx.backend),
+                    "verifier": of_verifier(ctx.verifier, ctx.backend),
+                }
+                if ctx
+                else None,
+                "ttc_eval_version": __version__,
+            },
+        )
+        lock.release()
+    say(f"generated {generated} samples ({cached} from the cache) in this invocation")
+    results, table = build_results(
+        run_dir, [p.id for p in problems], leaderboard_dir=Path(config.leaderboard_dir)
+    )
+    return RunOutcome(run_dir, results, generated, cached, table)
 
+
+def _expand_all(
+    config: RunConfig,
+    task: Task,
+    strategies: Sequence[Strategy],
+    problems: Sequence[Problem],
+    run_dir: Path,
+    verifier_factory: Any,
+    progress: bool,
+    say: Callable[[str], None],
+) -> ExpansionContext | None:
+    """Expand, grade and store the questions each expansion still lacks; the context (None
+    when nothing had to be generated)."""
+    store = TraceStore(run_dir / "traces.jsonl", warn=say)
     defaults = _defaults(config)
     specs: dict[str, ExpansionSpec] = {}
     diff_spec = _difficulty_spec(config, strategies, defaults)
@@ -242,7 +419,6 @@ def run(
             specs.setdefault(spec.key, spec)
 
     ctx: ExpansionContext | None = None
-    started = time.monotonic()
     for key, spec in specs.items():
         pending = [p for p in problems if not store.has(p.id, key)]
         say(f"[{key}] {len(problems) - len(pending)} of {len(problems)} questions already done")
@@ -256,33 +432,7 @@ def run(
             for traces in expander.run(pending, ctx):
                 store.add(grade_traces(task, [replace(t, expansion=key) for t in traces], by_id))
                 bar.update(len(traces))
-    backends = _backends(ctx)
-    generated = sum(b.generated_samples for b in backends)
-    cached = sum(b.cached_samples for b in backends)
-    with (run_dir / "log.jsonl").open("a") as f:
-        f.write(
-            json.dumps(
-                {
-                    "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                    "wall_s": round(time.monotonic() - started, 2),
-                    "generated_samples": generated,
-                    "generated_tokens": sum(b.generated_tokens for b in backends),
-                    "cached_samples": cached,
-                    "model_fingerprint": ctx.backend.fingerprint if ctx else None,
-                    "params": {
-                        "policy": of_backend(ctx.backend),
-                        "verifier": of_verifier(ctx.verifier, ctx.backend),
-                    }
-                    if ctx
-                    else None,
-                    "ttc_eval_version": __version__,
-                }
-            )
-            + "\n"
-        )
-    say(f"generated {generated} samples ({cached} from the cache) in this invocation")
-    results, table = build_results(run_dir, [p.id for p in problems])
-    return RunOutcome(run_dir, results, generated, cached, table)
+    return ctx
 
 
 def load_task(config: RunConfig) -> Task:
@@ -447,11 +597,11 @@ class RunView:
 
 
 def load_run(run_dir: Path, problem_ids: Sequence[str] | None = None) -> RunView:
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.is_file():
-        raise UsageError(f"{run_dir} is not a run directory (no config.json)")
-    record = json.loads(cfg_path.read_text())
-    config = RunConfig.from_dict(record["config"])
+    record = read_record(run_dir)
+    try:
+        config = RunConfig.from_dict(record["config"])
+    except TypeError as e:
+        raise UsageError(f"{run_dir / 'config.json'}: unreadable settings ({e})") from None
     strategies = with_coverage(build_strategies(config), config)
     store = TraceStore(run_dir / "traces.jsonl")
     defaults = _defaults(config)
@@ -488,18 +638,76 @@ def load_run(run_dir: Path, problem_ids: Sequence[str] | None = None) -> RunView
     )
 
 
+def stale_versions(record: Mapping[str, Any]) -> list[str]:
+    """How the installed code differs from what computed a stored run, one line per
+    component whose numbers could now differ (empty when nothing changed or it cannot be
+    told: components that are not installed, imported runs)."""
+    identity = record.get("identity") or {}
+    config = record.get("config") or {}
+    notes: list[str] = []
+
+    def check(what: str, recorded: Any, current: Any) -> None:
+        if recorded is not None and current is not None and str(recorded) != str(current):
+            notes.append(f"{what}: this run used {recorded}, the installed code has {current}")
+
+    grader_name = str((identity.get("grader") or {}).get("name"))
+    if grader_name in GRADERS:
+        now = GRADERS.get(grader_name).version
+        check(f"grader {grader_name}", record.get("grader_version"), now)
+    verifier = str(config.get("verifier"))
+    if verifier in VERIFIERS:
+        now = VERIFIERS.get(verifier).version
+        check(f"verifier {verifier}", record.get("verifier_version"), now)
+    backend = str(config.get("backend"))
+    if backend in BACKENDS:
+        check(f"backend {backend}", record.get("backend_version"), BACKENDS.get(backend).version)
+    task_id = identity.get("task") or {}
+    if task_id and config.get("task"):
+        try:
+            spec = find_task_spec(config["task"], config.get("include_path") or ())
+        except Exception:  # the task may come from a folder or plug-in not present now
+            spec = None
+        if spec is not None:
+            # The recorded task version is the spec's plus the grader's (Task.version).
+            now = (
+                f"{spec.version}+{GRADERS.get(grader_name).version}"
+                if grader_name in GRADERS
+                else None
+            )
+            check(f"task {config['task']} version", task_id.get("version"), now)
+            if task_id.get("version") == now:
+                check(f"task {config['task']} spec (hash)", task_id.get("spec_sha256"),
+                      spec_digest(spec))  # fmt: skip
+    return notes
+
+
 def build_results(
-    run_dir: Path, problem_ids: Sequence[str] | None = None
+    run_dir: Path,
+    problem_ids: Sequence[str] | None = None,
+    leaderboard_dir: Path | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """Rebuild results.json, the tables and the leaderboard rows from stored traces only."""
+    """Rebuild results.json, the tables and the leaderboard rows from stored traces only.
+
+    Returns the results and the tables to print (accuracy, one table per binning; every
+    table is in ``report/tables.md``). The leaderboard goes to ``leaderboard_dir``, else
+    where the run recorded. Differences between the code that computed the run and the
+    installed code are reported through ``say`` (stderr) and recorded in results.json.
+    """
+    say = say or (lambda m: print(m, file=sys.stderr))
     view = load_run(run_dir, problem_ids)
     record, config, store, evaluated = view.record, view.config, view.store, view.evaluated
     labels, label_keys, bins, kept = view.labels, view.label_keys, view.bins, view.kept
     diff_spec, difficulty = view.difficulty_pool, view.difficulty
+    stale = stale_versions(record)
+    for note in stale:
+        say(f"note: {note}; the stored numbers are the old code's (--force-new recomputes)")
     versions = {
-        "task_version": record["task_version"],
+        "task_version": record.get("task_version"),
+        "grader_version": record.get("grader_version"),
         "verifier_version": record.get("verifier_version"),
-        "ttc_eval_version": record["ttc_eval_version"],
+        "backend_version": record.get("backend_version"),
+        "ttc_eval_version": record.get("ttc_eval_version"),
     }
     rows = [
         {**r, **versions}
@@ -527,11 +735,11 @@ def build_results(
     results = {
         "run_id": run_dir.name,
         "task": config.task,
-        "task_version": record["task_version"],
         "model": config.model,
         "backend": config.backend,
         "verifier": config.verifier,
-        "ttc_eval_version": record["ttc_eval_version"],
+        **versions,
+        "stale_versions": stale,
         "n_problems": len({t.problem_id for t in all_traces}),
         "compute": {
             "samples": sum(t.n_generations for t in all_traces),
@@ -559,15 +767,18 @@ def build_results(
         "compute_optimal": optimal,
         "rows": rows,
     }
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    table = "\n\n".join(
-        filter(None, [accuracy_tables(rows), revision_tables(rows), optimal_tables(optimal)])
-    )
+    write_json(run_dir / "results.json", results)
+    accuracy = accuracy_tables(rows)
+    every = "\n\n".join(filter(None, [accuracy, revision_tables(rows), optimal_tables(optimal)]))
     report = run_dir / "report"
     report.mkdir(exist_ok=True)
-    (report / "tables.md").write_text(table + "\n")
+    write_atomic(report / "tables.md", every + "\n")
     write_figures(rows, optimal, report)
-    date = record["created"][:10]
+    printed = accuracy
+    if every != accuracy:
+        printed += f"\n\n(revision shapes and compute-optimal tables: {report / 'tables.md'})"
+    # The run's creation time, so that "latest run" means the newest, not the id sorting last.
+    date = str(record.get("created") or "")
     lb_rows = [
         {
             **r,
@@ -580,10 +791,12 @@ def build_results(
         for r in rows
         if r["label_kind"] == "all"
     ]
-    update_leaderboard(
-        Path(config.leaderboard_dir) / f"{config.task.replace(':', '_')}.csv", lb_rows, run_dir.name
-    )
-    return results, table
+    board = leaderboard_dir or Path(config.leaderboard_dir)
+    if not board.is_absolute():
+        # Runs recorded before leaderboard paths were absolute: next to the run's parent.
+        board = run_dir.resolve().parent.parent / board
+    update_leaderboard(board / f"{config.task.replace(':', '_')}.csv", lb_rows, run_dir.name)
+    return results, printed
 
 
 def merge_runs(run_dirs: Sequence[Path], output_dir: Path | None = None) -> Path:
@@ -591,16 +804,22 @@ def merge_runs(run_dirs: Sequence[Path], output_dir: Path | None = None) -> Path
     written (same run id, same traces), then rebuild its results and leaderboard rows."""
     if not run_dirs:
         raise UsageError("merge needs the shard run directories")
-    records = []
-    for d in run_dirs:
-        if not (d / "config.json").is_file():
-            raise UsageError(f"{d} is not a run directory (no config.json)")
-        records.append(json.loads((d / "config.json").read_text()))
+    records = [read_record(d) for d in run_dirs]
     configs = [RunConfig.from_dict(r["config"]) for r in records]
     whole = [replace(c, shard=None) for c in configs]
-    for d, c in zip(run_dirs[1:], whole[1:], strict=True):
-        if c.identity() != whole[0].identity():
-            raise UsageError(f"{d} was run with other settings than {run_dirs[0]}; cannot merge")
+
+    def unsharded(record: Mapping[str, Any], config: RunConfig) -> dict[str, Any]:
+        ident = _recorded_identity(record) or {}
+        return {**ident, "settings": config.identity()}
+
+    first = unsharded(records[0], whole[0])
+    for d, r, c in zip(run_dirs[1:], records[1:], whole[1:], strict=True):
+        changes = identity_changes(first, unsharded(r, c))
+        if changes:
+            raise UsageError(
+                f"{d} was run with other settings or code than {run_dirs[0]} "
+                f"({'; '.join(changes[:3])}); cannot merge"
+            )
     shards = [c.shard_index() for c in configs]
     if any(s is None for s in shards):
         raise UsageError("merge joins shard runs (--shard i/n); one of these is not sharded")
@@ -616,8 +835,14 @@ def merge_runs(run_dirs: Sequence[Path], output_dir: Path | None = None) -> Path
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"{out} already exists; remove it or pass another --output-dir")
     out.mkdir(parents=True, exist_ok=True)
-    record = {**records[0], "config": config.to_dict(), "merged_from": [str(d) for d in run_dirs]}
-    (out / "config.json").write_text(json.dumps(record, indent=2) + "\n")
+    record = {
+        **records[0],
+        "config": config.to_dict(),
+        "merged_from": [str(d) for d in run_dirs],
+    }
+    if "identity" in record:
+        record["identity"] = first
+    write_json(out / "config.json", record)
     store = TraceStore(out / "traces.jsonl")
     with (out / "log.jsonl").open("w") as log:
         for d in run_dirs:

@@ -55,6 +55,8 @@ class FakeBackend:
     """Scripted outputs (default: arithmetic answers, half of them right); for tests only."""
 
     name = "fake"
+    version = "1"
+    """Bumped whenever a script's output for the same (prompt, sample, seed) changes."""
 
     def __init__(
         self,

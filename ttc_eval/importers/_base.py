@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ttc_eval import __version__
+from ttc_eval._rundir import write_json
 from ttc_eval.config import RunConfig, StrategySpec
 from ttc_eval.errors import DataError, UsageError
 from ttc_eval.store import TraceStore
@@ -105,6 +106,9 @@ def write_run(
         run_id=f"{task_name.replace(':', '_')}-import-{fmt}-{source.stem}-{digest}"
         + ("-regraded" if regrade else ""),
         output_dir=str(output_dir),
+        # Next to the runs folder (``runs`` -> ``leaderboards``), recorded absolute so that
+        # `report` updates the same file from any folder.
+        leaderboard_dir=str(output_dir.resolve().parent / "leaderboards"),
         cache=False,
     )
     run_dir = output_dir / str(config.run_id)
@@ -166,7 +170,7 @@ def write_run(
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "imported": {"format": fmt, "source": str(source), "regraded": regrade},
     }
-    (run_dir / "config.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_json(run_dir / "config.json", record)
     TraceStore(run_dir / "traces.jsonl").add(traces)
     from ttc_eval.runner import build_results
 
