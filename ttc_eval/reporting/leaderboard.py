@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from ttc_eval._rundir import write_atomic
 
 COLUMNS = [
     "task",
@@ -29,6 +30,8 @@ COLUMNS = [
     "ttc_eval_version",
     "date",
 ]
+"""``date`` is the run's creation time (ISO 8601, UTC; older rows hold the day only), so the
+newest run of a configuration is the one with the largest ``date``."""
 
 
 def update_leaderboard(path: Path, rows: Sequence[Mapping[str, Any]], run_id: str) -> None:
@@ -41,15 +44,15 @@ def update_leaderboard(path: Path, rows: Sequence[Mapping[str, Any]], run_id: st
     if path.exists():
         with path.open(newline="") as f:
             kept = [r for r in csv.DictReader(f) if r.get("run_id") != run_id]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(kept)
-        for r in rows:
-            out = dict(r)
-            out["strategy_args"] = json.dumps(out.get("strategy_args", {}), sort_keys=True)
-            for k in ("accuracy", "ci_low", "ci_high", "mean_generated_tokens"):
-                out[k] = f"{float(out[k]):.4f}"
-            w.writerow(out)
-    os.replace(tmp, path)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(kept)
+    for r in rows:
+        out = dict(r)
+        out["strategy_args"] = json.dumps(out.get("strategy_args", {}), sort_keys=True)
+        for k in ("accuracy", "ci_low", "ci_high", "mean_generated_tokens"):
+            out[k] = f"{float(out[k]):.4f}"
+        w.writerow(out)
+    # Atomic, and readable by others (a shared leaderboard is the point of the file).
+    write_atomic(path, buf.getvalue())
