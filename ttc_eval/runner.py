@@ -613,11 +613,15 @@ def load_run(run_dir: Path, problem_ids: Sequence[str] | None = None) -> RunView
             traces = store.by_expansion(s.expansion(b, defaults).key)
             if problem_ids is not None:
                 traces = {p: traces[p] for p in problem_ids if p in traces}
-            per_budget[b] = traces
+            # One order whatever order the rows were stored in (a resumed run stores them
+            # in another): bootstrap CIs and tie-breaks then do not depend on it.
+            per_budget[b] = dict(sorted(traces.items()))
         label = s.label() if hasattr(s, "label") else s.name
         evaluated.append(Evaluated(label, s, per_budget, budgets))
     kept = set(problem_ids) if problem_ids is not None else None
-    labels = {pid: t.labels for (pid, _), t in store.traces.items() if kept is None or pid in kept}
+    labels = {
+        pid: t.labels for (pid, _), t in sorted(store.traces.items()) if kept is None or pid in kept
+    }
     label_keys = (
         sorted({k for lab in labels.values() for k in lab}) if "label" in config.bins else []
     )
@@ -626,7 +630,7 @@ def load_run(run_dir: Path, problem_ids: Sequence[str] | None = None) -> RunView
     if diff_spec is not None:
         pool = store.by_expansion(diff_spec.key)
         difficulty = bin_difficulty(
-            {p: t for p, t in pool.items() if kept is None or p in kept}, config.bins
+            {p: t for p, t in sorted(pool.items()) if kept is None or p in kept}, config.bins
         )
     bins = {
         kind: {q: str(d[kind]) for q, d in difficulty.items() if kind in d}
