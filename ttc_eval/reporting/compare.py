@@ -165,31 +165,77 @@ def format_comparison(result: Mapping[str, Any], fmt: str = "github") -> str:
     return tabulate(body, headers=headers, tablefmt=fmt) + "\n\n" + verdict
 
 
+_LEADERBOARD_COLUMNS = (
+    "model", "strategy", "strategy_args", "budget", "n_problems", "accuracy", "ci_low",
+    "ci_high", "run_id",
+)  # fmt: skip
+
+
+def _read_leaderboard(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        raise UsageError(f"{path}: no such leaderboard (runs write leaderboards/<task>.csv)")
+    if not path.is_file():
+        raise UsageError(f"{path}: is a folder; pass a leaderboard CSV such as {path}/arith.csv")
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            header = list(reader.fieldnames or [])
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise UsageError(f"{path}: not a leaderboard CSV ({e})") from None
+    if not header:
+        raise UsageError(f"{path}: the file is empty; no run has been recorded in it")
+    missing = [c for c in _LEADERBOARD_COLUMNS if c not in header]
+    if "date" not in header and "created" not in header:
+        missing.append("date")
+    if missing:
+        raise UsageError(f"{path}: not a ttc-eval leaderboard (no columns {missing})")
+    if not rows:
+        raise UsageError(f"{path}: no run has been recorded in it yet (only the header)")
+    for lineno, r in enumerate(rows, 2):
+        try:
+            int(r["budget"])
+            float(r["accuracy"]), float(r["ci_low"]), float(r["ci_high"])
+        except (TypeError, ValueError):
+            raise UsageError(
+                f"{path}:{lineno}: budget and accuracy columns must be numbers"
+            ) from None
+    return rows
+
+
 def leaderboard_table(path: Path, budget: int | None = None, fmt: str = "github") -> str:
     """Ranked by accuracy: one row per model x strategy configuration (its latest run), at
-    ``budget`` (default: each configuration's largest)."""
-    if not path.is_file():
-        raise UsageError(f"{path}: no such leaderboard (runs write leaderboards/<task>.csv)")
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    ``budget`` (default: each configuration's largest).
+
+    The latest run is the newest by recorded time (``created`` where the CSV has it, else
+    ``date``, compared as ISO strings); runs recorded at the same time are ordered by their
+    place in the file, later rows being newer (a rerun rewrites its rows at the end).
+    """
+    rows = _read_leaderboard(path)
     if budget is not None:
+        recorded = sorted({int(r["budget"]) for r in rows})
         rows = [r for r in rows if int(r["budget"]) == budget]
-    best: dict[tuple[str, ...], dict[str, str]] = {}
-    for r in rows:
+        if not rows:
+            raise UsageError(
+                f"{path}: no run recorded budget {budget}; budgets recorded: "
+                f"{', '.join(map(str, recorded))} (or omit --budget for each configuration's "
+                "largest)"
+            )
+    best: dict[tuple[str, ...], tuple[tuple[int, str, int], dict[str, str]]] = {}
+    for order, r in enumerate(rows):
         key = (
             r["model"],
             r["strategy"],
             r["strategy_args"],
-            r.get("verifier", ""),
-            r.get("shape", ""),
+            r.get("verifier") or "",
+            r.get("shape") or "",
         )
-        keep = best.get(key)
-        newer = keep is None or (r["date"], r["run_id"]) > (keep["date"], keep["run_id"])
-        if budget is None and keep is not None and int(r["budget"]) != int(keep["budget"]):
-            newer = int(r["budget"]) > int(keep["budget"])
-        if newer:
-            best[key] = r
-    ranked = sorted(best.values(), key=lambda r: -float(r["accuracy"]))
+        when = r.get("created") or r.get("date") or ""
+        # Without --budget, the largest budget first; then the newest run.
+        rank = (int(r["budget"]) if budget is None else 0, when, order)
+        if key not in best or rank > best[key][0]:
+            best[key] = (rank, r)
+    ranked = sorted((r for _, r in best.values()), key=lambda r: -float(r["accuracy"]))
     body = [
         [
             i + 1,

@@ -106,13 +106,41 @@ def find_task_spec(name: str, extra: Sequence[str] = (), **source_args: Any) -> 
     return load_task_spec(tasks[name])
 
 
+def describe_yaml_error(path: Path, text: str, error: yaml.YAMLError, what: str = "") -> str:
+    """``file:line: <what>: problem``, the line 1-based and inside the file.
+
+    PyYAML's marks are 0-based. A construct left open (``[unclosed``, a quote) is reported at
+    the end of the stream, one line past the last one; then the line where the construct
+    opened (the context mark) is named instead.
+    """
+    prefix = f"{what}: " if what else ""
+    if not isinstance(error, yaml.MarkedYAMLError):
+        return f"{path}: {prefix}not valid YAML ({error})"
+    problem = error.problem or "not valid YAML"
+    n_lines = max(1, len(text.splitlines()))
+    mark, context = error.problem_mark, error.context_mark
+    if mark is None and context is None:
+        return f"{path}: {prefix}{problem}"
+    if context is not None and (mark is None or mark.line >= n_lines):
+        opened = error.context or "the construct"
+        return f"{path}:{context.line + 1}: {prefix}{problem} ({opened} opened on this line)"
+    assert mark is not None
+    line = min(mark.line + 1, n_lines)
+    note = ""
+    if context is not None and error.context and context.line + 1 != line:
+        note = f" ({error.context} started on line {context.line + 1})"
+    return f"{path}:{line}: {prefix}{problem}{note}"
+
+
 def load_task_spec(path: Path) -> TaskSpec:
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise DataError(f"{where}: malformed task spec: {e.problem}") from None
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read the task spec as text ({e})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise DataError(describe_yaml_error(path, text, e, "malformed task spec")) from None
     if not isinstance(raw, dict):
         raise DataError(f"{path}:1: a task spec must be a mapping of keys to values")
     unknown = set(raw) - _KEYS

@@ -48,16 +48,45 @@ def make_problem(rng: random.Random, level: int, spec: dict[str, Any], index: in
     )
 
 
+_OPS = ("+", "-", "*")
+
+
+def _levels(args: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """``loader_args['levels']`` checked: level number -> terms, digits, ops."""
+    missing = [k for k in ("levels", "n_per_level") if k not in args]
+    if missing:
+        raise DataError(f"loader arith: loader_args lacks {missing} in the task spec")
+    raw = args["levels"]
+    if not isinstance(raw, dict) or not raw:
+        raise DataError("loader arith: levels must map level numbers to settings")
+    levels: dict[int, dict[str, Any]] = {}
+    for key, spec in raw.items():
+        try:
+            level = int(key)
+        except (TypeError, ValueError):
+            raise DataError(f"loader arith: level {key!r} is not a number") from None
+        if not isinstance(spec, dict):
+            raise DataError(f"loader arith: level {level} must be a mapping (terms, digits, ops)")
+        bad = [op for op in spec.get("ops", ["+"]) if op not in _OPS]
+        if bad:
+            raise DataError(f"loader arith: level {level}: unknown ops {bad}; use {list(_OPS)}")
+        if int(spec.get("terms", 2)) < 1 or not spec.get("digits", [1]):
+            raise DataError(f"loader arith: level {level} needs terms >= 1 and some digits")
+        levels[level] = spec
+    return levels
+
+
 @loader("arith")
 def load_arith(args: dict[str, Any], data_files: str | None = None) -> list[Problem]:
-    """``loader_args``: ``seed``, ``n_per_level`` and ``levels`` (level -> terms, digits, ops).
+    """Procedural arithmetic from ``loader_args``: ``seed``, ``n_per_level`` and ``levels``
+    (level -> terms, digits, ops).
 
     Problems are interleaved across levels (L1, L2, ..., L1, L2, ...) so that ``--limit``
     keeps every level represented.
     """
     if data_files:
         raise DataError("task arith is generated from a seed; it takes no --data-files")
-    levels: dict[int, dict[str, Any]] = {int(k): v for k, v in args["levels"].items()}
+    levels = _levels(args)
     rng = random.Random(int(args.get("seed", 0)))
     per_level = {
         lv: [make_problem(rng, lv, spec, i) for i in range(int(args["n_per_level"]))]
