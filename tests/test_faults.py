@@ -120,7 +120,7 @@ def _task_copy(tmp: Path, edit: dict[str, Any]) -> Path:
     ("edit", "what"),
     [
         ({"loader_args": {"seed": 7}}, "questions_sha256"),  # the questions themselves change
-        ({"prompt_args": {"instruction": "Answer briefly."}}, "spec_sha256"),
+        ({"prompt_args": {"system": "Answer briefly."}}, "spec_sha256"),
         ({"version": 2}, "task.version"),
     ],
 )
@@ -314,3 +314,13 @@ def test_config_file_and_flag_values_are_validated() -> None:
     ):
         with pytest.raises(UsageError):
             _cfg(**bad)
+
+
+def test_task_spec_with_unknown_prompt_argument_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _task_copy(tmp_path, {"prompt_args": {"instruction": "Answer briefly."}})
+    assert main([*ARGS, "--limit", "2", "--include-path", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "arith.yaml" in err and "prompt_args" in err and "instruction" in err
+    assert not Path("runs").exists() or not any(Path("runs").iterdir())

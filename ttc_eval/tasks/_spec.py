@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -188,13 +189,33 @@ def missing_revision_fields(template: str) -> str:
     return " and ".join(f for f in ("{question}", "{attempts}") if f not in template)
 
 
+def _check_args(
+    spec: TaskSpec, kind: str, factory: Any, args: Mapping[str, Any], **fixed: Any
+) -> None:
+    """A spec's ``prompt_args``/``grader_args`` must fit the registered function: a typo is a
+    clear error naming the spec file, not a TypeError mid-run."""
+    try:
+        inspect.signature(factory).bind(*fixed.values(), **args)
+    except TypeError as e:
+        where = spec.source or spec.name
+        raise DataError(
+            f"{where}: {kind}_args {dict(args)} do not fit {kind} {getattr(spec, kind)!r} ({e})"
+        ) from None
+    except ValueError:  # no signature to check (a builtin)
+        return
+
+
 class Task:
     """A loaded task: its problems, prompts and grader."""
 
     def __init__(self, spec: TaskSpec, grader_overrides: Mapping[str, Any] | None = None) -> None:
         self.spec = spec
-        self.grader = GRADERS.get(spec.grader)(**{**spec.grader_args, **(grader_overrides or {})})
+        grader_factory = GRADERS.get(spec.grader)
+        grader_args = {**spec.grader_args, **(grader_overrides or {})}
+        _check_args(spec, "grader", grader_factory, grader_args)
+        self.grader = grader_factory(**grader_args)
         self._prompt = PROMPTS.get(spec.prompt)
+        _check_args(spec, "prompt", self._prompt, spec.prompt_args, first=None)
 
     @property
     def name(self) -> str:
