@@ -11,7 +11,7 @@ import pytest
 from ttc_eval.backends.fake import FakeBackend
 from ttc_eval.cli import main
 from ttc_eval.config import RunConfig, StrategySpec
-from ttc_eval.registry import backend
+from ttc_eval.registry import GRADERS, backend
 from ttc_eval.runner import run
 from ttc_eval.store import TraceStore
 from ttc_eval.types import Completion, Request
@@ -48,7 +48,9 @@ def test_run_writes_everything_and_rerun_generates_nothing() -> None:
     }
     assert results["compute"]["samples"] == 25
     for row in results["rows"]:
-        assert row["task_version"] == "1+exact/1" and row["ttc_eval_version"]
+        assert (
+            row["task_version"] == "1+" + GRADERS.get("exact").version and row["ttc_eval_version"]
+        )
         assert row["verifier_version"] == "1"
     assert len(_traces(run_dir)) == 10
     configs = {(r["config"], r["budget"]) for r in results["rows"] if r["label_kind"] == "all"}

@@ -1,4 +1,16 @@
-"""Numeric and exact graders (GSM8K, arith): cheap, in-process."""
+"""Numeric and exact graders (GSM8K, arith): cheap, in-process.
+
+Both extract like the math grader (:mod:`ttc_eval.graders._extract`: math-verify's extraction
+regexes, the last ``\\boxed{}`` first, then "final answer is ..." / "answer: ..." anchors, then
+the guarded bare final number), except that a bare ``$...$`` span is not read as LaTeX: in
+GSM8K-style outputs ``$`` is currency. The fallback never glues a tuple, interval, set or
+thousands group into one number and never reads an unterminated box. ``answer_after`` (grader
+argument, e.g. ``"</think>"``): only the text after the last marker is read; an output without
+it has no answer.
+
+Percentages: a percent sign is notation (``33.5%`` = ``33.5``, not ``0.335``), as in the math
+grader.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +19,44 @@ import re
 from collections.abc import Sequence
 
 from ttc_eval.graders._base import Grade
-from ttc_eval.graders._extract import boxed_or_last_number, last_number
+from ttc_eval.graders._extract import extract_answer, number_value, unwrap
 from ttc_eval.registry import grader
 
+_SEP = r"(?:,|\{,\}|\\,|\\;|\\:|\\ |~|\u2009|\u202f)"
+_NUM = rf"-?(?:\d{{1,3}}(?:{_SEP}\d{{3}})+|\d+)(?:\.\d+)?|-?\.\d+"
+_NUMBER_ONLY = re.compile(rf"(?:{_NUM})")
+_FRACTION = re.compile(rf"(-?)\\[dt]?frac\{{({_NUM})\}}\{{({_NUM})\}}|({_NUM})\s*/\s*({_NUM})")
+_WORDS = re.compile(r"\\(?:text|mbox|mathrm)\s*\{[^{}]*\}")
+_PERCENT = re.compile(r"\s*(?:\\%|%|percent)\s*\Z")
+_DEGREES = re.compile(r"\s*(?:°|\^\s*\\circ|\^\s*\{\s*\\circ\s*\})\s*\Z")
+_UNIT_TAIL = re.compile(r"(?<=\d)\s*[A-Za-z][A-Za-z .]*\Z")
 
-def _to_number(s: str) -> float | None:
-    cleaned = re.sub(r"\\[,!;: ]|\\text\{[^}]*\}|[$,%\s]", "", s).rstrip(".")
-    cleaned = cleaned.replace("\\$", "")
-    try:
-        return float(cleaned)
-    except ValueError:
-        # A boxed expression such as "18 \text{ dollars}" or "x = 18": fall back to its last number.
-        n = last_number(s)
-        return float(n) if n is not None else None
+
+def read_number(answer: str) -> float | None:
+    """The number an answer states (``1,200``, ``\\$18.00``, ``18 \\text{ dollars}``,
+    ``x = 18``, ``33.5\\%``, ``74^\\circ``, ``\\frac{7}{2}``), or ``None`` when it is not one
+    number (a tuple ``(1,2)`` is not the number 12)."""
+    s = unwrap(answer)
+    s = _WORDS.sub(" ", s).replace("\\$", "").replace("$", "")
+    s = re.sub(r"\\[!]", "", s)
+    if "=" in s:
+        s = s.rsplit("=", 1)[1]
+    s = _DEGREES.sub("", _PERCENT.sub("", unwrap(s)))
+    s = _UNIT_TAIL.sub("", s).strip().rstrip(".").strip()
+    if _NUMBER_ONLY.fullmatch(s):
+        return float(number_value(s))
+    m = _FRACTION.fullmatch(s)
+    if m:
+        if m.group(2):
+            sign, num, den = m.group(1), m.group(2), m.group(3)
+        else:
+            sign, num, den = "", m.group(4), m.group(5)
+        d = float(number_value(den))
+        if d == 0:
+            return None
+        value = float(number_value(num)) / d
+        return -value if sign else value
+    return None
 
 
 def _number_key(x: float) -> str:
@@ -28,12 +65,16 @@ def _number_key(x: float) -> str:
 
 @grader("numeric")
 class NumericGrader:
-    """Equal as numbers (relative tolerance 1e-6); commas, dollar signs and units ignored."""
+    """Equal as numbers (relative tolerance 1e-6); thousands separators, dollar signs, units and
+    percent signs ignored."""
 
-    version = "numeric/1"
+    version = "numeric/2"
+
+    def __init__(self, answer_after: str | None = None) -> None:
+        self.answer_after = answer_after
 
     def extract(self, text: str) -> str | None:
-        return boxed_or_last_number(text)
+        return extract_answer(text, plain_latex=False, answer_after=self.answer_after)
 
     def grade(self, pairs: Sequence[tuple[str, str | None]]) -> list[Grade]:
         out = []
@@ -41,8 +82,8 @@ class NumericGrader:
             if answer is None:
                 out.append(Grade(False, None))
                 continue
-            a = _to_number(answer)
-            g = _to_number(gold)
+            a = read_number(answer)
+            g = read_number(gold)
             if a is None or not math.isfinite(a):
                 out.append(Grade(False, re.sub(r"\s+", "", answer)))
                 continue
@@ -52,17 +93,22 @@ class NumericGrader:
 
 
 def _normalize(s: str) -> str:
-    return re.sub(r"\s+|\$|\\[,!]", "", s).rstrip(".")
+    s = re.sub(r"\s+|(?<!\\)\$|\\\$|\\[!]", "", unwrap(s)).rstrip(".")
+    return number_value(s) if _NUMBER_ONLY.fullmatch(s) else s
 
 
 @grader("exact")
 class ExactGrader:
-    """Equal after removing white space, dollar signs and a trailing period."""
+    """Equal after removing wrapping (``$...$``, ``\\boxed{}``), white space, dollar signs, a
+    trailing period and the thousands separators of a number."""
 
-    version = "exact/1"
+    version = "exact/2"
+
+    def __init__(self, answer_after: str | None = None) -> None:
+        self.answer_after = answer_after
 
     def extract(self, text: str) -> str | None:
-        return boxed_or_last_number(text)
+        return extract_answer(text, plain_latex=False, answer_after=self.answer_after)
 
     def grade(self, pairs: Sequence[tuple[str, str | None]]) -> list[Grade]:
         return [
