@@ -4,25 +4,47 @@ Both sides run in this process on this machine, alternating (raw, ttc, raw, ttc,
 machine noise hits both. Each side loads the model from the converted default-model
 directory, renders the same chat prompts, samples in the same batches with the same seeds,
 and the same token budget. ttc-eval decodes with its own loop (rows leave the batch when they
-end) and its own seeded generator, so its samples are not the raw loop's samples: the figure
-compared is wall time per generated token, next to the plain wall-time ratio. ttc-eval
+end) and its own per-sample random streams, so its samples are not the raw loop's samples: the
+figure compared is wall time per generated token, next to the plain wall-time ratio. ttc-eval
 additionally records log-probabilities, scores with the logprob verifier, grades, and writes
 traces/results/leaderboard. The generation cache is off.
 
     python benchmarks/bench_hf_overhead.py [--questions 16] [--samples 8] [--repeats 2]
 
 Target (issue 2): ttc-eval at most 1.10x the raw loop.
+
+``--mode sampler`` instead compares two ttc-eval sides, alternating (new, old, new, old, ...):
+the hf backend's batch-invariant sampler (one counter-based uniform per sample and position,
+inverse CDF) against the ``torch.multinomial`` draw on one generator seeded per batch that it
+replaced. Both report ms per generated token, for the whole run and for the backend's
+``generate`` calls alone (the verifier and the rest are outside those).
+
+    python benchmarks/bench_hf_overhead.py --mode sampler --questions 16 --samples 8 --repeats 3
+
+Target: the batch-invariant sampler within 5% of the multinomial one per generated token.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+
+def chunk_seed(seed: int, rows: Sequence[tuple[str, int]]) -> int:
+    """A seed per batch from the run seed and its (prompt, sample id) rows: how the hf backend
+    seeded its one generator per batch before version 3."""
+    h = hashlib.sha256(str(seed).encode())
+    for prompt, sid in rows:
+        h.update(hashlib.sha256(prompt.encode()).digest())
+        h.update(sid.to_bytes(8, "little", signed=True))
+    return int.from_bytes(h.digest()[:8], "little") & ((1 << 63) - 1)
 
 
 def raw_loop(
@@ -37,12 +59,11 @@ def raw_loop(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ttc_eval.backends._base import batch_seed
-
     t0 = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(model_dir)
     tok.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    auto: Any = AutoModelForCausalLM
+    model = auto.from_pretrained(model_dir, dtype=torch.float32).eval()
     rows = [(p, s) for p in prompts for s in range(n)]
     tokens = 0
     eos = tok.eos_token_id
@@ -51,7 +72,7 @@ def raw_loop(
         enc = tok(
             [p for p, _ in chunk], return_tensors="pt", padding=True, add_special_tokens=False
         )
-        torch.manual_seed(batch_seed(seed, chunk))
+        torch.manual_seed(chunk_seed(seed, chunk))
         with torch.inference_mode():
             out = model.generate(
                 **enc,
@@ -89,14 +110,107 @@ def ttc_run(questions: int, n: int, batch: int, out_dir: str) -> tuple[float, in
     return wall, int(outcome.results["compute"]["generated_tokens"])
 
 
+def multinomial_sample(backend: Any, scores: Any, keys: Sequence[int], position: int) -> Any:
+    """The hf backend's draw before version 3: ``torch.multinomial`` on one generator seeded
+    per batch (a stand-in for ``HFBackend._sample``)."""
+    import torch
+
+    if position == 0:  # a new batch: one generator for all of its rows
+        backend._bench_rng = torch.Generator(device=scores.device)
+        backend._bench_rng.manual_seed(chunk_seed(0, [(str(k), 0) for k in keys]))
+    probs = torch.softmax(scores, dim=-1)
+    return torch.multinomial(probs, 1, generator=backend._bench_rng).squeeze(1)
+
+
+class _Sampler:
+    """Swaps the hf backend's sampler for the old multinomial draw (``old=True``) and times
+    its ``generate`` calls."""
+
+    def __init__(self) -> None:
+        from ttc_eval.backends.hf import HFBackend
+
+        self.cls = HFBackend
+        self.new_sample = HFBackend._sample
+        self.generate = HFBackend.generate
+        self.generate_s = 0.0
+
+    def use(self, old: bool) -> None:
+        timer = self
+
+        def timed(backend: Any, requests: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return timer.generate(backend, requests)
+            finally:
+                timer.generate_s += time.perf_counter() - t0
+
+        setattr(self.cls, "_sample", multinomial_sample if old else self.new_sample)  # noqa: B010
+        setattr(self.cls, "generate", timed)  # noqa: B010
+        self.generate_s = 0.0
+
+
+def sampler_mode(a: argparse.Namespace) -> None:
+    from ttc_eval.models import resolve_model
+
+    resolve_model("smollm2-135m")  # converted once, outside the timings
+    sampler = _Sampler()
+    sides = ("invariant", "multinomial")
+    runs: dict[str, list[dict[str, float]]] = {s: [] for s in sides}
+    sampler.use(old=False)
+    with tempfile.TemporaryDirectory() as d:  # warm-up, untimed
+        ttc_run(2, 2, a.batch, d)
+    for r in range(a.repeats):
+        for side in sides if r % 2 == 0 else sides[::-1]:
+            sampler.use(old=side == "multinomial")
+            with tempfile.TemporaryDirectory() as d:
+                wall, tokens = ttc_run(a.questions, a.samples, a.batch, d)
+            runs[side].append(
+                {
+                    "wall_s": wall,
+                    "generate_s": sampler.generate_s,
+                    "tokens": tokens,
+                    "ms_per_token": 1000 * wall / tokens,
+                    "generate_ms_per_token": 1000 * sampler.generate_s / tokens,
+                }
+            )
+            print(side, json.dumps(runs[side][-1]), flush=True)
+    med = {s: {k: statistics.median(x[k] for x in runs[s]) for k in runs[s][0]} for s in sides}
+    result: dict[str, Any] = {
+        "mode": "sampler",
+        "questions": a.questions,
+        "samples_per_question": a.samples,
+        "batch": a.batch,
+        "rounds": a.repeats,
+        "runs": runs,
+        "median": med,
+        "ms_per_token_ratio": med["invariant"]["ms_per_token"] / med["multinomial"]["ms_per_token"],
+        "generate_ms_per_token_ratio": med["invariant"]["generate_ms_per_token"]
+        / med["multinomial"]["generate_ms_per_token"],
+    }
+    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.json).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    print(
+        f"\nbatch-invariant / multinomial sampler: {result['ms_per_token_ratio']:.3f}x per "
+        f"generated token end to end, {result['generate_ms_per_token_ratio']:.3f}x in generate "
+        f"(medians of {a.repeats} alternating rounds)"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--questions", type=int, default=16)
     ap.add_argument("--samples", type=int, default=8)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--json", default="benchmarks/results/hf_overhead.json")
+    ap.add_argument("--mode", choices=["raw", "sampler"], default="raw")
+    ap.add_argument("--json", default=None, help="default benchmarks/results/hf_<mode>.json")
     a = ap.parse_args()
+    if a.json is None:
+        a.json = f"benchmarks/results/hf_{'overhead' if a.mode == 'raw' else 'sampler'}.json"
+    if a.mode == "sampler":
+        sampler_mode(a)
+        return
 
     from ttc_eval.models import resolve_model
     from ttc_eval.tasks import Task, find_task_spec
@@ -107,7 +221,7 @@ def main() -> None:
     task = Task(find_task_spec("arith"))
     tok = AutoTokenizer.from_pretrained(model_dir)
     prompts = [
-        tok.apply_chat_template(task.messages(p), tokenize=False, add_generation_prompt=True)
+        str(tok.apply_chat_template(task.messages(p), tokenize=False, add_generation_prompt=True))
         for p in task.problems(limit=a.questions)
     ]
     gen = task.spec.generation

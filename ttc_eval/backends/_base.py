@@ -26,21 +26,6 @@ class Backend(Protocol):
         ...
 
 
-def batch_seed(seed: int, rows: Sequence[tuple[str, int]]) -> int:
-    """A seed for one batch, derived from the run seed and the (prompt, sample id) rows in it.
-
-    Engines like transformers draw one random stream for a whole batch, so a sample cannot get
-    a seed of its own; deriving the batch's seed from its contents means the same batch gives
-    the same samples whatever ran before it (a rerun, or a resumed run that forms the same
-    batches, reproduces them exactly).
-    """
-    h = hashlib.sha256(str(seed).encode())
-    for prompt, sid in rows:
-        h.update(hashlib.sha256(prompt.encode()).digest())
-        h.update(sid.to_bytes(8, "little", signed=True))
-    return int.from_bytes(h.digest()[:8], "little") & ((1 << 63) - 1)
-
-
 def truncate_at_stop(
     text: str, token_ends: Sequence[int], stops: Sequence[str], include_stop: bool
 ) -> tuple[str, int, str] | None:

@@ -1,13 +1,26 @@
-"""The ``hf`` backend: transformers ``generate`` with left padding, batched over samples."""
+"""The ``hf`` backend: transformers with our own decoding loop, left padding, batched over
+samples.
+
+Sampling is batch-invariant: each sample draws its randomness from its own counter-based
+stream, keyed by (run seed, prompt, sample id) and the position of the token in the sample
+(:func:`sample_key`, :func:`uniform`), never from a generator shared by a batch. Sample k of a
+prompt is therefore the same whichever batch, chunk, shard or resumed run produced it, up to
+float noise: the logits of one row can differ in their last bits between batch shapes (other
+padding, other matrix-multiply blocking), which can flip a draw that falls within about 1e-7
+of a boundary between two tokens' cumulative probabilities (rare; greedy argmax ties are
+affected the same way).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from ttc_eval.backends._base import batch_seed, truncate_at_stop
+from ttc_eval.backends._base import truncate_at_stop
 from ttc_eval.models import model_fingerprint, resolve_model
 from ttc_eval.registry import backend
 from ttc_eval.types import Completion, Request, SamplingParams
@@ -19,9 +32,12 @@ class HFBackend:
     about 145 tok/s at batch 64 against about 55 for bfloat16 (see README)."""
 
     name = "hf"
-    version = "2"
-    """Bumped whenever the same seed could sample different tokens (2: own decoding loop);
-    part of the fingerprint, so the generation cache never mixes versions."""
+    version = "3"
+    """Bumped whenever the same seed could sample different tokens (2: own decoding loop;
+    3: batch-invariant sampling, one counter-based uniform per sample and position drawn by
+    inverse CDF instead of ``torch.multinomial`` on a generator seeded per batch, so every
+    sampled token differs from version 2's); part of the fingerprint, so the generation cache
+    never mixes versions."""
 
     def __init__(
         self,
@@ -81,6 +97,7 @@ class HFBackend:
             groups.setdefault(requests[ri].params, []).append((ri, k))
         show = self.progress
         bar = tqdm(total=len(rows), desc="generating", unit="sample", disable=not show, leave=False)
+        progress = _Progress(bar) if show else None
         for params, group in groups.items():
             for b in range(0, len(group), self.batch_size):
                 batch = group[b : b + self.batch_size]
@@ -88,11 +105,10 @@ class HFBackend:
                     [requests[ri].prompt for ri, _ in batch],
                     [requests[ri].sample_ids[k] for ri, k in batch],
                     params,
+                    progress,
                 )
                 for (ri, k), c in zip(batch, comps, strict=True):
                     out[ri][k] = c
-                bar.update(len(batch))
-                bar.set_postfix(tokens=sum(c.n_tokens for c in comps), refresh=False)
         bar.close()
         return [[c for c in row if c is not None] for row in out]
 
@@ -125,14 +141,29 @@ class HFBackend:
             out += [{o: float(lp[i, t]) for o, t in ids.items()} for i in range(len(chunk))]
         return out, read
 
+    def _sample(self, scores: Any, keys: Sequence[int], position: int) -> Any:
+        """One token per row from warped logits ``scores`` (rows x vocabulary): row i's token
+        at generated position ``position`` is a function of its own key and the position
+        only, whatever the other rows of the batch (benchmarks swap this method for
+        ``torch.multinomial`` to measure its cost)."""
+        import torch
+
+        u = torch.tensor([uniform(k, position) for k in keys], device=scores.device)
+        return inverse_cdf_sample(torch.softmax(scores, dim=-1), u)
+
     def _generate_batch(
-        self, prompts: list[str], sample_ids: list[int], params: SamplingParams
+        self,
+        prompts: list[str],
+        sample_ids: list[int],
+        params: SamplingParams,
+        progress: _Progress | None = None,
     ) -> list[Completion]:
         """Our own decoding loop rather than ``model.generate``: a row leaves the batch as soon
         as it ends (end of sequence or a stop string), so a batch costs the sum of its rows'
         lengths rather than its longest row times the batch size. Step-by-step search has
         many short rows of very different lengths per round; with ``generate`` every round
-        waited for its longest step at full batch width."""
+        waited for its longest step at full batch width. ``progress`` hears of every token
+        generated and every row that ends."""
         import torch
         from transformers import TemperatureLogitsWarper, TopPLogitsWarper
 
@@ -145,8 +176,7 @@ class HFBackend:
             warpers.append(TemperatureLogitsWarper(params.temperature))
             if params.top_p < 1.0:
                 warpers.append(TopPLogitsWarper(params.top_p))
-        rng = torch.Generator(device=self.device)
-        rng.manual_seed(batch_seed(params.seed, list(zip(prompts, sample_ids, strict=True))))
+        keys = [sample_key(params.seed, p, i) for p, i in zip(prompts, sample_ids, strict=True)]
         stops = list(params.stop)
         tail = max((len(s) for s in stops), default=0) + 2
         ids: list[list[int]] = [[] for _ in prompts]
@@ -161,8 +191,7 @@ class HFBackend:
                     scores = logits.float()
                     for w in warpers:
                         scores = w(None, scores)
-                    probs = torch.softmax(scores, dim=-1)
-                    tok = torch.multinomial(probs, 1, generator=rng).squeeze(1)
+                    tok = self._sample(scores, [keys[row] for row in live], step)
                 else:
                     tok = logits.argmax(dim=-1)
                 chosen = logp.gather(1, tok[:, None]).squeeze(1).tolist()
@@ -176,7 +205,10 @@ class HFBackend:
                     )
                     if not ended:
                         keep.append(j)
-                if not keep or step == params.max_tokens - 1:
+                done = not keep or step == params.max_tokens - 1
+                if progress is not None:
+                    progress.step(len(live), len(live) if done else len(live) - len(keep))
+                if done:
                     break
                 if len(keep) < len(live):
                     index = torch.tensor(keep, device=mask.device)
@@ -271,3 +303,63 @@ class HFBackend:
             token_logprobs=tuple(round(x, 6) for x in logprobs[:n_tokens]),
             token_ends=tuple(ends[:n_tokens]) + (len(text),) * max(0, n_tokens - len(ends)),
         )
+
+
+class _Progress:
+    """The "generating" bar: advances by one as each sample ends inside the decoding loop and
+    shows the tokens generated so far, redrawn at most twice a second (a CPU batch can take
+    minutes before its first row ends)."""
+
+    def __init__(self, bar: Any, interval: float = 0.5) -> None:
+        self.bar = bar
+        self.interval = interval
+        self.tokens = 0
+        self.last = 0.0
+
+    def step(self, tokens: int, finished: int) -> None:
+        self.tokens += tokens
+        self.bar.set_postfix(tokens=self.tokens, refresh=False)
+        if finished:
+            self.bar.update(finished)  # redraws itself, at most every ``mininterval``
+        elif (now := time.monotonic()) - self.last >= self.interval:
+            self.last = now
+            self.bar.refresh()
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _mix64(x: int) -> int:
+    """splitmix64's finalizer: a bijection of 64-bit integers with full avalanche."""
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def sample_key(seed: int, prompt: str, sample_id: int) -> int:
+    """The 64-bit key of one sample's random stream: (run seed, prompt, sample id)."""
+    h = hashlib.blake2b(f"{seed}|{sample_id}|".encode(), digest_size=8)
+    h.update(prompt.encode())
+    return int.from_bytes(h.digest(), "little")
+
+
+def uniform(key: int, position: int) -> float:
+    """The uniform number in [0, 1) of a sample's stream at a generated position: counter-based
+    (a hash of key and position), so it needs no state and no order. 24 bits, so that it is
+    exact in float32 and below 1."""
+    x = _mix64(key ^ _mix64(((position + 1) * 0x9E3779B97F4A7C15) & _MASK64))
+    return (x >> 40) / (1 << 24)
+
+
+def inverse_cdf_sample(probs: Any, u: Any) -> Any:
+    """Row i's token is the first whose cumulative probability exceeds ``u[i]`` times the
+    row's total (rows x vocabulary ``probs``, ``u`` in [0, 1)). Tokens of probability 0 (cut
+    by top-p) are never chosen: a draw that rounds up to the total falls back on the last
+    token of positive probability."""
+    import torch
+
+    cdf = probs.cumsum(dim=-1)
+    total = cdf[:, -1:].contiguous()
+    picked = torch.searchsorted(cdf, u.to(cdf.dtype)[:, None] * total, right=True)
+    last = torch.searchsorted(cdf, total)
+    return torch.minimum(picked, last).squeeze(1)
