@@ -45,6 +45,8 @@ _QUIET_ENV = {
     "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
     "VLLM_LOGGING_LEVEL": "ERROR",
     "TOKENIZERS_PARALLELISM": "false",
+    # transformers' "Loading weights" and the hub's download bars (read once, at import).
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
 }
 
 

@@ -19,37 +19,49 @@ def _natural(v: str) -> tuple[int, float | str]:
         return (1, v)
 
 
-def accuracy_tables(rows: Sequence[dict[str, Any]], fmt: str = "github") -> str:
+def accuracy_tables(
+    rows: Sequence[dict[str, Any]], fmt: str = "github", kinds: str = "every"
+) -> str:
     """One table per label kind: a row per (configuration, budget), a column for all
-    questions and one per label value; cells are accuracy [95% CI]."""
+    questions and one per label value; cells are accuracy [95% CI]. ``kinds="binned"``
+    leaves out the all-questions table (every other table has that column); "" when there
+    is no binning."""
     index = {(r["config"], r["budget"], r["label_kind"], r["label"]): r for r in rows}
     keys = sorted({(r["config"], r["budget"]) for r in rows})
-    kinds = ["all", *sorted({r["label_kind"] for r in rows} - {"all"})]
-    tables = []
-    for kind in kinds:
-        columns = [("all", "all")]
-        if kind != "all":
-            values = sorted({r["label"] for r in rows if r["label_kind"] == kind}, key=_natural)
-            columns += [(kind, v) for v in values]
-        headers = ["strategy", "budget", "tokens/q"]
+    binned = sorted({r["label_kind"] for r in rows} - {"all"})
+    kinds_shown = binned if kinds == "binned" else ["all", *binned]
+    return "\n\n".join(_accuracy_table(rows, index, keys, kind, fmt) for kind in kinds_shown)
+
+
+def _accuracy_table(
+    rows: Sequence[dict[str, Any]],
+    index: dict[tuple[Any, ...], dict[str, Any]],
+    keys: list[tuple[Any, Any]],
+    kind: str,
+    fmt: str,
+) -> str:
+    columns = [("all", "all")]
+    if kind != "all":
+        values = sorted({r["label"] for r in rows if r["label_kind"] == kind}, key=_natural)
+        columns += [(kind, v) for v in values]
+    headers = ["strategy", "budget", "tokens/q"]
+    for k, v in columns:
+        n = next((r["n_problems"] for r in rows if (r["label_kind"], r["label"]) == (k, v)), 0)
+        headers.append(f"all (n={n})" if k == "all" else f"{k}={v} (n={n})")
+    body = []
+    for config, budget in keys:
+        overall = index.get((config, budget, "all", "all"))
+        line: list[Any] = [
+            config,
+            budget,
+            round(overall["mean_generated_tokens"], 1) if overall else "",
+        ]
         for k, v in columns:
-            n = next((r["n_problems"] for r in rows if (r["label_kind"], r["label"]) == (k, v)), 0)
-            headers.append(f"all (n={n})" if k == "all" else f"{k}={v} (n={n})")
-        body = []
-        for config, budget in keys:
-            overall = index.get((config, budget, "all", "all"))
-            line: list[Any] = [
-                config,
-                budget,
-                round(overall["mean_generated_tokens"], 1) if overall else "",
-            ]
-            for k, v in columns:
-                r = index.get((config, budget, k, v))
-                line.append(_cell(r) if r else "")
-            body.append(line)
-        title = "accuracy [95% CI]" + ("" if kind == "all" else f" by {kind}")
-        tables.append(f"{title}\n\n" + tabulate(body, headers=headers, tablefmt=fmt))
-    return "\n\n".join(tables)
+            r = index.get((config, budget, k, v))
+            line.append(_cell(r) if r else "")
+        body.append(line)
+    title = "accuracy [95% CI]" + ("" if kind == "all" else f" by {kind}")
+    return f"{title}\n\n" + tabulate(body, headers=headers, tablefmt=fmt)
 
 
 def revision_tables(rows: Sequence[dict[str, Any]], fmt: str = "github") -> str:
