@@ -127,23 +127,24 @@ def _task_copy(tmp: Path, edit: dict[str, Any]) -> Path:
 def test_changed_task_spec_refuses_to_resume(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: dict[str, Any], what: str
 ) -> None:
-    run_args = [*ARGS, "--limit", "3", "--run-id", "t"]
+    folder = _task_copy(tmp_path, {})
+    run_args = [*ARGS, "--limit", "3", "--run-id", "t", "--include-path", str(folder)]
     assert main(run_args) == 0
     before = Path("runs/t/traces.jsonl").read_bytes()
-    folder = _task_copy(tmp_path, edit)
+    _task_copy(tmp_path, edit)  # the same file, edited in place: every setting is the same
     capsys.readouterr()
-    assert main([*run_args, "--include-path", str(folder)]) == 2
+    assert main(run_args) == 2
     err = capsys.readouterr().err
     assert what in err and "--force-new" in err and "--run-id" in err
+    assert "settings." not in err
     assert Path("runs/t/traces.jsonl").read_bytes() == before  # nothing touched
     # --force-new moves the old run aside whole and starts afresh.
-    assert main([*run_args, "--include-path", str(folder), "--force-new"]) == 0
+    assert main([*run_args, "--force-new"]) == 0
     (old,) = [d for d in Path("runs").iterdir() if d.name.startswith("t.old-")]
     assert (old / "traces.jsonl").read_bytes() == before
     new = json.loads(Path("runs/t/config.json").read_text())
     assert (
-        new["identity"]["task"]["spec_sha256"]
-        != json.loads((old / "config.json").read_text())["identity"]["task"]["spec_sha256"]
+        new["identity"]["task"] != json.loads((old / "config.json").read_text())["identity"]["task"]
     )
 
 
@@ -164,6 +165,82 @@ def test_changed_grader_version_refuses_to_resume_and_report_says_so(
     results = json.loads(Path("runs/g/results.json").read_text())
     recorded = grader.version.removesuffix("-changed")
     assert results["stale_versions"] and results["rows"][0]["grader_version"] == recorded
+
+
+def test_added_backend_options_refuse_to_resume(capsys: pytest.CaptureFixture[str]) -> None:
+    run_args = [*ARGS, "--limit", "2", "--run-id", "b"]
+    assert main(run_args) == 0
+    capsys.readouterr()
+    assert main([*run_args, "--backend-args", "p_correct=1.0"]) == 2
+    assert "settings.backend_args" in capsys.readouterr().err
+    # batch_size cannot change a sample (batch-invariant sampling): it resumes.
+    assert main([*run_args, "--backend-args", "batch_size=3"]) == 0
+
+
+def test_run_from_before_identities_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    run_args = [*ARGS, "--limit", "2", "--run-id", "legacy"]
+    assert main(run_args) == 0
+    cfg = Path("runs/legacy/config.json")
+    record = json.loads(cfg.read_text())
+    del record["identity"]
+    cfg.write_text(json.dumps(record))
+    capsys.readouterr()
+    assert main(run_args) == 2
+    assert "recorded before run identities" in capsys.readouterr().err
+    assert main([*run_args, "--force-new"]) == 0
+
+
+def test_traces_without_config_json_are_not_adopted(capsys: pytest.CaptureFixture[str]) -> None:
+    run_args = [*ARGS, "--limit", "2", "--run-id", "orphan"]
+    assert main(run_args) == 0
+    Path("runs/orphan/config.json").unlink()
+    capsys.readouterr()
+    assert main(run_args) == 2
+    assert "traces.jsonl without config.json" in capsys.readouterr().err
+    assert main([*run_args, "--force-new"]) == 0
+    assert [d.name.startswith("orphan.old-") for d in Path("runs").iterdir()].count(True) == 1
+
+
+def test_torn_log_line_is_skipped_and_the_next_entry_starts_a_new_line() -> None:
+    run(_cfg(limit=2), progress=False, log=_quiet)
+    log = Path("runs/r/log.jsonl")
+    with log.open("a") as f:
+        f.write('{"event": "start", "ti')  # killed mid-write
+    Path("runs/r/traces.jsonl").write_text(
+        Path("runs/r/traces.jsonl").read_text().splitlines(keepends=True)[0]
+    )
+    run(_cfg(limit=2), progress=False, log=_quiet)  # resumes; results rebuilt
+    lines = log.read_text().splitlines()
+    assert lines[2] == '{"event": "start", "ti'
+    assert [json.loads(x)["event"] for x in lines[3:]] == ["start", "end"]
+    assert main(["report", "runs/r"]) == 0
+
+
+def test_config_file_values_of_the_wrong_type_are_usage_errors(tmp_path: Path) -> None:
+    for bad in (
+        {"max_tokens": "lots"},
+        {"difficulty_samples": "5"},
+        {"backend_args": [1]},
+        {"strategies": [{"args": {}}]},
+        {"seed": "abc"},
+        {"run_id": "a/b"},
+    ):
+        with pytest.raises(UsageError):
+            RunConfig.from_dict({"backend": "fake", **bad})
+    # Lists written as one string mean what they say.
+    cfg = RunConfig.from_dict({"strategies": "majority,greedy", "bins": "oracle", "stop": "##"})
+    assert [s.name for s in cfg.strategies] == ["majority", "greedy"]
+    assert cfg.bins == ("oracle",) and cfg.stop == ("##",)
+    assert RunConfig(temperature=1).temperature == 1.0 and isinstance(
+        RunConfig(temperature=1).temperature, float
+    )
+
+
+def test_data_path_spelling_does_not_change_the_run_id(tmp_path: Path) -> None:
+    data = tmp_path / "d.jsonl"
+    a = RunConfig(data_files=str(data)).default_run_id()
+    assert RunConfig(data_files="d.jsonl").default_run_id() == a  # cwd is tmp_path
+    assert RunConfig(data_files="./d.jsonl").default_run_id() == a
 
 
 def test_identity_ignores_what_does_not_change_numbers() -> None:

@@ -163,3 +163,31 @@ def test_beam_search_and_dvts_through_the_runner() -> None:
     )
     got = {(r["strategy"], r["budget"]) for r in out.results["rows"] if r["label_kind"] == "all"}
     assert {("beam_search", 2), ("beam_search", 4), ("dvts", 2), ("dvts", 4)} <= got
+
+
+def test_search_samples_do_not_depend_on_chunking() -> None:
+    """A question's search draws the same samples whichever questions share its chunk (a
+    resumed or sharded run forms other chunks): sample ids count within the question."""
+
+    def texts(chunk: int, out: str) -> dict[str, list[str]]:
+        cfg = RunConfig(
+            backend="fake",
+            verifier="fake-prm",
+            budgets=(4,),
+            limit=4,
+            cache=False,
+            output_dir=out,
+            chunk_samples=chunk,
+            strategies=(StrategySpec("beam_search", {"width": 2}),),
+        )
+        run(cfg, progress=False, log=lambda _: None)
+        (run_dir,) = list(Path(out).iterdir())
+        rows = [json.loads(x) for x in (run_dir / "traces.jsonl").read_text().splitlines()]
+        return {
+            t["problem_id"]: [c["text"] for c in t["candidates"]]
+            for t in rows
+            if t["expansion"].startswith("search(")
+        }
+
+    one_by_one, all_at_once = texts(4, "a"), texts(10_000, "b")
+    assert len(one_by_one) == 4 and one_by_one == all_at_once

@@ -77,6 +77,18 @@ class RunLock:
                 "Wait for it to finish (rerunning then resumes), or write elsewhere with "
                 "--run-id NAME or --output-dir DIR"
             ) from None
+        try:
+            same = os.fstat(f.fileno()).st_ino == os.stat(self.path).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            # Another run moved this directory aside (--force-new) while we waited: the lock
+            # we hold is on the old directory's file, not on the one at this path.
+            f.close()
+            raise UsageError(
+                f"{self.path.parent} was moved aside by another ttc-eval run while this one "
+                "started; rerun the command"
+            )
         f.seek(0)
         f.truncate()
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -6,6 +6,7 @@ import difflib
 import hashlib
 import json
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -116,6 +117,7 @@ class RunConfig:
     """Stop strings of every sample (set from the task: lm-eval's ``until``)."""
 
     def __post_init__(self) -> None:
+        self._check_types()
         if not self.budgets:
             raise UsageError("--budgets needs at least one budget, e.g. --budgets 1,2,4,8")
         for b in self.budgets:
@@ -157,6 +159,40 @@ class RunConfig:
             raise UsageError(f"--top-p must be in (0, 1] (1 = no nucleus cut), got {self.top_p}")
         if self.num_fewshot is not None and self.num_fewshot < 0:
             raise UsageError(f"--num-fewshot must be >= 0, got {self.num_fewshot}")
+
+    def _check_types(self) -> None:
+        """Values from a config file arrive untyped: a wrong type is a usage error naming the
+        setting, not a traceback later. Numbers are coerced where that loses nothing, so
+        ``temperature: 1`` and ``--temperature 1`` are one setting."""
+        ints = ("seed", "limit", "max_tokens", "chunk_samples", "difficulty_samples", "num_fewshot")
+        for name in ints:
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+                raise UsageError(f"setting {name} must be an integer, got {v!r}")
+        for name in ("temperature", "top_p"):
+            v = getattr(self, name)
+            if v is not None:
+                if isinstance(v, bool) or not isinstance(v, int | float):
+                    raise UsageError(f"setting {name} must be a number, got {v!r}")
+                object.__setattr__(self, name, float(v))
+        for name in ("backend_args", "verifier_args"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise UsageError(
+                    f"setting {name} must be a mapping of options, got {getattr(self, name)!r}"
+                )
+        for name in ("model", "backend", "task", "output_dir", "leaderboard_dir"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise UsageError(f"setting {name} must be a non-empty string")
+        if self.run_id is not None and (
+            not isinstance(self.run_id, str)
+            or self.run_id in ("", ".", "..")
+            or "/" in self.run_id
+            or "\\" in self.run_id
+        ):
+            raise UsageError(
+                f"--run-id must be a plain folder name (no path separators), got {self.run_id!r}; "
+                "choose the parent folder with --output-dir"
+            )
 
     def task_source_args(self) -> dict[str, Any]:
         """Options for a task of another harness (``lm_eval:NAME``), only those that are set."""
@@ -212,17 +248,33 @@ class RunConfig:
         if unknown:
             raise UsageError(f"unknown config keys {sorted(unknown)}; known: {sorted(known)}")
         kw = dict(d)
-        if "strategies" in kw:
-            kw["strategies"] = tuple(
-                StrategySpec.parse(s)
-                if isinstance(s, str)
-                else StrategySpec(s["name"], s.get("args", {}))
-                for s in kw["strategies"]
-            )
-        for k in ("budgets", "include_path", "bins", "stop"):
-            if kw.get(k) is not None:
-                kw[k] = tuple(kw[k])
-        return cls(**kw)
+        # A config file may write a list as one string: "majority,best_of_n", "oracle", "##".
+        for k in ("strategies", "bins", "include_path"):
+            if isinstance(kw.get(k), str):
+                kw[k] = [x.strip() for x in kw[k].split(",") if x.strip()]
+        if isinstance(kw.get("stop"), str):
+            kw["stop"] = [kw["stop"]]
+        if isinstance(kw.get("budgets"), int) and not isinstance(kw.get("budgets"), bool):
+            kw["budgets"] = [kw["budgets"]]
+        try:
+            if "strategies" in kw:
+                kw["strategies"] = tuple(
+                    StrategySpec.parse(s)
+                    if isinstance(s, str)
+                    else StrategySpec(s["name"], dict(s.get("args") or {}))
+                    for s in kw["strategies"]
+                )
+            for k in ("budgets", "include_path", "bins", "stop"):
+                if kw.get(k) is not None:
+                    kw[k] = tuple(kw[k])
+            return cls(**kw)
+        except UsageError:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            raise UsageError(
+                f"bad run settings ({type(e).__name__}: {e}); check the types in --config "
+                "(e.g. budgets: [1, 2, 4], strategies: [majority], max_tokens: 256)"
+            ) from None
 
     # Settings that do not change any number: excluded from the run identity.
     _NOT_IDENTITY = ("output_dir", "run_id", "leaderboard_dir", "cache", "chunk_samples", "bins")
@@ -238,6 +290,11 @@ class RunConfig:
         d["backend_args"] = {
             k: v for k, v in d["backend_args"].items() if k not in ("batch_size", "progress")
         }
+        # One spelling per file: `data.jsonl`, `./data.jsonl` and an absolute path (or a
+        # config-relative one from another folder) are one setting.
+        if d.get("data_files"):
+            d["data_files"] = os.path.abspath(os.path.expanduser(d["data_files"]))
+        d["include_path"] = [os.path.abspath(os.path.expanduser(p)) for p in d["include_path"]]
         return d
 
     def default_run_id(self) -> str:

@@ -189,6 +189,12 @@ def run_identity(config: RunConfig, task: Task, problems: Sequence[Problem]) -> 
     hash and version) and its questions, and the versions of the grader, verifier and
     backend. A stored run is resumed only when this matches exactly."""
     verifier = VERIFIERS.get(config.verifier) if config.verifier else None
+    backend_version = getattr(BACKENDS.get(config.backend), "version", None)
+    if backend_version is None:
+        raise UsageError(
+            f"backend {config.backend} declares no `version` class attribute (the Backend "
+            "protocol asks for one: it is part of every run's identity)"
+        )
     return {
         "identity_version": IDENTITY_VERSION,
         "settings": config.identity(),
@@ -202,28 +208,32 @@ def run_identity(config: RunConfig, task: Task, problems: Sequence[Problem]) -> 
         "verifier": {"name": config.verifier, "version": str(verifier.version)}
         if verifier is not None
         else None,
-        "backend": {"name": config.backend, "version": str(BACKENDS.get(config.backend).version)},
+        "backend": {"name": config.backend, "version": str(backend_version)},
     }
 
 
 def _recorded_identity(record: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The identity a run directory recorded; runs from before identities existed give what
-    they recorded (settings and task version), compared on those keys only."""
-    if isinstance(record.get("identity"), dict):
-        return dict(record["identity"])
-    try:
-        settings = RunConfig.from_dict(record["config"]).identity()
-    except (UsageError, TypeError, KeyError):
-        return None
-    return {"settings": settings, "task": {"version": record.get("task_version")}}
+    """The identity a run directory recorded (None for runs from before identities)."""
+    ident = record.get("identity")
+    return dict(ident) if isinstance(ident, dict) else None
 
 
-def _same_keys(new: Mapping[str, Any], old: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        k: _same_keys(v, old[k]) if isinstance(v, Mapping) and isinstance(old[k], Mapping) else v
-        for k, v in new.items()
-        if k in old
-    }
+def _resume_problems(run_dir: Path, identity: Mapping[str, Any]) -> list[str]:
+    """Why the stored run cannot be resumed under ``identity`` (empty: it can, or there is
+    nothing stored). Raises UsageError when config.json cannot be read."""
+    if not (run_dir / "config.json").exists():
+        if (run_dir / "traces.jsonl").exists():
+            # Traces whose settings are unknown: adopting them could mix another model's or
+            # another seed's samples into this run.
+            return ["traces.jsonl without config.json: its settings are unknown"]
+        return []
+    old = _recorded_identity(read_record(run_dir))
+    if old is None:
+        return [
+            "recorded before run identities (an older ttc-eval): its task spec, grader and "
+            "backend versions are unknown"
+        ]
+    return identity_changes(old, identity)
 
 
 def _prepare_run_dir(
@@ -244,34 +254,32 @@ def _prepare_run_dir(
     lock = RunLock(run_dir)
     lock.acquire()
     try:
-        if (run_dir / "config.json").exists():
-            changes: list[str] = []
-            try:
-                old = _recorded_identity(read_record(run_dir))
-                if old is None:
-                    changes = ["config.json: settings unreadable"]
-                else:
-                    changes = identity_changes(old, _same_keys(identity, old))
-            except UsageError:
-                if not force_new:
-                    raise
-                changes = ["config.json unreadable"]
-            if not changes:
-                return run_dir, lock
+        try:
+            problems = _resume_problems(run_dir, identity)
+        except UsageError as e:
             if not force_new:
-                listed = "\n".join(f"  {c}" for c in changes[:20])
+                raise
+            problems = [str(e).split(". ")[0]]
+        if not problems and (run_dir / "config.json").exists():
+            return run_dir, lock
+        if problems:
+            if not force_new:
+                listed = "\n".join(f"  {c}" for c in problems[:20])
                 raise UsageError(
                     f"{run_dir} holds a run with other settings or code versions, so its "
                     f"results cannot be resumed:\n{listed}\n"
                     "Pass --force-new to move it aside (nothing is deleted) and start afresh, "
                     "or --run-id NAME to keep both"
                 )
-            lock.release()
+            # Still holding the old directory's lock: no other writer can slip in between
+            # the rename and the new directory's lock.
             moved = move_aside(run_dir)
-            say(f"moved the earlier run ({'; '.join(changes[:3])}) aside to {moved}")
-            run_dir.mkdir()
-            lock = RunLock(run_dir)
-            lock.acquire()
+            run_dir.mkdir(exist_ok=True)
+            fresh = RunLock(run_dir)
+            fresh.acquire()
+            lock.release()
+            lock = fresh
+            say(f"moved the earlier run ({'; '.join(problems[:3])}) aside to {moved}")
         record = {
             "config": config.to_dict(),
             "identity": identity,
@@ -293,8 +301,11 @@ def _prepare_run_dir(
 
 def _log_event(run_dir: Path, entry: Mapping[str, Any]) -> None:
     """One line of log.jsonl, flushed at once: a killed invocation still left its start."""
-    with (run_dir / "log.jsonl").open("a") as f:
-        f.write(json.dumps(dict(entry)) + "\n")
+    path = run_dir / "log.jsonl"
+    # A line torn by a kill must not swallow this one.
+    torn = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+    with path.open("a") as f:
+        f.write(("\n" if torn else "") + json.dumps(dict(entry)) + "\n")
         f.flush()
         os.fsync(f.fileno())
 
@@ -340,58 +351,63 @@ def run(
     if shard is not None:
         problems = problems[shard[0] :: shard[1]]
     run_dir, lock = _prepare_run_dir(config, identity, task.spec.source, force_new, say)
-    started = time.monotonic()
-    _log_event(
-        run_dir,
-        {
-            "event": "start",
-            "time": _now(),
-            "pid": os.getpid(),
-            "argv": sys.argv,
-            "ttc_eval_version": __version__,
-        },
-    )
-    ctx: ExpansionContext | None = None
-    status = "error"
+    # The lock is held until the results are written: nobody may move or rewrite the
+    # directory first.
     try:
-        ctx = _expand_all(config, task, strategies, problems, run_dir, verifier_factory, progress,
-                          say)  # fmt: skip
-        status = "finished"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    except Exception as e:
-        status = f"error: {type(e).__name__}: {e}"[:300]
-        raise
-    finally:
-        backends = _backends(ctx)
-        generated = sum(b.generated_samples for b in backends)
-        cached = sum(b.cached_samples for b in backends)
+        started = time.monotonic()
         _log_event(
             run_dir,
             {
-                "event": "end",
-                "status": status,
-                "finished": _now(),
-                "wall_s": round(time.monotonic() - started, 2),
-                "generated_samples": generated,
-                "generated_tokens": sum(b.generated_tokens for b in backends),
-                "cached_samples": cached,
-                "model_fingerprint": ctx.backend.fingerprint if ctx else None,
-                "params": {
-                    "policy": of_backend(ctx.backend),
-                    "verifier": of_verifier(ctx.verifier, ctx.backend),
-                }
-                if ctx
-                else None,
+                "event": "start",
+                "time": _now(),
+                "pid": os.getpid(),
+                "argv": sys.argv,
                 "ttc_eval_version": __version__,
             },
         )
+        ctx: ExpansionContext | None = None
+        status = "error"
+        try:
+            ctx = _expand_all(
+                config, task, strategies, problems, run_dir, verifier_factory, progress, say
+            )
+            status = "finished"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        except Exception as e:
+            status = f"error: {type(e).__name__}: {e}"[:300]
+            raise
+        finally:
+            backends = _backends(ctx)
+            generated = sum(b.generated_samples for b in backends)
+            cached = sum(b.cached_samples for b in backends)
+            _log_event(
+                run_dir,
+                {
+                    "event": "end",
+                    "status": status,
+                    "finished": _now(),
+                    "wall_s": round(time.monotonic() - started, 2),
+                    "generated_samples": generated,
+                    "generated_tokens": sum(b.generated_tokens for b in backends),
+                    "cached_samples": cached,
+                    "model_fingerprint": ctx.backend.fingerprint if ctx else None,
+                    "params": {
+                        "policy": of_backend(ctx.backend),
+                        "verifier": of_verifier(ctx.verifier, ctx.backend),
+                    }
+                    if ctx
+                    else None,
+                    "ttc_eval_version": __version__,
+                },
+            )
+        say(f"generated {generated} samples ({cached} from the cache) in this invocation")
+        results, table = build_results(
+            run_dir, [p.id for p in problems], leaderboard_dir=Path(config.leaderboard_dir)
+        )
+    finally:
         lock.release()
-    say(f"generated {generated} samples ({cached} from the cache) in this invocation")
-    results, table = build_results(
-        run_dir, [p.id for p in problems], leaderboard_dir=Path(config.leaderboard_dir)
-    )
     return RunOutcome(run_dir, results, generated, cached, table)
 
 
@@ -486,9 +502,12 @@ def _recorded_params(run_dir: Path) -> dict[str, Any]:
     log = run_dir / "log.jsonl"
     found: dict[str, Any] = {}
     if log.exists():
-        for line in log.read_text().splitlines():
-            entry = json.loads(line)
-            if entry.get("params"):
+        for line in log.read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a line torn by a killed invocation
+            if isinstance(entry, dict) and entry.get("params"):
                 found = entry["params"]
     return found
 
@@ -668,16 +687,12 @@ def stale_versions(record: Mapping[str, Any]) -> list[str]:
     task_id = identity.get("task") or {}
     if task_id and config.get("task"):
         try:
-            spec = find_task_spec(config["task"], config.get("include_path") or ())
+            # As the run loaded it: --grader, lm-eval's few-shot and chat-template options.
+            spec = load_task(RunConfig.from_dict(config)).spec
         except Exception:  # the task may come from a folder or plug-in not present now
             spec = None
-        if spec is not None:
-            # The recorded task version is the spec's plus the grader's (Task.version).
-            now = (
-                f"{spec.version}+{GRADERS.get(grader_name).version}"
-                if grader_name in GRADERS
-                else None
-            )
+        if spec is not None and grader_name in GRADERS:
+            now = f"{spec.version}+{GRADERS.get(grader_name).version}"
             check(f"task {config['task']} version", task_id.get("version"), now)
             if task_id.get("version") == now:
                 check(f"task {config['task']} spec (hash)", task_id.get("spec_sha256"),
@@ -705,7 +720,10 @@ def build_results(
     diff_spec, difficulty = view.difficulty_pool, view.difficulty
     stale = stale_versions(record)
     for note in stale:
-        say(f"note: {note}; the stored numbers are the old code's (--force-new recomputes)")
+        say(
+            f"note: {note}; the stored numbers are the old code's (rerun the run's command "
+            "with --force-new to recompute them)"
+        )
     versions = {
         "task_version": record.get("task_version"),
         "grader_version": record.get("grader_version"),

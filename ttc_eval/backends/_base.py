@@ -16,6 +16,9 @@ class Backend(Protocol):
     """Registered backend name (``hf``, ``fake``, ...)."""
     fingerprint: str
     """Identifies the model weights; part of every cache key."""
+    version: str
+    """Bumped whenever the same request could give other samples; part of a run's identity
+    (a class attribute: read without loading a model)."""
 
     def render(self, messages: Sequence[Mapping[str, str]]) -> str:
         """The prompt text for a chat (the model's chat template when it has one)."""

@@ -47,6 +47,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import cache
+from importlib.metadata import version as _installed
 from typing import Any
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
@@ -107,6 +108,10 @@ def after_marker(text: str, marker: str | None) -> str | None:
 # --- numbers -------------------------------------------------------------------------------
 
 # A thousands separator: comma, LaTeX thin spaces / braced comma, Unicode thin spaces.
+MATH_VERIFY_VERSION = _installed("math-verify")
+"""The installed math-verify: part of every grader's version, since its extraction and
+equivalence decide verdicts and ``math-verify>=0.9`` admits later releases."""
+
 _SEP = r"(?:,|\{,\}|\\,|\\;|\\:|\\ |~|\u2009|\u202f)"
 _NUMBER = re.compile(
     rf"(?<![\d.])-?(?:\d{{1,3}}(?:{_SEP}\d{{3}})+(?![\d])|\d+)(?:\.\d+)?(?![\d])|(?<![\d.])-?\.\d+"
@@ -119,6 +124,9 @@ _OPERAND_BEFORE = re.compile(
     r"\\pm|\\sqrt|\\frac|\\log|\\ln|-|"
     r"(?<![A-Za-z])(?:or|and|not|return|else|if|elif|lambda|yield|xor|mod)|(?<=\d):|"
     r"(?<![A-Za-z])(?:or|and)\s+[A-Za-z]\w*\s*=|"
+    # a label or a word operator, not an answer: "an error in step 3", "10 apples minus 3"
+    r"(?<![A-Za-z])(?i:step|case|part|question|line|problem|example|exercise|page|equation|"
+    r"figure|chapter|section|item|option|row|column|minus|plus|times)s?\s*#?|"
     # a multiple-choice option: "(B) 6"
     r"(?:\(|\b)[A-Ea-e]\)|\b[A-E]\.)\s*(?:\\?\$\s*)?\Z"
 )

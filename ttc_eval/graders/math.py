@@ -50,7 +50,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ttc_eval.graders._base import Grade
-from ttc_eval.graders._extract import extract_answer, standalone_math
+from ttc_eval.graders._extract import MATH_VERIFY_VERSION, extract_answer, standalone_math
 from ttc_eval.registry import grader
 
 _POOL: Any = None
@@ -159,7 +159,7 @@ class MathGrader:
     """math-verify extraction from the whole output and equivalence (gold first), with a hard
     per-item timeout; timeouts are wrong. Percent signs are notation (``33.5\\%`` = ``33.5``)."""
 
-    version = "math-verify-0.9/2"
+    version = f"math-verify-{MATH_VERIFY_VERSION}/2"
 
     def __init__(
         self,

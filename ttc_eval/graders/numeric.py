@@ -19,7 +19,7 @@ import re
 from collections.abc import Sequence
 
 from ttc_eval.graders._base import Grade
-from ttc_eval.graders._extract import extract_answer, number_value, unwrap
+from ttc_eval.graders._extract import MATH_VERIFY_VERSION, extract_answer, number_value, unwrap
 from ttc_eval.registry import grader
 
 _SEP = r"(?:,|\{,\}|\\,|\\;|\\:|\\ |~|\u2009|\u202f)"
@@ -68,7 +68,7 @@ class NumericGrader:
     """Equal as numbers (relative tolerance 1e-6); thousands separators, dollar signs, units and
     percent signs ignored."""
 
-    version = "numeric/2"
+    version = f"numeric/2+math-verify-{MATH_VERIFY_VERSION}"
 
     def __init__(self, answer_after: str | None = None) -> None:
         self.answer_after = answer_after
@@ -102,7 +102,7 @@ class ExactGrader:
     """Equal after removing wrapping (``$...$``, ``\\boxed{}``), white space, dollar signs, a
     trailing period and the thousands separators of a number."""
 
-    version = "exact/2"
+    version = f"exact/2+math-verify-{MATH_VERIFY_VERSION}"
 
     def __init__(self, answer_after: str | None = None) -> None:
         self.answer_after = answer_after

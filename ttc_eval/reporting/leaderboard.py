@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 from collections.abc import Mapping, Sequence
@@ -40,6 +41,14 @@ def update_leaderboard(path: Path, rows: Sequence[Mapping[str, Any]], run_id: st
     Written to a temporary file and renamed, so an interruption never leaves half a CSV.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Read-modify-replace under a lock: two runs finishing at once must not drop each other's
+    # rows (the atomic replace alone prevents torn files, not lost updates).
+    with (path.parent / f".{path.name}.lock").open("a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        _replace_rows(path, rows, run_id)
+
+
+def _replace_rows(path: Path, rows: Sequence[Mapping[str, Any]], run_id: str) -> None:
     kept: list[dict[str, str]] = []
     if path.exists():
         with path.open(newline="") as f:

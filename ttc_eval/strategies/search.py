@@ -161,16 +161,21 @@ class SearchExpansion:
             rounds += 1
             # Expand: each (parent, k) pair asks for k children; all questions in one call.
             flat: list[tuple[int, Beam]] = []
+            sample_ids: list[int] = []
             for qi, pairs in enumerate(parents):
+                # Numbered within the question, not across the call: a question's samples
+                # must not depend on which other questions share its chunk (resume, shards).
+                n_before = len(flat)
                 for parent, k in pairs:
                     flat += [(qi, parent)] * k
+                sample_ids += [rounds * 1_000_000 + i for i in range(len(flat) - n_before)]
             comps = self._step(
                 ctx,
                 [prompts[qi] for qi, _ in flat],
                 [b.text for _, b in flat],
                 [b.tokens for _, b in flat],
                 self.temperature,
-                [rounds * 1_000_000 + i for i in range(len(flat))],
+                sample_ids,
             )
             children: list[list[Beam]] = [[] for _ in problems]
             for (qi, parent), comp in zip(flat, comps, strict=True):
