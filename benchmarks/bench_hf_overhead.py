@@ -187,14 +187,18 @@ def sampler_mode(a: argparse.Namespace) -> None:
         "generate_ms_per_token_ratio": med["invariant"]["generate_ms_per_token"]
         / med["multinomial"]["generate_ms_per_token"],
     }
-    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.json).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    _write(a.json, result)
     print(
         f"\nbatch-invariant / multinomial sampler: {result['ms_per_token_ratio']:.3f}x per "
         f"generated token end to end, {result['generate_ms_per_token_ratio']:.3f}x in generate "
         f"(medians of {a.repeats} alternating rounds)"
     )
+
+
+def _write(path: str, result: dict[str, Any]) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
 
 
 def main() -> None:
@@ -252,9 +256,7 @@ def main() -> None:
         "per_token_ratio_median": (statistics.median(ttc_t) / statistics.median(ttc_tok))
         / (statistics.median(raw_t) / statistics.median(raw_tok)),
     }
-    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.json).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    _write(a.json, result)
     print(
         f"\nttc-eval / raw generate: {result['per_token_ratio_median']:.3f}x per generated "
         f"token, {result['ratio_median']:.3f}x wall (medians of {a.repeats})"

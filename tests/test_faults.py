@@ -403,3 +403,25 @@ def test_task_spec_with_unknown_prompt_argument_is_a_clear_error(
     err = capsys.readouterr().err
     assert "arith.yaml" in err and "prompt_args" in err and "instruction" in err
     assert not Path("runs").exists() or not any(Path("runs").iterdir())
+
+
+def test_changed_built_in_templates_refuse_to_resume(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Templates that live in code, not in the task's YAML, are part of the identity too."""
+    import ttc_eval.runner as runner
+    from ttc_eval.tasks.prompts import boxed_steps
+
+    run_args = [*ARGS, "--limit", "2", "--run-id", "p"]
+    run_args[run_args.index("majority")] = "majority,revisions"
+    assert main(run_args) == 0
+    capsys.readouterr()
+    with monkeypatch.context() as m:
+        m.setattr(boxed_steps, "__defaults__", ("Solve: {question}", None))
+        assert main(run_args) == 2
+        assert "task.prompt_sha256" in capsys.readouterr().err
+    with monkeypatch.context() as m:
+        m.setattr(runner, "DEFAULT_REVISION_TEMPLATE", "{question}\n\nTry again:\n{attempts}")
+        assert main(run_args) == 2
+        assert "revision_template_sha256" in capsys.readouterr().err
+    assert main(run_args) == 0  # unchanged again: resumes

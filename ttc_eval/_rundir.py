@@ -153,6 +153,11 @@ def spec_digest(spec: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def text_digest(text: str) -> str:
+    """A short content hash of a text (a rendered prompt template, a revision template)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def questions_digest(problems: Sequence[Any]) -> str:
     """Hash of the questions themselves (ids, text, gold answers): a changed loader seed or an
     edited data file changes it even when every setting is the same."""

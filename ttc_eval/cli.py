@@ -13,7 +13,7 @@ import shutil
 import sys
 import textwrap
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, NoReturn
@@ -99,44 +99,23 @@ def _number(text: str, what: str = "a finite number") -> float:
     return value
 
 
-def _temperature(text: str) -> float:
-    what = "a finite temperature >= 0 (0 is greedy)"
-    value = _number(text, what)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-    return value
+def _bounded(what: str, ok: Callable[[float], bool]) -> Callable[[str], float]:
+    """An argparse type: a finite number for which ``ok`` holds, else "expected {what}"."""
+
+    def parse(text: str) -> float:
+        value = _number(text, what)
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _top_p(text: str) -> float:
-    what = "a top-p in (0, 1] (1 keeps every token)"
-    value = _number(text, what)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-    return value
-
-
-def _alpha(text: str) -> float:
-    what = "a significance level in (0, 1)"
-    value = _number(text, what)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-    return value
-
-
-def _drop(text: str) -> float:
-    what = "an allowed accuracy drop >= 0, e.g. 0.02"
-    value = _number(text, what)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-    return value
-
-
-def _count(text: str) -> float:
-    what = "a positive number such as 1.5e9"
-    value = _number(text, what)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-    return value
+_temperature = _bounded("a finite temperature >= 0 (0 is greedy)", lambda v: v >= 0)
+_top_p = _bounded("a top-p in (0, 1] (1 keeps every token)", lambda v: 0 < v <= 1)
+_alpha = _bounded("a significance level in (0, 1)", lambda v: 0 < v < 1)
+_drop = _bounded("an allowed accuracy drop >= 0, e.g. 0.02", lambda v: v >= 0)
+_count = _bounded("a positive number such as 1.5e9", lambda v: v > 0)
 
 
 def _kv(text: str) -> dict[str, Any]:

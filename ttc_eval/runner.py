@@ -32,6 +32,7 @@ from ttc_eval._rundir import (
     questions_digest,
     read_record,
     spec_digest,
+    text_digest,
     write_atomic,
     write_json,
 )
@@ -203,7 +204,15 @@ def run_identity(config: RunConfig, task: Task, problems: Sequence[Problem]) -> 
             "version": task.version,
             "spec_sha256": spec_digest(task.spec),
             "questions_sha256": questions_digest(problems),
+            # The templates as the run renders them, built-in defaults included (the spec
+            # hash sees only what its YAML writes).
+            "prompt_sha256": text_digest(
+                json.dumps(task.messages(Problem(id="", question="{question}", answer="")))
+            ),
         },
+        "revision_template_sha256": text_digest(_revision_template(config, task))
+        if any(spec.name == "revisions" for spec in config.strategies)
+        else None,
         "grader": {"name": task.spec.grader, "version": task.grader.version},
         "verifier": {"name": config.verifier, "version": str(verifier.version)}
         if verifier is not None
@@ -519,10 +528,15 @@ def _backends(ctx: ExpansionContext | None) -> list[CachedBackend]:
     return [ctx.backend] + ([extra] if extra is not None and extra is not ctx.backend else [])
 
 
+def _revision_template(config: RunConfig, task: Task) -> str:
+    """The revision prompt in force: the run's, else the task's, else the built-in one."""
+    return config.revision_template or task.spec.revision_template or DEFAULT_REVISION_TEMPLATE
+
+
 def _revision_renderer(
     config: RunConfig, task: Task, backend: CachedBackend
 ) -> Callable[[Problem, Sequence[str]], str]:
-    template = config.revision_template or task.spec.revision_template or DEFAULT_REVISION_TEMPLATE
+    template = _revision_template(config, task)
 
     def render(problem: Problem, attempts: Sequence[str]) -> str:
         return backend.render(revision_messages(task.messages(problem), attempts, template))
