@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -294,8 +295,14 @@ def test_corrupt_generation_cache_is_a_clear_error(
     args += ["--strategy", "majority", "--budgets", "1,2", "--limit", "2"]
     assert main(args) == 0  # creates the cache
     db = Path(os.environ["TTC_EVAL_CACHE"]) / "generations.sqlite"
+    # Move the WAL's pages into the file first: otherwise the file may still be nearly empty,
+    # and damaging it would damage nothing.
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
     for extra in ("-wal", "-shm"):
         Path(str(db) + extra).unlink(missing_ok=True)
+    assert db.stat().st_size > 1000
     if damage == "garbage":
         db.write_bytes(b"this is not a database, just garbage " * 200)
     else:
