@@ -17,7 +17,9 @@ from ttc_eval.backends._base import Backend
 from ttc_eval.backends.fake import FakeBackend, _u
 from ttc_eval.cache import CachedBackend
 from ttc_eval.cli import main
-from ttc_eval.runner import ExpansionContext, grade_traces
+from ttc_eval.pipeline import grade_traces
+from ttc_eval.registry import STRATEGIES
+from ttc_eval.strategies._base import ExpansionContext
 from ttc_eval.strategies.revisions import (
     DEFAULT_REVISION_TEMPLATE,
     RevisionExpansion,
@@ -42,22 +44,18 @@ def _ctx(reviser: FakeBackend | None = None) -> tuple[ExpansionContext, FakeBack
     fake = FakeBackend(script=_script)
     backend = CachedBackend(fake, None)
     revision_backend: Backend = CachedBackend(reviser, None) if reviser else backend
-
-    def render_revision(p: Problem, attempts: Any) -> str:
-        msgs = revision_messages(
-            [{"role": "user", "content": p.question}], attempts, DEFAULT_REVISION_TEMPLATE
-        )
-        return "".join(f"<{m['role']}>{m['content']}\n" for m in msgs) + "<assistant>"
-
+    # The fake backend's chat rendering: the reviser renders the task's messages wrapped in
+    # the built-in revision template (DEFAULT_REVISION_TEMPLATE).
     ctx = ExpansionContext(
-        backend=backend,
+        backends={"policy": backend, "reviser": revision_backend},
         verifier=FakePRM(),
+        verifier_role=None,
         params=SamplingParams(temperature=0.7, max_tokens=64, seed=0),
         render=lambda p: f"<user>{p.question}\n<assistant>",
+        messages=lambda p: [{"role": "user", "content": p.question}],
+        templates={},
         step_delimiter="\n\n",
         chunk_samples=10_000,
-        revision_backend=revision_backend,  # type: ignore[arg-type]
-        render_revision=render_revision,
     )
     return ctx, fake
 
@@ -115,7 +113,7 @@ def test_a_shape_from_the_pool_selects_what_running_it_directly_selects(
         first_group = strategy.select(big, p * s)[0]
         (only,) = strategy.select(small, p * s)
         # Pool positions differ between the two layouts; the choice itself must not.
-        assert replace(first_group, index=None) == replace(only, index=None)
+        assert replace(first_group, index=None, read=()) == replace(only, index=None, read=())
         chosen = {c.index: c.text for c in big.candidates}.get(first_group.index)
         assert chosen == {c.index: c.text for c in small.candidates}.get(only.index)
         # The pool's group 1 holds the same attempts as the direct run.
@@ -127,11 +125,17 @@ def test_shapes_and_accounting_from_one_pool() -> None:
     (trace, *_) = _pool(4, 4)
     assert trace.n_generations == 16 and len(trace.candidates) == 16
     assert trace.generated_tokens == sum(c.n_tokens for c in trace.candidates)
-    assert trace.extra["revision_prompt_tokens"] > 0
+    # Prompt accounting, in the cost record: attempt t > 0 of a chain was sent a revision
+    # prompt of its own; first attempts share the question's prompt.
+    revision_prompt_tokens = sum(
+        c.cost.prompt_tokens for c in trace.candidates if c.index % 4 and c.cost is not None
+    )
+    assert revision_prompt_tokens > 0
     first = trace.prompt_tokens
-    assert trace.extra["prompt_tokens_total"] == 4 * first + trace.extra["revision_prompt_tokens"]
-    assert trace.extra["revision_prompt_tokens"] > 12 * first  # revision prompts are longer
-    shapes = Revisions(select="majority").variants([4])
+    assert trace.cost is not None
+    assert trace.cost.prompt_tokens == 4 * first + revision_prompt_tokens
+    assert revision_prompt_tokens > 12 * first  # revision prompts are longer
+    shapes = STRATEGIES.create("revisions", select="majority").variants([4])
     assert [v.shape(4) for v in shapes] == ["4x1", "2x2", "1x4"]
     for v in shapes:
         p, s = map(int, v.shape(4).split("x"))

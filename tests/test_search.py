@@ -15,7 +15,8 @@ from ttc_eval.backends.fake import FakeBackend
 from ttc_eval.cache import CachedBackend
 from ttc_eval.config import RunConfig, StrategySpec
 from ttc_eval.registry import verifier
-from ttc_eval.runner import ExpansionContext, run
+from ttc_eval.runner import run
+from ttc_eval.strategies._base import ExpansionContext
 from ttc_eval.strategies.search import Beam, SearchExpansion
 from ttc_eval.types import Problem, SamplingParams
 from ttc_eval.verifiers._base import Solution
@@ -27,6 +28,7 @@ class FakePRM:
 
     name = "fake-prm"
     version = "test"
+    roles: tuple[str, ...] = ()
 
     def __init__(self, **_: Any) -> None:
         self.tokens_read = 0
@@ -52,10 +54,13 @@ def _endless(prompt: str, sid: int, seed: int) -> str:
 def _ctx(script: Any = None, max_tokens: int = 64) -> tuple[ExpansionContext, FakeBackend]:
     fake = FakeBackend(script=script) if script else FakeBackend()
     ctx = ExpansionContext(
-        backend=CachedBackend(fake, None),
+        backends={"policy": CachedBackend(fake, None)},
         verifier=FakePRM(),
+        verifier_role=None,
         params=SamplingParams(temperature=0.7, max_tokens=max_tokens, seed=0),
         render=lambda p: f"<user>{p.question}\n<assistant>",
+        messages=lambda p: [{"role": "user", "content": p.question}],
+        templates={},
         step_delimiter="\n\n",
         chunk_samples=10_000,
     )

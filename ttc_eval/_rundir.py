@@ -13,14 +13,19 @@ import fcntl
 import hashlib
 import json
 import os
+import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
+import ttc_eval
 from ttc_eval.errors import UsageError
+
+if TYPE_CHECKING:
+    from ttc_eval.config import RunConfig
 
 IDENTITY_VERSION = 1
 """Version of the identity record itself (what it covers)."""
@@ -193,3 +198,164 @@ def identity_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str
 
 def _short(s: str, n: int = 80) -> str:
     return s if len(s) <= n else s[: n - 3] + "..."
+
+
+# -- provenance: the run directory's record, lock and log ----------------------------------
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def check_writable(folder: Path, what: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(
+            f"{what} {folder} is not writable ({e.strerror}); choose another"
+        ) from None
+
+
+def recorded_identity(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The identity a run directory recorded (None for runs from before identities)."""
+    ident = record.get("identity")
+    return dict(ident) if isinstance(ident, dict) else None
+
+
+def _resume_problems(run_dir: Path, identity: Mapping[str, Any]) -> list[str]:
+    """Why the stored run cannot be resumed under ``identity`` (empty: it can, or there is
+    nothing stored). Raises UsageError when config.json cannot be read."""
+    if not (run_dir / "config.json").exists():
+        if (run_dir / "traces.jsonl").exists():
+            # Traces whose settings are unknown: adopting them could mix another model's or
+            # another seed's samples into this run.
+            return ["traces.jsonl without config.json: its settings are unknown"]
+        return []
+    old = recorded_identity(read_record(run_dir))
+    if old is None:
+        return [
+            "recorded before run identities (an older ttc-eval): its task spec, grader and "
+            "backend versions are unknown"
+        ]
+    return identity_changes(old, identity)
+
+
+def prepare_run_dir(
+    config: RunConfig,
+    identity: Mapping[str, Any],
+    task_spec_file: str,
+    force_new: bool,
+    say: Callable[[str], None],
+) -> tuple[Path, RunLock]:
+    """The run directory, locked for this invocation: resumed when its identity matches,
+    created when new; a mismatch is refused (or, with ``force_new``, moved aside whole)."""
+    run_id = config.run_id or config.default_run_id()
+    out = Path(config.output_dir)
+    check_writable(out, "output directory")
+    check_writable(Path(config.leaderboard_dir), "leaderboard directory")
+    run_dir = out / run_id
+    run_dir.mkdir(exist_ok=True)
+    lock = RunLock(run_dir)
+    lock.acquire()
+    try:
+        try:
+            problems = _resume_problems(run_dir, identity)
+        except UsageError as e:
+            if not force_new:
+                raise
+            problems = [str(e).split(". ")[0]]
+        if not problems and (run_dir / "config.json").exists():
+            return run_dir, lock
+        if problems:
+            if not force_new:
+                listed = "\n".join(f"  {c}" for c in problems[:20])
+                raise UsageError(
+                    f"{run_dir} holds a run with other settings or code versions, so its "
+                    f"results cannot be resumed:\n{listed}\n"
+                    "Pass --force-new to move it aside (nothing is deleted) and start afresh, "
+                    "or --run-id NAME to keep both"
+                )
+            # Still holding the old directory's lock: no other writer can slip in between
+            # the rename and the new directory's lock.
+            moved = move_aside(run_dir)
+            run_dir.mkdir(exist_ok=True)
+            fresh = RunLock(run_dir)
+            fresh.acquire()
+            lock.release()
+            lock = fresh
+            say(f"moved the earlier run ({'; '.join(problems[:3])}) aside to {moved}")
+        record = run_record(
+            config,
+            task_version=identity["task"]["version"],
+            grader_version=identity["grader"]["version"],
+            verifier_version=(identity["verifier"] or {}).get("version"),
+            backend_version=identity["backend"]["version"],
+            task_spec=task_spec_file,
+            identity=identity,
+            git_commit=_git_commit(),
+        )
+        write_json(run_dir / "config.json", record)
+        return run_dir, lock
+    except BaseException:
+        lock.release()
+        raise
+
+
+def run_record(
+    config: RunConfig,
+    task_version: str,
+    grader_version: str | None,
+    verifier_version: str | None,
+    backend_version: str | None,
+    task_spec: str | None,
+    identity: Mapping[str, Any] | None = None,
+    git_commit: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """config.json of a run: its settings, identity, the versions that computed it and when
+    (one schema for generated, imported and merged runs)."""
+    record: dict[str, Any] = {"config": config.to_dict()}
+    if identity is not None:
+        record["identity"] = dict(identity)
+    record.update(
+        {
+            "ttc_eval_version": ttc_eval.__version__,
+            "git_commit": git_commit,
+            "task_version": task_version,
+            "grader_version": grader_version,
+            "verifier_version": verifier_version,
+            "backend_version": backend_version,
+            "task_spec": task_spec,
+            "created": now(),
+            **extra,
+        }
+    )
+    return record
+
+
+def log_event(run_dir: Path, entry: Mapping[str, Any]) -> None:
+    """One line of log.jsonl, flushed at once: a killed invocation still left its start."""
+    path = run_dir / "log.jsonl"
+    # A line torn by a kill must not swallow this one.
+    torn = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+    with path.open("a") as f:
+        f.write(("\n" if torn else "") + json.dumps(dict(entry)) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -95,6 +95,7 @@ class CachedBackend:
         self.cache = cache
         self.name = inner.name
         self.fingerprint = inner.fingerprint
+        self.version = inner.version
         self.generated_samples = 0
         self.generated_tokens = 0
         self.cached_samples = 0

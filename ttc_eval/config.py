@@ -1,21 +1,180 @@
-"""The resolved configuration of a run: everything needed to rebuild it, recorded in config.json."""
+"""The resolved configuration of a run: everything needed to rebuild it, recorded in config.json.
+
+Each setting is declared once, on its :class:`RunConfig` field: the field's name is its key in
+config files and config.json, and its :func:`option` metadata is its command-line flag (the
+parser, the help text and the flag-to-setting mapping of ``ttc-eval run`` are generated from
+it). Flags that write part of a setting (``--verifier-model``, ``--role``, ...) are declared
+once too, in :data:`SHORTHANDS`.
+"""
 
 from __future__ import annotations
 
-import difflib
+import argparse
 import hashlib
 import json
 import math
 import os
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import Field, asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ttc_eval.analysis.bins import BIN_KINDS
-from ttc_eval.errors import UsageError
+from ttc_eval.errors import UsageError, did_you_mean
 from ttc_eval.models import DEFAULT_MODEL
+from ttc_eval.types import BIN_KINDS, POLICY
+
+# ----------------------------------------------------------------------------------------------
+# Command-line value types: each raises argparse's error type, so that a bad value is reported
+# as ``argument --flag: expected ..., got ...`` (exit 2).
+
+
+def parse_int(text: str, what: str, minimum: int) -> int:
+    """An integer >= ``minimum``, else "expected {what}"."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return parse_int(text, "a positive integer", 1)
+
+
+def nonnegative_int(text: str) -> int:
+    return parse_int(text, "an integer >= 0", 0)
+
+
+def budget_list(text: str) -> tuple[int, ...]:
+    what = "budgets as positive integers, e.g. 1,4,16"
+    return tuple(parse_int(part, what, 1) for part in text.split(","))
+
+
+def parse_number(text: str, what: str = "a finite number") -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
+
+
+def bounded(what: str, ok: Callable[[float], bool]) -> Callable[[str], float]:
+    """An argparse type: a finite number for which ``ok`` holds, else "expected {what}"."""
+
+    def parse(text: str) -> float:
+        value = parse_number(text, what)
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+def key_values(text: str) -> dict[str, Any]:
+    """``k=v,k=v`` (values parsed as YAML scalars)."""
+    out: dict[str, Any] = {}
+    for part in filter(None, text.split(",")):
+        if "=" not in part:
+            raise argparse.ArgumentTypeError(f"expected key=value pairs, got {part!r}")
+        k, v = part.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def name_list(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+# ----------------------------------------------------------------------------------------------
+# Declaring a setting's flag.
+
+OPTION = "ttc_eval.option"
+"""The key of a field's :class:`Option` in its ``dataclasses.field(metadata=...)``."""
+
+TASK_DEFAULT = "the task's, else {}"
+"""``default_text`` of a generation setting that the task may set: the built-in fallback (what
+:meth:`RunConfig.resolve` fills in) is shown in place of ``{}``."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """The command-line flag of one :class:`RunConfig` field."""
+
+    help: str
+    """What the flag sets; ``(default: ...)`` is appended."""
+    flag: str | None = None
+    """The flag; default ``--`` and the field name with dashes."""
+    metavar: str | None = None
+    """The value's placeholder in ``--help``."""
+    parse: Callable[[str], Any] | None = None
+    """argparse type: checks and converts the flag's text (raises ArgumentTypeError)."""
+    setting: Callable[[Any], Any] | None = None
+    """Turns the parsed value into the setting's value as a config file writes it (default:
+    as parsed); may raise UsageError."""
+    default_text: str | None = None
+    """The default as ``--help`` states it; default: the field's default as a flag writes it
+    (:data:`TASK_DEFAULT` for a generation setting)."""
+    repeat: bool = False
+    """The flag may be given several times (a list of values)."""
+    switch: bool = False
+    """A flag without a value that sets True."""
+    group: str = "run settings"
+    """Section of ``ttc-eval run --help``."""
+
+    def flag_for(self, name: str) -> str:
+        return self.flag or "--" + name.replace("_", "-")
+
+
+def option(
+    help: str,
+    *,
+    flag: str | None = None,
+    metavar: str | None = None,
+    parse: Callable[[str], Any] | None = None,
+    setting: Callable[[Any], Any] | None = None,
+    default_text: str | None = None,
+    repeat: bool = False,
+    switch: bool = False,
+    group: str = "run settings",
+) -> dict[str, Option]:
+    """``dataclasses.field`` metadata that makes a :class:`RunConfig` field a flag of
+    ``ttc-eval run`` (see :class:`Option` for the arguments)."""
+    return {
+        OPTION: Option(help, flag, metavar, parse, setting, default_text, repeat, switch, group)
+    }
+
+
+def option_of(f: Field[Any]) -> Option | None:
+    """The flag declared on a field, or None for a setting of config files only."""
+    opt = f.metadata.get(OPTION)
+    return opt if isinstance(opt, Option) else None
+
+
+# The sections of `ttc-eval run --help`, in order.
+GROUP_MODELS = "models and roles"
+GROUP_TASK = "task"
+GROUP_STRATEGIES = "strategies and verifier"
+GROUP_SAMPLING = "sampling"
+GROUP_DIFFICULTY = "difficulty bins"
+GROUP_OUTPUT = "output"
+GROUPS = (
+    GROUP_MODELS,
+    GROUP_TASK,
+    GROUP_STRATEGIES,
+    GROUP_SAMPLING,
+    GROUP_DIFFICULTY,
+    GROUP_OUTPUT,
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# Strategies and roles.
 
 
 @dataclass(frozen=True)
@@ -45,72 +204,365 @@ class StrategySpec:
         return {"name": self.name, "args": dict(self.args)}
 
 
+def _strategy_list(text: str) -> list[dict[str, Any]]:
+    return [StrategySpec.parse(s).to_dict() for s in text.split(",") if s.strip()]
+
+
+_ROLE_KEYS = ("model", "backend", "backend_args", "template")
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    """The model of one role of a run (``reviser``, ``judge``, ...): unset parts are the
+    policy's (see :meth:`RunConfig.role`)."""
+
+    model: str | None = None
+    """Alias, hub id or local directory; None: the policy's model."""
+    backend: str | None = None
+    """Registered backend; None: the run's backend."""
+    backend_args: Mapping[str, Any] = field(default_factory=dict)
+    """Backend options. Empty with the run's backend: the run's ``backend_args``; with another
+    backend only these."""
+    template: str | None = None
+    """A prompt template the role's component uses; for ``reviser``, the revision prompt with
+    ``{question}`` and ``{attempts}``. None: the component's (or the task's) own."""
+
+    def __post_init__(self) -> None:
+        for name in ("model", "backend", "template"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise UsageError(f"role {name} must be a non-empty string, got {value!r}")
+        if not isinstance(self.backend_args, Mapping):
+            raise UsageError(f"role backend_args must be a mapping, got {self.backend_args!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> RoleSpec:
+        """``MODEL[:backend=NAME][:K=V...]``: K=V other than ``backend`` are backend options
+        (values parsed as YAML scalars); an empty MODEL is the policy's."""
+        model, *parts = text.strip().split(":")
+        backend: str | None = None
+        args: dict[str, Any] = {}
+        for part in parts:
+            if "=" not in part:
+                raise UsageError(f"role option {part!r} in {text!r} must be key=value")
+            k, v = (s.strip() for s in part.split("=", 1))
+            if k == "backend":
+                backend = v
+            else:
+                args[k] = yaml.safe_load(v)
+        return cls(model or None, backend or None, args)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The parts that are set (what a config file writes)."""
+        d: dict[str, Any] = {}
+        if self.model is not None:
+            d["model"] = self.model
+        if self.backend is not None:
+            d["backend"] = self.backend
+        if self.backend_args:
+            d["backend_args"] = dict(self.backend_args)
+        if self.template is not None:
+            d["template"] = self.template
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Any, role: str = "") -> RoleSpec:
+        """A role as a config file writes it: a mapping of :data:`_ROLE_KEYS`, or a plain
+        string (the model); None is the policy's."""
+        if isinstance(d, RoleSpec):
+            return d
+        if d is None:
+            return cls()
+        if isinstance(d, str):
+            return cls(model=d)
+        where = f"role {role}" if role else "role"
+        if not isinstance(d, Mapping):
+            raise UsageError(
+                f"{where} must be a model name or a mapping of {', '.join(_ROLE_KEYS)}, got {d!r}"
+            )
+        unknown = sorted(set(d) - set(_ROLE_KEYS))
+        if unknown:
+            hint = did_you_mean(str(unknown[0]), _ROLE_KEYS)
+            raise UsageError(
+                f"unknown keys {unknown} in {where}.{hint} Known: {', '.join(_ROLE_KEYS)}"
+            )
+        try:
+            return cls(
+                model=d.get("model"),
+                backend=d.get("backend"),
+                backend_args=d.get("backend_args") or {},
+                template=d.get("template"),
+            )
+        except UsageError as e:
+            raise UsageError(f"{where}: {e}") from None
+
+
+def parse_role_flag(text: str) -> tuple[str, RoleSpec]:
+    """argparse type of ``--role NAME=MODEL[:backend=NAME][:K=V...]``."""
+    name, sep, spec = text.partition("=")
+    name = name.strip()
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(
+            f"expected ROLE=MODEL[:backend=NAME][:K=V...] such as reviser=smollm2-360m, "
+            f"got {text!r}"
+        )
+    try:
+        return name, RoleSpec.parse(spec)
+    except UsageError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _check_role_name(name: object) -> str:
+    if not isinstance(name, str) or not name.isidentifier():
+        raise UsageError(f"role names must be identifiers such as reviser, got {name!r}")
+    if name == POLICY:
+        raise UsageError(
+            "the policy is not set in roles: use --model, --backend and --backend-args "
+            "(model, backend, backend_args in a config file)"
+        )
+    return name
+
+
+# ----------------------------------------------------------------------------------------------
+# The run's settings.
+
+
 @dataclass(frozen=True)
 class RunConfig:
-    """One run. Defaults are the embedded default run: SmolLM2 on arith, budgets 1..16."""
+    """One run. Defaults are the embedded default run: SmolLM2 on arith, budgets 1..16.
 
-    model: str = DEFAULT_MODEL
+    Every field is a key of config files (and of config.json); a field with :func:`option`
+    metadata is also a flag of ``ttc-eval run``."""
+
+    model: str = field(
+        default=DEFAULT_MODEL,
+        metadata=option("policy model: alias, hub id or local directory", group=GROUP_MODELS),
+    )
     """Alias, hub id or local directory of the policy model."""
-    backend: str = "hf"
+    backend: str = field(
+        default="hf",
+        metadata=option("registered backend, see `ttc-eval list backends`", group=GROUP_MODELS),
+    )
     """Registered backend."""
-    backend_args: Mapping[str, Any] = field(default_factory=dict)
+    backend_args: Mapping[str, Any] = field(
+        default_factory=dict,
+        metadata=option(
+            "backend options, e.g. dtype=float32,batch_size=64",
+            metavar="K=V,...",
+            parse=key_values,
+            default_text="the backend's own",
+            group=GROUP_MODELS,
+        ),
+    )
     """Backend options (``dtype``, ``batch_size``, ...)."""
-    task: str = "arith"
+    task: str = field(
+        default="arith",
+        metadata=option(
+            "registered task (`ttc-eval list tasks`), or lm_eval:NAME for a task of "
+            "lm-evaluation-harness",
+            group=GROUP_TASK,
+        ),
+    )
     """Registered task name."""
-    data_files: str | None = None
+    data_files: str | None = field(
+        default=None,
+        metadata=option(
+            "local JSON/JSONL file replacing the task's hub dataset",
+            metavar="FILE",
+            default_text="the task's data",
+            group=GROUP_TASK,
+        ),
+    )
     """Local JSON/JSONL file replacing the task's hub dataset."""
-    include_path: tuple[str, ...] = ()
+    include_path: tuple[str, ...] = field(
+        default=(),
+        metadata=option(
+            "extra folder of task specs, ttc-eval's or lm-eval's for lm_eval:NAME; repeatable",
+            metavar="DIR",
+            repeat=True,
+            default_text="the built-in tasks only",
+            group=GROUP_TASK,
+        ),
+    )
     """Extra folders with task specs."""
-    limit: int | None = None
+    limit: int | None = field(
+        default=None,
+        metadata=option(
+            "only the first N questions",
+            metavar="N",
+            parse=positive_int,
+            default_text="all",
+            group=GROUP_TASK,
+        ),
+    )
     """Use only the first N questions."""
-    strategies: tuple[StrategySpec, ...] = (StrategySpec("majority"), StrategySpec("best_of_n"))
+    strategies: tuple[StrategySpec, ...] = field(
+        default=(StrategySpec("majority"), StrategySpec("best_of_n")),
+        metadata=option(
+            "comma list of strategies (`ttc-eval list strategies`); arguments after colons, "
+            "e.g. best_of_n:mode=naive",
+            flag="--strategy",
+            metavar="NAME[:K=V...],...",
+            setting=_strategy_list,
+            group=GROUP_STRATEGIES,
+        ),
+    )
     """Strategies to evaluate."""
-    verifier: str | None = "logprob"
+    verifier: str | None = field(
+        default="logprob",
+        metadata=option(
+            "registered step scorer (`ttc-eval list verifiers`), or none", group=GROUP_STRATEGIES
+        ),
+    )
     """Registered verifier that scores steps (``none`` for no verifier)."""
-    verifier_args: Mapping[str, Any] = field(default_factory=dict)
-    """Verifier options."""
-    budgets: tuple[int, ...] = (1, 2, 4, 8, 16)
+    verifier_args: Mapping[str, Any] = field(
+        default_factory=dict,
+        metadata=option(
+            "verifier options, e.g. device=cuda,dtype=bfloat16",
+            metavar="K=V,...",
+            parse=key_values,
+            default_text="the verifier's own",
+            group=GROUP_STRATEGIES,
+        ),
+    )
+    """Verifier options; ``model`` is the weights of the ``verifier`` role."""
+    roles: Mapping[str, RoleSpec] = field(default_factory=dict)
+    """Models of the run's roles other than the policy, by role name (``reviser``, ``judge``,
+    ...): set with ``--role NAME=SPEC`` or a ``roles:`` map; a role not named here is the
+    policy's model. The ``verifier`` role is stored as ``verifier_args["model"]``."""
+    budgets: tuple[int, ...] = field(
+        default=(1, 2, 4, 8, 16),
+        metadata=option(
+            "generation budgets N", metavar="N,...", parse=budget_list, group=GROUP_STRATEGIES
+        ),
+    )
     """Generation budgets N."""
-    seed: int = 0
+    seed: int = field(
+        default=0,
+        metadata=option("sampling seed", metavar="N", parse=nonnegative_int, group=GROUP_SAMPLING),
+    )
     """Sampling seed."""
-    temperature: float | None = None
+    temperature: float | None = field(
+        default=None,
+        metadata=option(
+            "sampling temperature, >= 0",
+            metavar="T",
+            parse=bounded("a finite temperature >= 0 (0 is greedy)", lambda v: v >= 0),
+            default_text=TASK_DEFAULT,
+            group=GROUP_SAMPLING,
+        ),
+    )
     """Sampling temperature of the pool (default: the task's, else 0.7)."""
-    top_p: float | None = None
+    top_p: float | None = field(
+        default=None,
+        metadata=option(
+            "nucleus sampling mass, in (0, 1]",
+            metavar="P",
+            parse=bounded("a top-p in (0, 1] (1 keeps every token)", lambda v: 0 < v <= 1),
+            default_text=TASK_DEFAULT,
+            group=GROUP_SAMPLING,
+        ),
+    )
     """Nucleus sampling mass (default: the task's, else 1.0)."""
-    max_tokens: int | None = None
+    max_tokens: int | None = field(
+        default=None,
+        metadata=option(
+            "most tokens generated per sample",
+            metavar="N",
+            parse=positive_int,
+            default_text=TASK_DEFAULT,
+            group=GROUP_SAMPLING,
+        ),
+    )
     """Maximum generated tokens per sample (default: the task's, else 256)."""
     step_delimiter: str = "\n\n"
     """Separates the steps of a solution."""
-    output_dir: str = "runs"
+    output_dir: str = field(
+        default="runs",
+        metadata=option("parent of run directories", metavar="DIR", group=GROUP_OUTPUT),
+    )
     """Parent folder of run directories."""
-    run_id: str | None = None
+    run_id: str | None = field(
+        default=None,
+        metadata=option(
+            "run directory name",
+            default_text="derived from the settings, so a rerun resumes",
+            group=GROUP_OUTPUT,
+        ),
+    )
     """Run directory name; default: derived from the settings, so a rerun resumes."""
-    leaderboard_dir: str = "leaderboards"
+    leaderboard_dir: str = field(
+        default="leaderboards",
+        metadata=option("where <task>.csv is updated", metavar="DIR", group=GROUP_OUTPUT),
+    )
     """Where ``<task>.csv`` leaderboards are updated."""
     cache: bool = True
     """Use the generation cache."""
     chunk_samples: int = 256
     """Samples generated between writes of finished questions."""
-    bins: tuple[str, ...] = ("oracle", "predicted", "label")
+    bins: tuple[str, ...] = field(
+        default=("oracle", "predicted", "label"),
+        metadata=option(
+            f"difficulty bins to report, from {', '.join(BIN_KINDS)}",
+            metavar="KIND,...",
+            parse=name_list,
+            group=GROUP_DIFFICULTY,
+        ),
+    )
     """Difficulty bins to report: ``oracle`` (the policy's pass@1), ``predicted`` (mean
     verifier score), ``label`` (the dataset's own labels, e.g. MATH level)."""
-    difficulty_samples: int | None = None
+    difficulty_samples: int | None = field(
+        default=None,
+        metadata=option(
+            "samples per question of a dedicated pass that measures difficulty",
+            metavar="N",
+            parse=positive_int,
+            default_text="none, the run's largest sampled pool",
+            group=GROUP_DIFFICULTY,
+        ),
+    )
     """Samples per question of a dedicated pass that measures difficulty (default: the
     largest sampled pool of the run)."""
-    shard: str | None = None
+    shard: str | None = field(
+        default=None,
+        metadata=option(
+            "run only questions i, i+n, i+2n, ... (0-based); the merge command joins the shards",
+            metavar="I/N",
+            default_text="every question",
+            group=GROUP_TASK,
+        ),
+    )
     """``i/n``: run only questions i, i+n, i+2n, ... (0-based); ``ttc-eval merge`` joins the
     n shard runs into one."""
-    revision_model: str | None = None
-    """Model that writes revisions (``revisions`` strategy), through the run's backend with
-    its options; default: the policy model."""
-    revision_template: str | None = None
-    """Revision prompt (text with ``{question}`` and ``{attempts}``); default: the task's,
-    else the built-in one."""
-    grader: str | None = None
+    grader: str | None = field(
+        default=None,
+        metadata=option(
+            "registered grader replacing the task's own",
+            default_text="the task's",
+            group=GROUP_TASK,
+        ),
+    )
     """Registered grader replacing the task's own (default: the task's)."""
-    num_fewshot: int | None = None
+    num_fewshot: int | None = field(
+        default=None,
+        metadata=option(
+            "lm_eval:NAME tasks: few-shot examples in the prompt",
+            metavar="N",
+            parse=nonnegative_int,
+            default_text="the task's",
+            group=GROUP_TASK,
+        ),
+    )
     """Few-shot examples in the prompt of an lm-eval task (default: the task's own)."""
-    apply_chat_template: bool = False
+    apply_chat_template: bool = field(
+        default=False,
+        metadata=option(
+            "lm_eval:NAME tasks: send the prompt through the model's chat template",
+            switch=True,
+            default_text="off, the raw prompt as lm-eval sends it",
+            group=GROUP_TASK,
+        ),
+    )
     """Send an lm-eval task's prompt through the model's chat template (as lm-eval's
     ``--apply_chat_template``); default: the raw prompt, as lm-eval does."""
     stop: tuple[str, ...] | None = None
@@ -118,6 +570,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         self._check_types()
+        if isinstance(self.verifier, str) and self.verifier.lower() == "none":
+            object.__setattr__(self, "verifier", None)
+        self._normalize_roles()
         if not self.budgets:
             raise UsageError("--budgets needs at least one budget, e.g. --budgets 1,2,4,8")
         for b in self.budgets:
@@ -133,8 +588,7 @@ class RunConfig:
             raise UsageError(f"--max-tokens must be positive, got {self.max_tokens}")
         for kind in self.bins:
             if kind not in BIN_KINDS:
-                close = difflib.get_close_matches(kind, BIN_KINDS, n=1)
-                hint = f" Did you mean {close[0]}?" if close else ""
+                hint = did_you_mean(kind, BIN_KINDS)
                 raise UsageError(f"unknown bins {kind!r}.{hint} Choose from {', '.join(BIN_KINDS)}")
         if self.difficulty_samples is not None and self.difficulty_samples < 1:
             raise UsageError(
@@ -175,7 +629,7 @@ class RunConfig:
                 if isinstance(v, bool) or not isinstance(v, int | float):
                     raise UsageError(f"setting {name} must be a number, got {v!r}")
                 object.__setattr__(self, name, float(v))
-        for name in ("backend_args", "verifier_args"):
+        for name in ("backend_args", "verifier_args", "roles"):
             if not isinstance(getattr(self, name), Mapping):
                 raise UsageError(
                     f"setting {name} must be a mapping of options, got {getattr(self, name)!r}"
@@ -193,6 +647,48 @@ class RunConfig:
                 f"--run-id must be a plain folder name (no path separators), got {self.run_id!r}; "
                 "choose the parent folder with --output-dir"
             )
+
+    def _normalize_roles(self) -> None:
+        """Roles as :class:`RoleSpec` s sorted by name, unset ones dropped, and those stored
+        in another setting moved there (``verifier``: ``verifier_args["model"]``)."""
+        stored = {fld for fld, _ in ROLE_STORAGE.values()}
+        settings = store_roles({"roles": self.roles, **{f: getattr(self, f) for f in stored}})
+        for f in stored:
+            object.__setattr__(self, f, settings[f])
+        roles = {name: RoleSpec.from_dict(spec, name) for name, spec in settings["roles"].items()}
+        object.__setattr__(self, "roles", {n: r for n, r in sorted(roles.items()) if r.to_dict()})
+
+    def role(self, name: str) -> RoleSpec:
+        """The model of role ``name`` as the run uses it: the policy's for ``policy`` and for
+        a role the config does not name; a named role's unset parts filled from the policy
+        (its backend options are the run's only when it runs on the run's backend and sets
+        none). ``verifier``: the verifier's weights (``verifier_args["model"]``, None when
+        the verifier has none)."""
+        if name == "verifier":
+            model = self.verifier_args.get("model")
+            return RoleSpec(model=None if model is None else str(model))
+        policy = RoleSpec(self.model, self.backend, dict(self.backend_args))
+        spec = self.roles.get(name)
+        if name == POLICY or spec is None:
+            return policy
+        backend = spec.backend or self.backend
+        args = spec.backend_args
+        if not args and backend == self.backend:
+            args = self.backend_args
+        return RoleSpec(spec.model or self.model, backend, dict(args), spec.template)
+
+    @property
+    def revision_model(self) -> str | None:
+        """Shorthand: the ``reviser`` role's model as configured (None: the policy's)."""
+        spec = self.roles.get("reviser")
+        return spec.model if spec else None
+
+    @property
+    def revision_template(self) -> str | None:
+        """Shorthand: the ``reviser`` role's template as configured (None: the task's, else
+        the built-in one)."""
+        spec = self.roles.get("reviser")
+        return spec.template if spec else None
 
     def task_source_args(self) -> dict[str, Any]:
         """Options for a task of another harness (``lm_eval:NAME``), only those that are set."""
@@ -218,8 +714,6 @@ class RunConfig:
     def resolve(self, task_generation: Mapping[str, Any]) -> RunConfig:
         """Fill unset generation settings from the task spec, then from built-in defaults, so
         that config.json records the values actually used."""
-        from dataclasses import replace
-
         base = {"temperature": 0.7, "top_p": 1.0, "max_tokens": 256, **task_generation}
         return replace(
             self,
@@ -234,6 +728,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["strategies"] = [s.to_dict() for s in self.strategies]
+        d["roles"] = {name: spec.to_dict() for name, spec in self.roles.items()}
         d["include_path"] = list(self.include_path)
         d["budgets"] = list(self.budgets)
         d["bins"] = list(self.bins)
@@ -241,9 +736,18 @@ class RunConfig:
             d["stop"] = list(self.stop)
         return d
 
+    # Keys of config files and config.json written by earlier versions: the reviser role's
+    # model and template.
+    LEGACY_KEYS = ("revision_model", "revision_template")
+
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        """Every key a config file may hold."""
+        return [f.name for f in fields(cls)] + list(cls.LEGACY_KEYS)
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RunConfig:
-        known = {f.name for f in fields(cls)}
+        known = set(cls.setting_names())
         unknown = set(d) - known
         if unknown:
             raise UsageError(f"unknown config keys {sorted(unknown)}; known: {sorted(known)}")
@@ -256,6 +760,7 @@ class RunConfig:
             kw["stop"] = [kw["stop"]]
         if isinstance(kw.get("budgets"), int) and not isinstance(kw.get("budgets"), bool):
             kw["budgets"] = [kw["budgets"]]
+        kw = canonical_settings(kw)
         try:
             if "strategies" in kw:
                 kw["strategies"] = tuple(
@@ -278,18 +783,35 @@ class RunConfig:
 
     # Settings that do not change any number: excluded from the run identity.
     _NOT_IDENTITY = ("output_dir", "run_id", "leaderboard_dir", "cache", "chunk_samples", "bins")
+    # Backend options that do not change any number.
+    _NOT_IDENTITY_BACKEND_ARGS = ("batch_size", "progress")
 
     def identity(self) -> dict[str, Any]:
+        """The settings that change a number, as the run id hashes them. Settings added later
+        count only when set, so that older runs keep their run ids: the reviser role is the
+        ``revision_model`` and ``revision_template`` of earlier versions, and ``roles`` holds
+        only what those could not say."""
         d = self.to_dict()
         for k in self._NOT_IDENTITY:
             d.pop(k)
-        # Settings added later count only when set, so that older runs keep their run ids.
         for k in ("grader", "num_fewshot", "apply_chat_template", "stop"):
             if not d[k]:
                 d.pop(k)
-        d["backend_args"] = {
-            k: v for k, v in d["backend_args"].items() if k not in ("batch_size", "progress")
-        }
+        d["backend_args"] = self._identity_backend_args(d["backend_args"])
+        roles: dict[str, dict[str, Any]] = {}
+        for name, spec in d.pop("roles").items():
+            spec = dict(spec)
+            if name == "reviser":
+                d["revision_model"] = spec.pop("model", None)
+                d["revision_template"] = spec.pop("template", None)
+            if "backend_args" in spec:
+                spec["backend_args"] = self._identity_backend_args(spec["backend_args"])
+            if spec:
+                roles[name] = spec
+        d.setdefault("revision_model", None)
+        d.setdefault("revision_template", None)
+        if roles:
+            d["roles"] = roles
         # One spelling per file: `data.jsonl`, `./data.jsonl` and an absolute path (or a
         # config-relative one from another folder) are one setting.
         if d.get("data_files"):
@@ -297,9 +819,281 @@ class RunConfig:
         d["include_path"] = [os.path.abspath(os.path.expanduser(p)) for p in d["include_path"]]
         return d
 
+    def _identity_backend_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in args.items() if k not in self._NOT_IDENTITY_BACKEND_ARGS}
+
     def default_run_id(self) -> str:
         digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[
             :10
         ]
         model = self.model.rstrip("/").split("/")[-1]
         return f"{self.task.replace(':', '_')}-{model}-{digest}"
+
+
+ROLE_STORAGE: dict[str, tuple[str, str]] = {"verifier": ("verifier_args", "model")}
+"""Roles stored in another setting, as (field, key): the verifier's weights have always been
+``verifier_args["model"]``, so ``--role verifier=M`` writes there (one setting, one run id)."""
+
+
+def store_roles(settings: Mapping[str, Any], override: bool = False) -> dict[str, Any]:
+    """``settings`` with the roles of :data:`ROLE_STORAGE` moved out of ``roles`` into their
+    setting. A different value already there is refused, or with ``override`` replaced."""
+    out = dict(settings)
+    roles = out.get("roles")
+    if roles is None:
+        roles = {}
+    if not isinstance(roles, Mapping):
+        raise UsageError(f"setting roles must be a mapping of role names to models, got {roles!r}")
+    roles = {_check_role_name(name): spec for name, spec in roles.items()}
+    for name, (fld, key) in ROLE_STORAGE.items():
+        if name not in roles:
+            continue
+        spec = RoleSpec.from_dict(roles.pop(name), name)
+        if spec.backend is not None or spec.backend_args or spec.template is not None:
+            raise UsageError(
+                f"the {name} role takes a model only; its options go in "
+                f"--{fld.replace('_', '-')} ({fld} in a config file)"
+            )
+        target = out.get(fld)
+        if target is None:
+            target = {}
+        if not isinstance(target, Mapping):
+            raise UsageError(f"setting {fld} must be a mapping of options, got {target!r}")
+        have = target.get(key)
+        if spec.model is None or have == spec.model:
+            continue
+        if have is not None and not override:
+            raise UsageError(
+                f"two {name} models: {spec.model!r} as the {name} role and {have!r} as "
+                f"{fld} {key}; give one"
+            )
+        out[fld] = {**target, key: spec.model}
+    out["roles"] = roles
+    return out
+
+
+def canonical_settings(settings: Mapping[str, Any], override: bool = False) -> dict[str, Any]:
+    """Settings (config-file keys) with roles in one form: the ``revision_model`` and
+    ``revision_template`` of earlier versions as the ``reviser`` role's model and template,
+    each role a mapping of its set parts, and roles stored elsewhere moved there (see
+    :func:`store_roles`)."""
+    kw = dict(settings)
+    roles = kw.get("roles")
+    if roles is None:
+        roles = {}
+    if not isinstance(roles, Mapping):
+        raise UsageError(f"setting roles must be a mapping of role names to models, got {roles!r}")
+    roles = {
+        _check_role_name(name): RoleSpec.from_dict(spec, str(name)).to_dict()
+        for name, spec in roles.items()
+    }
+    for part, key in (("model", "revision_model"), ("template", "revision_template")):
+        value = kw.pop(key, None)
+        if value is None:
+            continue
+        reviser = roles.setdefault("reviser", {})
+        if reviser.get(part, value) != value:
+            raise UsageError(
+                f"two reviser {part}s: {reviser[part]!r} in roles and {value!r} as {key}; give one"
+            )
+        reviser[part] = value
+    kw["roles"] = roles
+    return store_roles(kw, override)
+
+
+# ----------------------------------------------------------------------------------------------
+# Flags that write part of a setting.
+
+
+def _read_template(text: str) -> str:
+    path = Path(text)
+    if not path.is_file():
+        raise UsageError(f"--revision-template {path}: no such file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"--revision-template {path}: cannot be read as text ({e})") from None
+
+
+def _role_setting(value: tuple[str, RoleSpec]) -> dict[str, Any]:
+    name, spec = value
+    return {name: spec.to_dict()}
+
+
+@dataclass(frozen=True)
+class Shorthand:
+    """A flag of ``ttc-eval run`` that writes into a setting (or a part of one) rather than
+    being a setting: the value lands at ``key`` inside the mapping of ``field``, merged with
+    what a config file or other flags put there."""
+
+    flag: str
+    """The flag."""
+    field: str
+    """The :class:`RunConfig` field it writes into."""
+    help: str
+    """Help text, its default included."""
+    key: tuple[str, ...] = ()
+    """Where inside the field's mapping (empty: the field itself; a mapping value is merged
+    into it)."""
+    metavar: str | None = None
+    """The value's placeholder in ``--help``."""
+    parse: Callable[[str], Any] | None = None
+    """argparse type of the flag's text."""
+    setting: Callable[[Any], Any] | None = None
+    """Turns the parsed value into what is written (may raise UsageError)."""
+    switch: bool = False
+    """A flag without a value; ``setting(True)`` is written when given."""
+    repeat: bool = False
+    """The flag may be given several times; each is written in turn."""
+    group: str | None = None
+    """Section of ``--help``; default: the field's."""
+
+    @property
+    def dest(self) -> str:
+        """Its attribute in argparse's namespace."""
+        return self.flag.lstrip("-").replace("-", "_")
+
+    def values(self, given: Any) -> Iterator[Any]:
+        """What the flag writes, one item per time it was given."""
+        for value in given if self.repeat else [given]:
+            yield self.setting(value) if self.setting else value
+
+    def write(self, settings: dict[str, Any], value: Any) -> None:
+        """Write ``value`` into ``settings`` (a config file's keys) at ``field`` / ``key``."""
+        path = (self.field, *self.key)
+        target = settings
+        for i, k in enumerate(path[:-1]):
+            inner = target.get(k)
+            if inner is None:
+                inner = {}
+            elif not isinstance(inner, Mapping):
+                raise UsageError(
+                    f"{self.flag}: setting {'.'.join(path[: i + 1])} must be a mapping, "
+                    f"got {inner!r}"
+                )
+            target[k] = inner = dict(inner)
+            target = inner
+        target[path[-1]] = _merged(target.get(path[-1]), value)
+
+
+def _merged(old: Any, new: Any) -> Any:
+    """``new`` over ``old``; mappings merge key by key."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        out = dict(old)
+        for k, v in new.items():
+            out[k] = _merged(out.get(k), v)
+        return out
+    return new
+
+
+SHORTHANDS: tuple[Shorthand, ...] = (
+    Shorthand(
+        "--base-url",
+        "backend_args",
+        "openai backend: server URL(s), e.g. http://host:8000/v1 (default: none)",
+        key=("base_url",),
+        metavar="URL[,URL...]",
+    ),
+    Shorthand(
+        "--role",
+        "roles",
+        "the model of a role other than the policy, ROLE=MODEL[:backend=NAME][:K=V...] "
+        "(K=V: the role's backend options; without backend=, the run's backend and options), "
+        "e.g. reviser=smollm2-360m; roles: reviser (the revisions strategy), verifier (as "
+        "--verifier-model) and those plug-ins declare; repeatable (default: every role "
+        "uses the policy's model)",
+        metavar="ROLE=SPEC",
+        parse=parse_role_flag,
+        setting=_role_setting,
+        repeat=True,
+        group=GROUP_MODELS,
+    ),
+    Shorthand(
+        "--revision-model",
+        "roles",
+        "model that writes the revisions of the revisions strategy; as --role reviser=MODEL "
+        "(default: the policy)",
+        key=("reviser", "model"),
+        metavar="MODEL",
+        group=GROUP_MODELS,
+    ),
+    Shorthand(
+        "--revision-template",
+        "roles",
+        "file holding the revision prompt, with {question} and {attempts} "
+        "(default: the task's, else the built-in prompt)",
+        key=("reviser", "template"),
+        metavar="FILE",
+        setting=_read_template,
+        group=GROUP_MODELS,
+    ),
+    Shorthand(
+        "--verifier-model",
+        "verifier_args",
+        "weights of the verifier; PRMs need it; as --role verifier=MODEL "
+        "(default: none; self-judge uses the policy)",
+        key=("model",),
+        metavar="MODEL",
+    ),
+    Shorthand(
+        "--no-cache",
+        "cache",
+        "do not read or write the generation cache (default: use it)",
+        setting=lambda _: False,
+        switch=True,
+        group=GROUP_OUTPUT,
+    ),
+)
+"""Every flag of ``ttc-eval run`` that is not a field of its own."""
+
+
+def run_options(config: type[RunConfig] = RunConfig) -> list[tuple[Field[Any], Option]]:
+    """The fields of ``config`` that are flags, with their declarations, in field order."""
+    out = []
+    for f in fields(config):
+        opt = option_of(f)
+        if opt is not None:
+            out.append((f, opt))
+    return out
+
+
+def settings_from_flags(
+    given: Mapping[str, Any],
+    settings: Mapping[str, Any] | None = None,
+    config: type[RunConfig] = RunConfig,
+    shorthands: Sequence[Shorthand] = SHORTHANDS,
+) -> dict[str, Any]:
+    """Config-file keys: ``settings`` (a config file's) with the flags in ``given`` (argparse
+    values by dest, None for a flag not given) written over them. A flag of a field replaces
+    the setting; a shorthand writes its part of one. Two flags that write different values
+    into one place are refused."""
+    out = canonical_settings(settings or {})
+    for f, opt in run_options(config):
+        value = given.get(f.name)
+        if value is not None:
+            out[f.name] = opt.setting(value) if opt.setting else value
+    written: dict[tuple[str, ...], tuple[str, Any]] = {}
+    for sh in shorthands:
+        if given.get(sh.dest) is None:
+            continue
+        for value in sh.values(given[sh.dest]):
+            for path, leaf in _leaves((sh.field, *sh.key), value):
+                if len(path) == 3 and path[0] == "roles" and path[2] == "model":
+                    path = ROLE_STORAGE.get(path[1], path)  # where that role is stored
+                if path in written and written[path][1] != leaf:
+                    raise UsageError(
+                        f"{written[path][0]} and {sh.flag} set {'.'.join(path)} to different "
+                        f"values ({written[path][1]!r}, {leaf!r}); give one"
+                    )
+                written[path] = (sh.flag, leaf)
+            sh.write(out, value)
+    # A role stored elsewhere that a flag named replaces what the config file put there.
+    return store_roles(out, override=True)
+
+
+def _leaves(path: tuple[str, ...], value: Any) -> Iterator[tuple[tuple[str, ...], Any]]:
+    if isinstance(value, Mapping) and value:
+        for k, v in value.items():
+            yield from _leaves((*path, str(k)), v)
+    else:
+        yield path, value

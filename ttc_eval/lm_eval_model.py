@@ -25,11 +25,17 @@ from ttc_eval.analysis.estimators import disjoint_groups
 from ttc_eval.config import RunConfig, StrategySpec
 from ttc_eval.errors import UsageError
 from ttc_eval.models import DEFAULT_MODEL
-from ttc_eval.registry import EXPANSIONS, GRADERS, VERIFIERS
-from ttc_eval.runner import build_context, build_strategies, grade_traces
-from ttc_eval.strategies._base import RunDefaults, Strategy
+from ttc_eval.pipeline import answer, build_context, build_strategies, plan_strategies
+from ttc_eval.registry import GRADERS, VERIFIERS
+from ttc_eval.strategies._base import ExpansionContext, Strategy
 from ttc_eval.tasks import Task, TaskSpec
-from ttc_eval.types import Problem, SamplingParams, Trace
+from ttc_eval.types import Problem, Selection, Trace
+
+REQUESTS_TASK = TaskSpec(
+    name="lm-eval-requests", version="1", loader="lm_eval", prompt="raw", grader="math"
+)
+"""lm-eval hands over prompts already written (and grades them itself): the raw text is the
+prompt; the grader only reads answers for voting."""
 
 MODEL_NAME = "ttc"
 """The name lm-eval knows this model by (``--model ttc``)."""
@@ -102,7 +108,7 @@ class TTCLM(LM):  # type: ignore[misc]
                 "name one (revisions: add sequential=S)"
             )
         self.strategy: Strategy = strategies[0]
-        if getattr(self.strategy, "is_oracle", False):
+        if self.strategy.is_oracle:
             raise UsageError(
                 f"{self.strategy.name} picks by correctness, which only lm-eval knows here"
             )
@@ -113,29 +119,23 @@ class TTCLM(LM):  # type: ignore[misc]
             )
         if verifier_name is not None and verifier_name not in VERIFIERS:
             raise UsageError(VERIFIERS.unknown_message(verifier_name))
-        # lm-eval hands over prompts already written: the raw text is the prompt.
-        spec = TaskSpec(name="lm-eval", version="1", loader="lm_eval", prompt="raw", grader=grader)
-        self.task = Task(spec)
+        self.task = Task(replace(REQUESTS_TASK, grader=grader))
         self.progress = bool(progress)
-        self._ctx: Any = None
+        self._ctx: ExpansionContext | None = None
 
-    def _context(self) -> Any:
-        if self._ctx is None:
-            factory = VERIFIERS.get(self.config.verifier) if self.config.verifier else None
-            self._ctx = build_context(self.config, self.task, factory, self.progress)
-        return self._ctx
-
-    def _params(self, gen_kwargs: dict[str, Any]) -> SamplingParams:
+    def _config(self, gen_kwargs: dict[str, Any], copies: int) -> RunConfig:
+        """The run settings of one batch of lm-eval requests: its stop strings and token
+        limit, and budgets n and n x copies (lm-eval's repeats are disjoint groups of one
+        pool)."""
         until = gen_kwargs.get("until") or []
         until = [until] if isinstance(until, str) else list(until)
         # The strategy owns the temperature: lm-eval's tasks ask for greedy decoding, which
         # would leave nothing to select from.
-        return SamplingParams(
-            temperature=float(self.config.temperature or 0.0),
-            top_p=float(self.config.top_p or 1.0),
+        return replace(
+            self.config,
+            budgets=(self.n, self.n * copies),
             max_tokens=int(gen_kwargs.get("max_gen_toks") or self.config.max_tokens or 256),
             stop=tuple(until),
-            seed=self.config.seed,
         )
 
     def generate_until(self, requests: Sequence[Any], disable_tqdm: bool = False) -> list[str]:
@@ -159,29 +159,25 @@ class TTCLM(LM):  # type: ignore[misc]
             disable=disable_tqdm or not self.progress,
         )
         for (gk, copies), keys in batches.items():
-            params = self._params(kwargs_of[gk])
-            ctx = replace(self._context(), params=params)
-            defaults = RunDefaults(
-                params, (self.n * copies,), self.config.step_delimiter, ctx.revision_key
-            )
-            spec = self.strategy.expansion(self.n, defaults)
-            expander = EXPANSIONS.get(spec.kind)(**dict(spec.args))
+            plan = plan_strategies(self._config(kwargs_of[gk], copies))
+            strategy = next(s for s in plan.strategies if s.label() == self.strategy.label())
+            if self._ctx is None:
+                self._ctx = build_context(plan, self.task, {}, self.progress)
+            ctx = replace(self._ctx, params=plan.defaults.params)
             problems = [Problem(id=str(i), question=k[0], answer="") for i, k in enumerate(keys)]
-            by_id = {p.id: p for p in problems}
-            for traces in expander.run(problems, ctx):
-                for trace in grade_traces(self.task, traces, by_id):
-                    key = keys[int(trace.problem_id)]
-                    answers = self._answers(trace, copies)
-                    for pos, text in zip(positions[key], answers, strict=True):
-                        out[pos] = text
-                        self.cache_hook.add_partial("generate_until", requests[pos].args, text)
-                    bar.update(copies)
+            for trace, sels in answer(plan, strategy, self.n, problems, ctx, self.task):
+                key = keys[int(trace.problem_id)]
+                for pos, text in zip(
+                    positions[key], self._answers(trace, sels, copies), strict=True
+                ):
+                    out[pos] = text
+                    self.cache_hook.add_partial("generate_until", requests[pos].args, text)
+                bar.update(copies)
         bar.close()
         return [o if o is not None else "" for o in out]
 
-    def _answers(self, trace: Trace, copies: int) -> list[str]:
+    def _answers(self, trace: Trace, sels: Sequence[Selection], copies: int) -> list[str]:
         """``copies`` independent selections from one trace, as output texts."""
-        sels = self.strategy.select(trace, self.n)
         if len(sels) < copies:
             raise UsageError(
                 f"{self.strategy.name} gives {len(sels)} independent answer(s) per call, and "

@@ -7,20 +7,31 @@ dispatches on names with dicts or if-chains. Looking up an unknown name raises a
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.metadata
+import inspect
 import pkgutil
 from collections.abc import Callable, Iterator
-from typing import Any, Generic, TypeVar
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ttc_eval.errors import UsageError
+from ttc_eval.errors import UsageError, did_you_mean
+
+if TYPE_CHECKING:  # the protocols live with their components; only mypy needs them here
+    from ttc_eval.backends._base import BackendFactory
+    from ttc_eval.cli import Command
+    from ttc_eval.graders._base import GraderFactory
+    from ttc_eval.importers._base import Importer
+    from ttc_eval.strategies._base import Expansion, Strategy
+    from ttc_eval.tasks._protocols import Loader, PromptBuilder, TaskSource
+    from ttc_eval.verifiers._base import VerifierFactory
 
 T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """A named collection of factories of one kind (strategies, backends, ...)."""
+    """A named collection of one kind of component (strategies, backends, ...), typed by what
+    it holds: a registered object that is not a ``T`` fails ``mypy``."""
 
     def __init__(self, kind: str, package: str | None = None, plural: str | None = None) -> None:
         self.kind = kind
@@ -64,8 +75,7 @@ class Registry(Generic[T]):
             raise UsageError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name, list(self._items), n=3, cutoff=0.5)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name, self._items)
         return (
             f"unknown {self.kind} {name!r}.{hint} "
             f"Available: {', '.join(sorted(self._items))} (`ttc-eval list {self.plural}`)."
@@ -83,16 +93,64 @@ class Registry(Generic[T]):
         return iter(self.names())
 
 
-STRATEGIES: Registry[Any] = Registry("strategy", "ttc_eval.strategies", "strategies")
-BACKENDS: Registry[Any] = Registry("backend", "ttc_eval.backends")
-VERIFIERS: Registry[Any] = Registry("verifier", "ttc_eval.verifiers")
-GRADERS: Registry[Any] = Registry("grader", "ttc_eval.graders")
-EXPANSIONS: Registry[Any] = Registry("expansion", "ttc_eval.strategies")
-LOADERS: Registry[Any] = Registry("loader", "ttc_eval.tasks")
-PROMPTS: Registry[Any] = Registry("prompt", "ttc_eval.tasks")
-IMPORTERS: Registry[Any] = Registry("importer", "ttc_eval.importers")
-TASK_SOURCES: Registry[Any] = Registry("task source", "ttc_eval.tasks", "task_sources")
+P = TypeVar("P")
+
+
+class FactoryRegistry(Registry[Callable[..., P]]):
+    """A registry of factories of ``P`` that records the arguments each product was built
+    with: ``product.args`` (every parameter, defaults filled in, ``None`` left out) is what
+    labels a configuration, so two configurations that differ in an argument can never
+    share a label, whatever the component's own code does."""
+
+    def create(self, name: str, /, **args: Any) -> P:
+        factory = self.get(name)
+        signature = inspect.signature(factory)
+        try:
+            bound = signature.bind(**args)
+        except TypeError as e:
+            raise UsageError(f"{self.kind} {name}: bad arguments {dict(args)} ({e})") from None
+        bound.apply_defaults()
+        recorded: dict[str, Any] = {}
+        for key, value in bound.arguments.items():
+            if signature.parameters[key].kind is inspect.Parameter.VAR_KEYWORD:
+                recorded.update(value)  # **rest: what was given
+            elif value is not None:
+                recorded[key] = value
+        product = factory(**args)
+        # Set on the product, not left to its constructor: a component cannot forget one.
+        product.name = name  # type: ignore[attr-defined]
+        product.args = MappingProxyType(dict(sorted(recorded.items())))  # type: ignore[attr-defined]
+        return product
+
+
+STRATEGIES: FactoryRegistry[Strategy] = FactoryRegistry(
+    "strategy", "ttc_eval.strategies", "strategies"
+)
+BACKENDS: Registry[BackendFactory] = Registry("backend", "ttc_eval.backends")
+VERIFIERS: Registry[VerifierFactory] = Registry("verifier", "ttc_eval.verifiers")
+GRADERS: Registry[GraderFactory] = Registry("grader", "ttc_eval.graders")
+EXPANSIONS: Registry[Callable[..., Expansion]] = Registry("expansion", "ttc_eval.strategies")
+LOADERS: Registry[Loader] = Registry("loader", "ttc_eval.tasks")
+PROMPTS: Registry[PromptBuilder] = Registry("prompt", "ttc_eval.tasks")
+IMPORTERS: Registry[Importer] = Registry("importer", "ttc_eval.importers")
+TASK_SOURCES: Registry[TaskSource] = Registry("task source", "ttc_eval.tasks", "task_sources")
 """Other harnesses' task collections, named ``SOURCE:TASK`` on the command line."""
+COMMANDS: Registry[Command] = Registry("command", None)
+"""Subcommands of ``ttc-eval`` (registered by ``ttc_eval.cli``)."""
+
+ALL_REGISTRIES: tuple[Registry[Any], ...] = (
+    STRATEGIES,
+    EXPANSIONS,
+    BACKENDS,
+    VERIFIERS,
+    GRADERS,
+    LOADERS,
+    PROMPTS,
+    TASK_SOURCES,
+    IMPORTERS,
+    COMMANDS,
+)
+"""Every registry, for ``ttc-eval list``."""
 
 strategy = STRATEGIES.register
 backend = BACKENDS.register
@@ -103,3 +161,4 @@ loader = LOADERS.register
 prompt = PROMPTS.register
 task_source = TASK_SOURCES.register
 importer = IMPORTERS.register
+command = COMMANDS.register

@@ -1,19 +1,16 @@
-"""The expand/select loop over (task, strategies, budgets), with resume.
+"""The ``run`` and ``merge`` front ends of the pipeline (``ttc_eval.pipeline``).
 
-1. Validate everything that can be validated before any model loads.
-2. For each distinct expansion the strategies need, expand the questions that have no trace
-   yet (generation + verifier scoring, batched across questions), grade them, and append
-   them to ``traces.jsonl`` as each chunk finishes.
-3. Rebuild every result from the stored traces (``report`` does only this step).
+1. Resolve the settings once into a run plan, checking everything a user can get wrong
+   before any model loads.
+2. For each distinct expansion the strategies need, expand, grade and store the questions
+   that have no trace yet, as each chunk finishes.
+3. Rebuild every result from the stored traces (``report`` does only this step:
+   ``ttc_eval.results``).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import inspect
-import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,62 +18,27 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from ttc_eval import __version__
 from ttc_eval._rundir import (
-    IDENTITY_VERSION,
-    RunLock,
     identity_changes,
-    move_aside,
-    questions_digest,
+    log_event,
+    now,
+    prepare_run_dir,
     read_record,
-    spec_digest,
-    text_digest,
-    write_atomic,
+    recorded_identity,
     write_json,
 )
-from ttc_eval.analysis.bins import difficulty as bin_difficulty
-from ttc_eval.analysis.flops import flops_summary, inference_flops, of_backend, of_verifier
-from ttc_eval.analysis.optimal import compute_optimal
-from ttc_eval.analysis.results import Evaluated, label_groups, per_question, summarize
-from ttc_eval.cache import CachedBackend, GenerationCache
+from ttc_eval.analysis.flops import of_backend, of_verifier
+from ttc_eval.cache import CachedBackend
 from ttc_eval.config import RunConfig
 from ttc_eval.errors import UsageError
-from ttc_eval.models import cache_root
-from ttc_eval.registry import BACKENDS, EXPANSIONS, GRADERS, STRATEGIES, VERIFIERS
-from ttc_eval.reporting.figures import write_figures
-from ttc_eval.reporting.leaderboard import update_leaderboard
-from ttc_eval.reporting.tables import accuracy_tables, optimal_tables, revision_tables
+from ttc_eval.pipeline import RunPlan, build_context, expand_missing, plan_run
+from ttc_eval.results import RunView, build_results, load_run
 from ttc_eval.store import TraceStore
-from ttc_eval.strategies._base import ExpansionSpec, RunDefaults, Strategy
-from ttc_eval.strategies.revisions import (
-    DEFAULT_REVISION_TEMPLATE,
-    revision_key,
-    revision_messages,
-)
-from ttc_eval.tasks import Task, find_task_spec
-from ttc_eval.tasks._spec import missing_revision_fields
-from ttc_eval.types import Problem, SamplingParams, Trace
-from ttc_eval.verifiers._base import Verifier
+from ttc_eval.strategies._base import ExpansionContext
+from ttc_eval.types import POLICY
 
-
-@dataclass
-class ExpansionContext:
-    """What an expansion may use: the (cached) backend, the verifier, the run's settings."""
-
-    backend: CachedBackend
-    verifier: Verifier | None
-    params: SamplingParams
-    render: Callable[[Problem], str]
-    step_delimiter: str
-    chunk_samples: int
-    revision_backend: CachedBackend | None = None
-    """Backend that writes revisions (None: the policy backend)."""
-    render_revision: Callable[[Problem, Sequence[str]], str] | None = None
-    """A problem and a chain's previous attempts to the reviser's prompt."""
-    revision_key: str = "policy"
-    """Names the reviser (model and template) in expansion keys."""
+__all__ = ["RunOutcome", "RunView", "build_results", "load_run", "merge_runs", "run"]
 
 
 @dataclass(frozen=True)
@@ -95,234 +57,6 @@ class RunOutcome:
     """The printed accuracy tables."""
 
 
-def build_strategies(config: RunConfig) -> list[Strategy]:
-    """The configurations to report. A strategy with ``variants(budgets)`` (revisions: one
-    per parallel x sequential shape) stands for all of them."""
-    out: list[Strategy] = []
-    for spec in config.strategies:
-        factory = STRATEGIES.get(spec.name)
-        try:
-            s = factory(**spec.args)
-        except TypeError as e:
-            raise UsageError(
-                f"strategy {spec.name}: bad arguments {dict(spec.args)} ({e})"
-            ) from None
-        variants = getattr(s, "variants", None)
-        out.extend(variants(config.budgets) if variants else [s])
-    return out
-
-
-def with_coverage(strategies: list[Strategy], config: RunConfig) -> list[Strategy]:
-    """Coverage (pass@k, the oracle upper bound) is reported next to any sampled pool."""
-    defaults = _defaults(config)
-    cov = STRATEGIES.get("coverage")()
-    pools = {s.expansion(b, defaults) for s in strategies for b in s.budgets(config.budgets)}
-    if cov.expansion(max(config.budgets), defaults) in pools and not any(
-        s.name == "coverage" for s in strategies
-    ):
-        return [*strategies, cov]
-    return strategies
-
-
-def _params(config: RunConfig) -> SamplingParams:
-    if config.temperature is None or config.top_p is None or config.max_tokens is None:
-        raise ValueError("config must be resolved against its task first (RunConfig.resolve)")
-    return SamplingParams(
-        temperature=config.temperature,
-        top_p=config.top_p,
-        max_tokens=config.max_tokens,
-        stop=tuple(config.stop or ()),
-        seed=config.seed,
-    )
-
-
-def _defaults(config: RunConfig) -> RunDefaults:
-    return RunDefaults(
-        _params(config),
-        tuple(config.budgets),
-        config.step_delimiter,
-        revision_key(config.revision_model, config.revision_template),
-    )
-
-
-def _check_verifier_args(name: str, factory: Any, args: Mapping[str, Any]) -> None:
-    sig = inspect.signature(factory)
-    extra = {"policy": None} if "policy" in sig.parameters else {}
-    try:
-        sig.bind(**{**extra, **args})
-    except TypeError as e:
-        hint = (
-            " (a PRM needs its weights: --verifier-model HUB_ID_OR_PATH)"
-            if "model" in str(e)
-            else ""
-        )
-        raise UsageError(f"verifier {name}: {e}{hint}") from None
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _check_writable(folder: Path, what: str) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise UsageError(
-            f"{what} {folder} is not writable ({e.strerror}); choose another"
-        ) from None
-
-
-def run_identity(config: RunConfig, task: Task, problems: Sequence[Problem]) -> dict[str, Any]:
-    """Everything that changes a number of this run: its settings, the task spec (content
-    hash and version) and its questions, and the versions of the grader, verifier and
-    backend. A stored run is resumed only when this matches exactly."""
-    verifier = VERIFIERS.get(config.verifier) if config.verifier else None
-    backend_version = getattr(BACKENDS.get(config.backend), "version", None)
-    if backend_version is None:
-        raise UsageError(
-            f"backend {config.backend} declares no `version` class attribute (the Backend "
-            "protocol asks for one: it is part of every run's identity)"
-        )
-    return {
-        "identity_version": IDENTITY_VERSION,
-        "settings": config.identity(),
-        "task": {
-            "name": task.spec.name,
-            "version": task.version,
-            "spec_sha256": spec_digest(task.spec),
-            "questions_sha256": questions_digest(problems),
-            # The templates as the run renders them, built-in defaults included (the spec
-            # hash sees only what its YAML writes).
-            "prompt_sha256": text_digest(
-                json.dumps(task.messages(Problem(id="", question="{question}", answer="")))
-            ),
-        },
-        "revision_template_sha256": text_digest(_revision_template(config, task))
-        if any(spec.name == "revisions" for spec in config.strategies)
-        else None,
-        "grader": {"name": task.spec.grader, "version": task.grader.version},
-        "verifier": {"name": config.verifier, "version": str(verifier.version)}
-        if verifier is not None
-        else None,
-        "backend": {"name": config.backend, "version": str(backend_version)},
-    }
-
-
-def _recorded_identity(record: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The identity a run directory recorded (None for runs from before identities)."""
-    ident = record.get("identity")
-    return dict(ident) if isinstance(ident, dict) else None
-
-
-def _resume_problems(run_dir: Path, identity: Mapping[str, Any]) -> list[str]:
-    """Why the stored run cannot be resumed under ``identity`` (empty: it can, or there is
-    nothing stored). Raises UsageError when config.json cannot be read."""
-    if not (run_dir / "config.json").exists():
-        if (run_dir / "traces.jsonl").exists():
-            # Traces whose settings are unknown: adopting them could mix another model's or
-            # another seed's samples into this run.
-            return ["traces.jsonl without config.json: its settings are unknown"]
-        return []
-    old = _recorded_identity(read_record(run_dir))
-    if old is None:
-        return [
-            "recorded before run identities (an older ttc-eval): its task spec, grader and "
-            "backend versions are unknown"
-        ]
-    return identity_changes(old, identity)
-
-
-def _prepare_run_dir(
-    config: RunConfig,
-    identity: dict[str, Any],
-    task_spec_file: str,
-    force_new: bool,
-    say: Callable[[str], None],
-) -> tuple[Path, RunLock]:
-    """The run directory, locked for this invocation: resumed when its identity matches,
-    created when new; a mismatch is refused (or, with ``force_new``, moved aside whole)."""
-    run_id = config.run_id or config.default_run_id()
-    out = Path(config.output_dir)
-    _check_writable(out, "output directory")
-    _check_writable(Path(config.leaderboard_dir), "leaderboard directory")
-    run_dir = out / run_id
-    run_dir.mkdir(exist_ok=True)
-    lock = RunLock(run_dir)
-    lock.acquire()
-    try:
-        try:
-            problems = _resume_problems(run_dir, identity)
-        except UsageError as e:
-            if not force_new:
-                raise
-            problems = [str(e).split(". ")[0]]
-        if not problems and (run_dir / "config.json").exists():
-            return run_dir, lock
-        if problems:
-            if not force_new:
-                listed = "\n".join(f"  {c}" for c in problems[:20])
-                raise UsageError(
-                    f"{run_dir} holds a run with other settings or code versions, so its "
-                    f"results cannot be resumed:\n{listed}\n"
-                    "Pass --force-new to move it aside (nothing is deleted) and start afresh, "
-                    "or --run-id NAME to keep both"
-                )
-            # Still holding the old directory's lock: no other writer can slip in between
-            # the rename and the new directory's lock.
-            moved = move_aside(run_dir)
-            run_dir.mkdir(exist_ok=True)
-            fresh = RunLock(run_dir)
-            fresh.acquire()
-            lock.release()
-            lock = fresh
-            say(f"moved the earlier run ({'; '.join(problems[:3])}) aside to {moved}")
-        record = {
-            "config": config.to_dict(),
-            "identity": identity,
-            "ttc_eval_version": __version__,
-            "git_commit": _git_commit(),
-            "task_version": identity["task"]["version"],
-            "grader_version": identity["grader"]["version"],
-            "verifier_version": (identity["verifier"] or {}).get("version"),
-            "backend_version": identity["backend"]["version"],
-            "task_spec": task_spec_file,
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }
-        write_json(run_dir / "config.json", record)
-        return run_dir, lock
-    except BaseException:
-        lock.release()
-        raise
-
-
-def _log_event(run_dir: Path, entry: Mapping[str, Any]) -> None:
-    """One line of log.jsonl, flushed at once: a killed invocation still left its start."""
-    path = run_dir / "log.jsonl"
-    # A line torn by a kill must not swallow this one.
-    torn = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
-    with path.open("a") as f:
-        f.write(("\n" if torn else "") + json.dumps(dict(entry)) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
 def run(
     config: RunConfig,
     progress: bool = True,
@@ -333,42 +67,19 @@ def run(
     results. ``force_new`` moves a run directory with other settings aside instead of
     refusing it."""
     say = log or (lambda m: print(m, file=sys.stderr))
-    # Everything a user can get wrong is checked before any model loads.
-    task = load_task(config)
-    config = config.resolve(task.spec.generation)
-    # Leaderboards go where this invocation said, recorded absolute so that `report` from any
-    # folder updates the same file.
-    config = replace(config, leaderboard_dir=str(Path(config.leaderboard_dir).resolve()))
-    strategies = with_coverage(build_strategies(config), config)
-    if config.backend not in BACKENDS:
-        raise UsageError(BACKENDS.unknown_message(config.backend))
-    verifier_factory = VERIFIERS.get(config.verifier) if config.verifier else None
-    if verifier_factory is not None:
-        _check_verifier_args(config.verifier or "", verifier_factory, config.verifier_args)
-    if verifier_factory is None and any(s.needs_verifier for s in strategies):
-        need = [s.name for s in strategies if s.needs_verifier]
-        raise UsageError(
-            f"{', '.join(need)} needs a verifier: pass --verifier ({', '.join(VERIFIERS.names())})"
-        )
-    if config.revision_template is not None and missing_revision_fields(config.revision_template):
-        raise UsageError(
-            f"--revision-template lacks {missing_revision_fields(config.revision_template)}"
-        )
-    problems = task.problems(config.data_files, config.limit)
-    identity = run_identity(config, task, problems)
-    shard = config.shard_index()
-    if shard is not None:
-        problems = problems[shard[0] :: shard[1]]
-    run_dir, lock = _prepare_run_dir(config, identity, task.spec.source, force_new, say)
+    plan = plan_run(config)
+    run_dir, lock = prepare_run_dir(
+        plan.config, plan.identity, plan.task.spec.source, force_new, say
+    )
     # The lock is held until the results are written: nobody may move or rewrite the
     # directory first.
     try:
         started = time.monotonic()
-        _log_event(
+        log_event(
             run_dir,
             {
                 "event": "start",
-                "time": _now(),
+                "time": now(),
                 "pid": os.getpid(),
                 "argv": sys.argv,
                 "ttc_eval_version": __version__,
@@ -377,8 +88,12 @@ def run(
         ctx: ExpansionContext | None = None
         status = "error"
         try:
-            ctx = _expand_all(
-                config, task, strategies, problems, run_dir, verifier_factory, progress, say
+            ctx = expand_missing(
+                plan,
+                TraceStore(run_dir / "traces.jsonl", warn=say),
+                lambda: build_context(plan.strategy_plan, plan.task, plan.templates, progress),
+                progress,
+                say,
             )
             status = "finished"
         except KeyboardInterrupt:
@@ -391,451 +106,58 @@ def run(
             backends = _backends(ctx)
             generated = sum(b.generated_samples for b in backends)
             cached = sum(b.cached_samples for b in backends)
-            _log_event(
+            log_event(
                 run_dir,
                 {
                     "event": "end",
                     "status": status,
-                    "finished": _now(),
+                    "finished": now(),
                     "wall_s": round(time.monotonic() - started, 2),
                     "generated_samples": generated,
                     "generated_tokens": sum(b.generated_tokens for b in backends),
                     "cached_samples": cached,
                     "model_fingerprint": ctx.backend.fingerprint if ctx else None,
-                    "params": {
-                        "policy": of_backend(ctx.backend),
-                        "verifier": of_verifier(ctx.verifier, ctx.backend),
-                    }
-                    if ctx
-                    else None,
+                    "params": _role_params(ctx, plan) if ctx else None,
                     "ttc_eval_version": __version__,
                 },
             )
         say(f"generated {generated} samples ({cached} from the cache) in this invocation")
         results, table = build_results(
-            run_dir, [p.id for p in problems], leaderboard_dir=Path(config.leaderboard_dir)
+            run_dir,
+            [p.id for p in plan.problems],
+            leaderboard_dir=Path(plan.config.leaderboard_dir),
         )
     finally:
         lock.release()
     return RunOutcome(run_dir, results, generated, cached, table)
 
 
-def _expand_all(
-    config: RunConfig,
-    task: Task,
-    strategies: Sequence[Strategy],
-    problems: Sequence[Problem],
-    run_dir: Path,
-    verifier_factory: Any,
-    progress: bool,
-    say: Callable[[str], None],
-) -> ExpansionContext | None:
-    """Expand, grade and store the questions each expansion still lacks; the context (None
-    when nothing had to be generated)."""
-    store = TraceStore(run_dir / "traces.jsonl", warn=say)
-    defaults = _defaults(config)
-    specs: dict[str, ExpansionSpec] = {}
-    diff_spec = _difficulty_spec(config, strategies, defaults)
-    if config.difficulty_samples and diff_spec is not None:
-        specs[diff_spec.key] = diff_spec
-    for s in strategies:
-        for b in s.budgets(config.budgets):
-            spec = s.expansion(b, defaults)
-            specs.setdefault(spec.key, spec)
-
-    ctx: ExpansionContext | None = None
-    for key, spec in specs.items():
-        pending = [p for p in problems if not store.has(p.id, key)]
-        say(f"[{key}] {len(problems) - len(pending)} of {len(problems)} questions already done")
-        if not pending:
-            continue
-        if ctx is None:
-            ctx = build_context(config, task, verifier_factory, progress)
-        expander = EXPANSIONS.get(spec.kind)(**dict(spec.args))
-        by_id = {p.id: p for p in pending}
-        with tqdm(total=len(pending), desc=key, unit="question", disable=not progress) as bar:
-            for traces in expander.run(pending, ctx):
-                store.add(grade_traces(task, [replace(t, expansion=key) for t in traces], by_id))
-                bar.update(len(traces))
-    return ctx
-
-
-def load_task(config: RunConfig) -> Task:
-    """The run's task, with ``--grader`` replacing the task's own grader."""
-    spec = find_task_spec(config.task, config.include_path, **config.task_source_args())
-    if config.grader is not None and config.grader != spec.grader:
-        if config.grader not in GRADERS:
-            raise UsageError(GRADERS.unknown_message(config.grader))
-        spec = replace(spec, grader=config.grader, grader_args={})
-    return Task(spec)
-
-
-def _difficulty_spec(
-    config: RunConfig, strategies: Sequence[Strategy], defaults: RunDefaults
-) -> ExpansionSpec | None:
-    """The sample pool that measures difficulty: the dedicated pass when asked for, else the
-    run's largest sampled pool (temperature > 0), else none."""
-    temperature = defaults.params.temperature
-    if config.difficulty_samples:
-        return ExpansionSpec.of("sample", n=config.difficulty_samples, temperature=temperature)
-    pools = {s.expansion(b, defaults) for s in strategies for b in s.budgets(config.budgets)}
-    sampled = [p for p in pools if p.kind == "sample" and float(dict(p.args)["temperature"]) > 0]
-    return max(sampled, key=lambda p: (int(dict(p.args)["n"]), p.key), default=None)
-
-
-def _per_question_accuracy(
-    evaluated: Sequence[Evaluated],
-) -> dict[str, dict[int, dict[str, float]]]:
-    """Candidates of the compute-optimal choice: every configuration but oracles (coverage)."""
-    return {
-        ev.label: {b: {p: r.accuracy for p, r in per_question(ev, b).items()} for b in ev.budgets}
-        for ev in evaluated
-        if not getattr(ev.strategy, "is_oracle", False)
-    }
-
-
-# The paper compares against best-of-N weighted; majority stands in for runs without it.
-_BASELINES = ("best_of_n", "majority")
-
-
-def _baseline(evaluated: Sequence[Evaluated]) -> str:
-    for name in _BASELINES:
-        for ev in evaluated:
-            if ev.strategy.name == name:
-                return ev.label
-    return ""
-
-
-def _recorded_params(run_dir: Path) -> dict[str, Any]:
-    """Parameter counts recorded by the last invocation that loaded the models."""
-    log = run_dir / "log.jsonl"
-    found: dict[str, Any] = {}
-    if log.exists():
-        for line in log.read_text(errors="replace").splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue  # a line torn by a killed invocation
-            if isinstance(entry, dict) and entry.get("params"):
-                found = entry["params"]
-    return found
-
-
 def _backends(ctx: ExpansionContext | None) -> list[CachedBackend]:
+    """The distinct generation backends of the context (a role played by the policy shares
+    its backend)."""
     if ctx is None:
         return []
-    extra = ctx.revision_backend
-    return [ctx.backend] + ([extra] if extra is not None and extra is not ctx.backend else [])
-
-
-def _revision_template(config: RunConfig, task: Task) -> str:
-    """The revision prompt in force: the run's, else the task's, else the built-in one."""
-    return config.revision_template or task.spec.revision_template or DEFAULT_REVISION_TEMPLATE
-
-
-def _revision_renderer(
-    config: RunConfig, task: Task, backend: CachedBackend
-) -> Callable[[Problem, Sequence[str]], str]:
-    template = _revision_template(config, task)
-
-    def render(problem: Problem, attempts: Sequence[str]) -> str:
-        return backend.render(revision_messages(task.messages(problem), attempts, template))
-
-    return render
-
-
-def build_context(
-    config: RunConfig, task: Task, verifier_factory: Any, progress: bool
-) -> ExpansionContext:
-    """Load the run's models (policy, reviser, verifier) behind the generation cache."""
-    cache = GenerationCache(cache_root() / "generations.sqlite") if config.cache else None
-
-    def make_backend(model: str) -> CachedBackend:
-        factory = BACKENDS.get(config.backend)
-        args = dict(config.backend_args)
-        # Engines seeded once at start (vllm) take the run seed unless told otherwise.
-        if "seed" in inspect.signature(factory).parameters:
-            args.setdefault("seed", config.seed)
-        return CachedBackend(factory(model, progress=progress, **args), cache)
-
-    backend = make_backend(config.model)
-    reviser = backend
-    if config.revision_model is not None and config.revision_model != config.model:
-        reviser = make_backend(config.revision_model)
-    verifier = None
-    if verifier_factory is not None:
-        vargs = dict(config.verifier_args)
-        # Verifiers that can reuse the policy model (self-judge) take it as `policy`.
-        if "policy" in inspect.signature(verifier_factory).parameters:
-            vargs.setdefault("policy", backend)
-        verifier = verifier_factory(**vargs)
-    return ExpansionContext(
-        backend=backend,
-        verifier=verifier,
-        params=_params(config),
-        render=lambda p: task.render(p, backend),
-        step_delimiter=config.step_delimiter,
-        chunk_samples=config.chunk_samples,
-        revision_backend=reviser,
-        render_revision=_revision_renderer(config, task, reviser),
-        revision_key=revision_key(config.revision_model, config.revision_template),
-    )
-
-
-def grade_traces(
-    task: Task, traces: Sequence[Trace], problems: Mapping[str, Problem]
-) -> list[Trace]:
-    """Extract each candidate's answer, grade it against the gold answer, set its vote key."""
-    answers = [[task.grader.extract(c.text) for c in t.candidates] for t in traces]
-    pairs = [
-        (problems[t.problem_id].answer, a)
-        for t, ans in zip(traces, answers, strict=True)
-        for a in ans
-    ]
-    grades = iter(task.grader.grade(pairs))
-    out = []
-    for t, ans in zip(traces, answers, strict=True):
-        cands = []
-        for c, a in zip(t.candidates, ans, strict=True):
-            g = next(grades)
-            cands.append(replace(c, answer=a, vote_key=g.vote_key, correct=g.correct))
-        out.append(replace(t, candidates=tuple(cands)))
+    out: list[CachedBackend] = []
+    for b in ctx.backends.values():
+        if isinstance(b, CachedBackend) and all(b is not o for o in out):
+            out.append(b)
     return out
 
 
-@dataclass(frozen=True)
-class RunView:
-    """A stored run, evaluated from its traces (no model): what reports and comparisons read."""
-
-    record: dict[str, Any]
-    """config.json."""
-    config: RunConfig
-    """The run's settings."""
-    store: TraceStore
-    """Its traces."""
-    evaluated: list[Evaluated]
-    """Every strategy configuration with the traces it reads, per budget."""
-    labels: dict[str, Mapping[str, Any]]
-    """Dataset labels per question."""
-    label_keys: list[str]
-    """Dataset label kinds reported as bins (empty unless ``label`` bins are on)."""
-    difficulty_pool: ExpansionSpec | None
-    """The pool difficulty is measured on."""
-    difficulty: dict[str, dict[str, object]]
-    """Per question: pass@1, mean verifier score and bins."""
-    bins: dict[str, dict[str, str]]
-    """Bin kind (oracle, predicted) -> question -> bin."""
-    kept: set[str] | None
-    """Questions the view is restricted to (None: all stored)."""
-
-
-def load_run(run_dir: Path, problem_ids: Sequence[str] | None = None) -> RunView:
-    record = read_record(run_dir)
-    try:
-        config = RunConfig.from_dict(record["config"])
-    except TypeError as e:
-        raise UsageError(f"{run_dir / 'config.json'}: unreadable settings ({e})") from None
-    strategies = with_coverage(build_strategies(config), config)
-    store = TraceStore(run_dir / "traces.jsonl")
-    defaults = _defaults(config)
-    evaluated = []
-    for s in strategies:
-        budgets = s.budgets(config.budgets)
-        per_budget = {}
-        for b in budgets:
-            traces = store.by_expansion(s.expansion(b, defaults).key)
-            if problem_ids is not None:
-                traces = {p: traces[p] for p in problem_ids if p in traces}
-            # One order whatever order the rows were stored in (a resumed run stores them
-            # in another): bootstrap CIs and tie-breaks then do not depend on it.
-            per_budget[b] = dict(sorted(traces.items()))
-        label = s.label() if hasattr(s, "label") else s.name
-        evaluated.append(Evaluated(label, s, per_budget, budgets))
-    kept = set(problem_ids) if problem_ids is not None else None
-    labels = {
-        pid: t.labels for (pid, _), t in sorted(store.traces.items()) if kept is None or pid in kept
-    }
-    label_keys = (
-        sorted({k for lab in labels.values() for k in lab}) if "label" in config.bins else []
-    )
-    diff_spec = _difficulty_spec(config, strategies, defaults)
-    difficulty: dict[str, dict[str, object]] = {}
-    if diff_spec is not None:
-        pool = store.by_expansion(diff_spec.key)
-        difficulty = bin_difficulty(
-            {p: t for p, t in sorted(pool.items()) if kept is None or p in kept}, config.bins
+def _role_params(ctx: ExpansionContext, plan: RunPlan) -> dict[str, Any]:
+    """Parameter counts per role, for the FLOPs table; a verifier that reads the policy's
+    log-probabilities runs no model (zero)."""
+    params: dict[str, Any] = {role: of_backend(b) for role, b in ctx.backends.items()}
+    if plan.config.verifier:
+        params["verifier"] = (
+            of_verifier(ctx.verifier)
+            if ctx.verifier_role == "verifier"
+            else params.get(ctx.verifier_role)
+            if ctx.verifier_role
+            else {"total": 0, "non_embedding": 0}
         )
-    bins = {
-        kind: {q: str(d[kind]) for q, d in difficulty.items() if kind in d}
-        for kind in ("oracle", "predicted")
-    }
-    bins = {k: v for k, v in bins.items() if v}
-    return RunView(
-        record, config, store, evaluated, labels, label_keys, diff_spec, difficulty, bins, kept
-    )
-
-
-def stale_versions(record: Mapping[str, Any]) -> list[str]:
-    """How the installed code differs from what computed a stored run, one line per
-    component whose numbers could now differ (empty when nothing changed or it cannot be
-    told: components that are not installed, imported runs)."""
-    identity = record.get("identity") or {}
-    config = record.get("config") or {}
-    notes: list[str] = []
-
-    def check(what: str, recorded: Any, current: Any) -> None:
-        if recorded is not None and current is not None and str(recorded) != str(current):
-            notes.append(f"{what}: this run used {recorded}, the installed code has {current}")
-
-    grader_name = str((identity.get("grader") or {}).get("name"))
-    if grader_name in GRADERS:
-        now = GRADERS.get(grader_name).version
-        check(f"grader {grader_name}", record.get("grader_version"), now)
-    verifier = str(config.get("verifier"))
-    if verifier in VERIFIERS:
-        now = VERIFIERS.get(verifier).version
-        check(f"verifier {verifier}", record.get("verifier_version"), now)
-    backend = str(config.get("backend"))
-    if backend in BACKENDS:
-        check(f"backend {backend}", record.get("backend_version"), BACKENDS.get(backend).version)
-    task_id = identity.get("task") or {}
-    if task_id and config.get("task"):
-        try:
-            # As the run loaded it: --grader, lm-eval's few-shot and chat-template options.
-            spec = load_task(RunConfig.from_dict(config)).spec
-        except Exception:  # the task may come from a folder or plug-in not present now
-            spec = None
-        if spec is not None and grader_name in GRADERS:
-            now = f"{spec.version}+{GRADERS.get(grader_name).version}"
-            check(f"task {config['task']} version", task_id.get("version"), now)
-            if task_id.get("version") == now:
-                check(f"task {config['task']} spec (hash)", task_id.get("spec_sha256"),
-                      spec_digest(spec))  # fmt: skip
-    return notes
-
-
-def build_results(
-    run_dir: Path,
-    problem_ids: Sequence[str] | None = None,
-    leaderboard_dir: Path | None = None,
-    say: Callable[[str], None] | None = None,
-) -> tuple[dict[str, Any], str]:
-    """Rebuild results.json, the tables and the leaderboard rows from stored traces only.
-
-    Returns the results and the tables to print (accuracy, one table per binning; every
-    table is in ``report/tables.md``). The leaderboard goes to ``leaderboard_dir``, else
-    where the run recorded. Differences between the code that computed the run and the
-    installed code are reported through ``say`` (stderr) and recorded in results.json.
-    """
-    say = say or (lambda m: print(m, file=sys.stderr))
-    view = load_run(run_dir, problem_ids)
-    record, config, store, evaluated = view.record, view.config, view.store, view.evaluated
-    labels, label_keys, bins, kept = view.labels, view.label_keys, view.bins, view.kept
-    diff_spec, difficulty = view.difficulty_pool, view.difficulty
-    stale = stale_versions(record)
-    for note in stale:
-        say(
-            f"note: {note}; the stored numbers are the old code's (rerun the run's command "
-            "with --force-new to recompute them)"
-        )
-    versions = {
-        "task_version": record.get("task_version"),
-        "grader_version": record.get("grader_version"),
-        "verifier_version": record.get("verifier_version"),
-        "backend_version": record.get("backend_version"),
-        "ttc_eval_version": record.get("ttc_eval_version"),
-    }
-    rows = [
-        {**r, **versions}
-        for r in summarize(evaluated, label_keys, config.verifier, seed=config.seed, bins=bins)
-    ]
-    all_traces = [t for t in store.traces.values() if kept is None or t.problem_id in kept]
-    params = _recorded_params(run_dir)
-    flops = flops_summary(all_traces, params)
-    policy_n = (params.get("policy") or {}).get("non_embedding")
-    mean_prompt = sum(t.prompt_tokens for t in all_traces) / max(1, len(all_traces))
-    for r in rows:
-        r["policy_flops_per_question"] = (
-            inference_flops(
-                policy_n, r["mean_generated_tokens"] + r["mean_generations"] * mean_prompt
-            )
-            if policy_n
-            else None
-        )
-    optimal = compute_optimal(
-        _per_question_accuracy(evaluated),
-        label_groups(labels, label_keys, bins),
-        baseline=_baseline(evaluated),
-        seed=config.seed,
-    )
-    results = {
-        "run_id": run_dir.name,
-        "task": config.task,
-        "model": config.model,
-        "backend": config.backend,
-        "verifier": config.verifier,
-        **versions,
-        "stale_versions": stale,
-        "n_problems": len({t.problem_id for t in all_traces}),
-        "compute": {
-            "samples": sum(t.n_generations for t in all_traces),
-            "generated_tokens": sum(t.generated_tokens for t in all_traces),
-            "prompt_tokens": sum(
-                int(t.extra.get("prompt_tokens_total", t.prompt_tokens * t.n_generations))
-                for t in all_traces
-            ),
-            "verifier_tokens": sum(t.verifier_tokens for t in all_traces),
-            "by_expansion": {
-                key: {
-                    "questions": len(ts),
-                    "samples": sum(t.n_generations for t in ts.values()),
-                }
-                for key in sorted({k for _, k in store.traces})
-                for ts in [store.by_expansion(key)]
-            },
-        },
-        "flops": flops,
-        "difficulty": {
-            "pool": diff_spec.key if diff_spec else None,
-            "note": "bins: 1 = easiest; see ttc_eval.analysis.bins.quantile_bins",
-            "questions": difficulty,
-        },
-        "compute_optimal": optimal,
-        "rows": rows,
-    }
-    write_json(run_dir / "results.json", results)
-    accuracy = accuracy_tables(rows)
-    every = "\n\n".join(filter(None, [accuracy, revision_tables(rows), optimal_tables(optimal)]))
-    # The terminal gets one table per binning (each has the all-questions column, so the plain
-    # overall table would repeat it); report/tables.md has every table.
-    binned = accuracy_tables(rows, kinds="binned")
-    report = run_dir / "report"
-    report.mkdir(exist_ok=True)
-    write_atomic(report / "tables.md", every + "\n")
-    write_figures(rows, optimal, report)
-    printed = binned or accuracy
-    if every != printed:
-        printed += f"\n\n(every table, compute-optimal choices included: {report / 'tables.md'})"
-    # The run's creation time, so that "latest run" means the newest, not the id sorting last.
-    date = str(record.get("created") or "")
-    lb_rows = [
-        {
-            **r,
-            "task": config.task,
-            "model": config.model,
-            "backend": config.backend,
-            "run_id": run_dir.name,
-            "date": date,
-        }
-        for r in rows
-        if r["label_kind"] == "all"
-    ]
-    board = leaderboard_dir or Path(config.leaderboard_dir)
-    if not board.is_absolute():
-        # Runs recorded before leaderboard paths were absolute: next to the run's parent.
-        board = run_dir.resolve().parent.parent / board
-    update_leaderboard(board / f"{config.task.replace(':', '_')}.csv", lb_rows, run_dir.name)
-    return results, printed
+    params.setdefault(POLICY, None)
+    return params
 
 
 def merge_runs(run_dirs: Sequence[Path], output_dir: Path | None = None) -> Path:
@@ -848,7 +170,7 @@ def merge_runs(run_dirs: Sequence[Path], output_dir: Path | None = None) -> Path
     whole = [replace(c, shard=None) for c in configs]
 
     def unsharded(record: Mapping[str, Any], config: RunConfig) -> dict[str, Any]:
-        ident = _recorded_identity(record) or {}
+        ident = recorded_identity(record) or {}
         return {**ident, "settings": config.identity()}
 
     first = unsharded(records[0], whole[0])

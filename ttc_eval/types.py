@@ -1,15 +1,107 @@
 """Small frozen value types shared by every component.
 
 The flow: a task yields :class:`Problem` s; a backend turns :class:`Request` s into
-:class:`Completion` s; an expansion grades and scores them into :class:`Candidate` s kept in a
-:class:`Trace`; a strategy's pure ``select`` turns a trace into :class:`Selection` s.
+:class:`Completion` s; an expansion scores them into :class:`Candidate` s kept in a
+:class:`Trace` (ungraded: ``correct is None``); the pipeline grades them; a strategy's pure
+``select`` turns a trace into :class:`Selection` s, and the pipeline attaches each one's
+measured :class:`Cost`.
+
+This module is the bottom layer: it imports nothing of ttc-eval's, so that every other module
+may import it (and ``import ttc_eval.types`` stays light).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+BIN_KINDS = ("oracle", "predicted", "label")
+"""Difficulty binnings a run can report: the policy's pass@1 (``oracle``), the mean verifier
+score (``predicted``), the dataset's own labels (``label``)."""
+
+POLICY = "policy"
+"""The role of the model that proposes solutions; every run has one."""
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Compute measured for one choice, one candidate or one trace: what the engines were
+    asked for and produced, never a nominal budget."""
+
+    samples: float = 0
+    """Generations (policy and reviser samples; search: finished candidates plus rollouts)."""
+    prompt_tokens: float = 0
+    """Prompt tokens as sent to the engines (a prompt sent with n samples counts n times)."""
+    prompt_tokens_computed: float = 0
+    """Prompt tokens an engine with prefix sharing computes: each question's prompt once, and
+    of a later prompt only what is not a prefix already computed (text the model generated
+    itself is cached as it is generated)."""
+    generated_tokens: float = 0
+    """Tokens generated."""
+    verifier_tokens: float = 0
+    """Tokens the verifier's own model read (0 for verifiers that read the policy's
+    log-probabilities)."""
+    seconds: float = 0
+    """Wall seconds the expansion spent (shared in proportion to generated tokens; samples
+    served by the generation cache cost only the time to read them)."""
+    role_tokens: Mapping[str, float] = field(default_factory=dict)
+    """Tokens each role's model processed (computed prompt plus generated; the verifier:
+    read): the FLOPs of a role are 2 x its non-embedding parameters x these."""
+
+    def __add__(self, other: Cost) -> Cost:
+        roles = dict(self.role_tokens)
+        for k, v in other.role_tokens.items():
+            roles[k] = roles.get(k, 0) + v
+        return Cost(
+            self.samples + other.samples,
+            self.prompt_tokens + other.prompt_tokens,
+            self.prompt_tokens_computed + other.prompt_tokens_computed,
+            self.generated_tokens + other.generated_tokens,
+            self.verifier_tokens + other.verifier_tokens,
+            self.seconds + other.seconds,
+            roles,
+        )
+
+    def scaled(self, factor: float) -> Cost:
+        """Every quantity times ``factor`` (a share, or 1/n for a mean)."""
+        return Cost(
+            self.samples * factor,
+            self.prompt_tokens * factor,
+            self.prompt_tokens_computed * factor,
+            self.generated_tokens * factor,
+            self.verifier_tokens * factor,
+            self.seconds * factor,
+            {k: v * factor for k, v in self.role_tokens.items()},
+        )
+
+    @staticmethod
+    def total(costs: Iterable[Cost]) -> Cost:
+        out = Cost()
+        for c in costs:
+            out = out + c
+        return out
+
+    @staticmethod
+    def mean(costs: Sequence[Cost]) -> Cost:
+        return Cost.total(costs).scaled(1 / len(costs)) if costs else Cost()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["role_tokens"] = dict(sorted(self.role_tokens.items()))
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Cost:
+        return cls(
+            samples=d.get("samples", 0),
+            prompt_tokens=d.get("prompt_tokens", 0),
+            prompt_tokens_computed=d.get("prompt_tokens_computed", 0),
+            generated_tokens=d.get("generated_tokens", 0),
+            verifier_tokens=d.get("verifier_tokens", 0),
+            seconds=d.get("seconds", 0),
+            role_tokens=dict(d.get("role_tokens") or {}),
+        )
 
 
 @dataclass(frozen=True)
@@ -100,7 +192,7 @@ class Completion:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A graded, scored solution in a trace."""
+    """A scored solution in a trace; graded once the pipeline has set ``correct``."""
 
     index: int
     """Position in the question's pool (sample index)."""
@@ -110,21 +202,35 @@ class Candidate:
     """Generated tokens spent on this candidate."""
     finish_reason: str
     """Why generation stopped (``stop`` or ``length``)."""
-    answer: str | None
-    """Extracted final answer, ``None`` if none could be found."""
-    vote_key: str | None
+    answer: str | None = None
+    """Extracted final answer, ``None`` if none could be found (or not graded yet)."""
+    vote_key: str | None = None
     """Canonical form of the answer: equal keys are the same answer for voting."""
-    correct: bool
-    """Whether the answer matches the gold answer (the grader's verdict)."""
+    correct: bool | None = None
+    """The grader's verdict; ``None`` until graded (an ungraded candidate is not a wrong one)."""
     step_scores: tuple[float, ...] | None = None
     """Verifier score of each step, when a verifier ran."""
+    cost: Cost | None = None
+    """What producing and scoring this candidate cost, beyond the question's shared prompt
+    (``None``: a trace from before costs were recorded, or a search tree's shared beams)."""
+
+    @property
+    def graded(self) -> bool:
+        return self.correct is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if self.cost is None:
+            d.pop("cost")
+        else:
+            d["cost"] = {k: v for k, v in self.cost.to_dict().items() if v}
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Candidate:
         ss = d.get("step_scores")
+        correct = d.get("correct")
+        cost = d.get("cost")
         return cls(
             index=int(d["index"]),
             text=d["text"],
@@ -132,8 +238,9 @@ class Candidate:
             finish_reason=d["finish_reason"],
             answer=d.get("answer"),
             vote_key=d.get("vote_key"),
-            correct=bool(d["correct"]),
+            correct=None if correct is None else bool(correct),
             step_scores=tuple(float(x) for x in ss) if ss is not None else None,
+            cost=Cost.from_dict(cost) if cost is not None else None,
         )
 
 
@@ -161,8 +268,21 @@ class Trace:
     """The problem's labels, copied so reports need no dataset."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Expansion-specific details (e.g. search statistics)."""
+    cost: Cost | None = None
+    """Everything this trace cost, measured (``None``: stored before costs were recorded;
+    :func:`ttc_eval.pipeline.trace_cost` derives it from the fields above)."""
+
+    @property
+    def graded(self) -> bool:
+        return all(c.graded for c in self.candidates)
 
     def to_dict(self) -> dict[str, Any]:
+        d = self._fields()
+        if self.cost is not None:
+            d["cost"] = self.cost.to_dict()
+        return d
+
+    def _fields(self) -> dict[str, Any]:
         return {
             "problem_id": self.problem_id,
             "expansion": self.expansion,
@@ -189,6 +309,7 @@ class Trace:
             verifier_tokens=int(d.get("verifier_tokens", 0)),
             labels=dict(d.get("labels", {})),
             extra=dict(d.get("extra", {})),
+            cost=Cost.from_dict(d["cost"]) if d.get("cost") is not None else None,
         )
 
 
@@ -201,9 +322,27 @@ class Selection:
     correct: bool
     """Whether the chosen answer is correct."""
     n_generations: int
-    """Samples this choice spent."""
+    """Samples this choice spent, as the strategy counts its budget."""
     n_tokens: int
     """Generated tokens this choice spent."""
     index: int | None = None
     """Pool index of the chosen candidate in the trace (``None``: no answer); its text is what
     a caller that wants the output (the lm-eval ``ttc`` model) returns."""
+    read: tuple[int, ...] = ()
+    """Pool indices of every candidate this choice read: its measured cost is theirs."""
+    cost: Cost | None = None
+    """Measured cost, attached by the pipeline (never by the strategy)."""
+
+
+@dataclass(frozen=True)
+class QuestionResult:
+    """A strategy's expected outcome on one question at one budget."""
+
+    accuracy: float
+    """Mean correctness over the disjoint groups of the pool (or an unbiased estimate)."""
+    n_generations: float
+    """Mean samples spent per choice (the strategy's own count: nominal for search)."""
+    n_tokens: float
+    """Mean generated tokens spent per choice."""
+    cost: Cost = field(default_factory=Cost)
+    """Mean measured cost per choice."""

@@ -33,7 +33,7 @@ def quantile_bins(values: Mapping[str, float], n_bins: int = N_BINS) -> dict[str
 
 def pass_at_1(trace: Trace) -> float:
     """Fraction of the pool's samples that are correct."""
-    return sum(c.correct for c in trace.candidates) / max(1, len(trace.candidates))
+    return sum(bool(c.correct) for c in trace.candidates) / max(1, len(trace.candidates))
 
 
 def mean_verifier_score(trace: Trace, aggregation: str = "last") -> float | None:

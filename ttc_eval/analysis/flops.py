@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ttc_eval.types import Trace
+from ttc_eval.types import Cost
 
 
 def parameter_counts(module: Any) -> dict[str, int]:
@@ -36,16 +36,8 @@ def of_backend(backend: Any) -> dict[str, int] | None:
     return parameter_counts(model) if model is not None and hasattr(model, "parameters") else None
 
 
-def of_verifier(verifier: Any, policy: Any) -> dict[str, int] | None:
-    """Counts of the model a verifier runs: a PRM's own model, a self-judge's judging
-    backend, or zero for verifiers that read the policy's own log-probabilities."""
-    if verifier is None:
-        return None
-    if getattr(verifier, "reads_policy_logprobs", False):
-        return {"total": 0, "non_embedding": 0}
-    judge = getattr(verifier, "judge", None)
-    if judge is not None:
-        return of_backend(judge)
+def of_verifier(verifier: Any) -> dict[str, int] | None:
+    """Counts of a PRM's own model (the ``verifier`` role), when it holds one in this process."""
     model = getattr(verifier, "model", None)
     return parameter_counts(model) if model is not None and hasattr(model, "parameters") else None
 
@@ -66,15 +58,24 @@ def tokens_multiplier(m: float, r: float) -> float:
     return m + 3 * (m - 1) / r
 
 
-def flops_summary(traces: Sequence[Trace], params: Mapping[str, Any]) -> dict[str, Any]:
-    """The run's tokens and FLOPs per model (FLOPs ``None`` where a count is unknown)."""
-    prompt = sum(
-        int(t.extra.get("prompt_tokens_total", t.prompt_tokens * t.n_generations)) for t in traces
-    )
-    generated = sum(t.generated_tokens for t in traces)
-    verifier_tokens = sum(t.verifier_tokens for t in traces)
+def flops_summary(costs: Sequence[Cost], params: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's tokens and FLOPs: the generating models together (prompts as sent plus
+    generated tokens) and the verifier, as runs have always reported them, and per role from
+    the measured tokens each role's model processed (FLOPs ``None`` where a count is
+    unknown)."""
+    total = Cost.total(costs)
+    prompt = int(total.prompt_tokens)
+    generated = int(total.generated_tokens)
+    verifier_tokens = int(total.verifier_tokens)
     policy = (params.get("policy") or {}).get("non_embedding")
-    verifier = (params.get("verifier") or {}).get("non_embedding")
+    verifier = (params.get("verifier") or params.get("judge") or {}).get("non_embedding")
+    by_role = {}
+    for role, tokens in sorted(total.role_tokens.items()):
+        n = (params.get(role) or {}).get("non_embedding")
+        by_role[role] = {
+            "tokens": tokens,
+            "flops": inference_flops(n, tokens) if n is not None else None,
+        }
     return {
         "formula": "2 x non-embedding parameters x tokens (prompt + generated; verifier: read)",
         "params": dict(params),
@@ -85,6 +86,7 @@ def flops_summary(traces: Sequence[Trace], params: Mapping[str, Any]) -> dict[st
         "verifier_flops": inference_flops(verifier, verifier_tokens)
         if verifier is not None
         else None,
+        "by_role": by_role,
     }
 
 

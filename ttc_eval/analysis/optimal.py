@@ -63,11 +63,27 @@ def cross_validate(
 _EPS = 1e-9
 
 
+def _lerp(x: float, x0: float, x1: float, y0: float, y1: float) -> float:
+    """The value at ``x`` of the line through (``x0``, ``y0``) and (``x1``, ``y1``)."""
+    return y0 + (x - x0) / (x1 - x0) * (y1 - y0)
+
+
+def log2_interpolate(curve: Mapping[int, float], budget: float) -> tuple[float, int, int]:
+    """Accuracy of ``curve`` (accuracy by budget) at ``budget``, linear in log2 budget between
+    the curve's two budgets around it: (accuracy, lower budget, upper budget). ``budget``
+    must lie within the curve's budgets (clamping outside them is the caller's choice)."""
+    for (b0, a0), (b1, a1) in itertools.pairwise(sorted(curve.items())):
+        if b0 <= budget <= b1:
+            return _lerp(math.log2(budget), math.log2(b0), math.log2(b1), a0, a1), b0, b1
+    raise ValueError(f"budget {budget} is outside the curve's budgets {sorted(curve)}")
+
+
 def budget_to_match(curve: Mapping[int, float], target: float) -> tuple[float | None, str]:
     """The budget at which ``curve`` (accuracy by budget) first reaches ``target``, linearly
-    interpolated in log2 budget. Returns (budget, how): ``interpolated``; ``at most`` when the
-    smallest budget already reaches it (the budget returned is an upper bound); ``out of
-    range`` (budget ``None``) when no budget of the curve reaches it."""
+    interpolated in log2 budget (the inverse of :func:`log2_interpolate`). Returns (budget,
+    how): ``interpolated``; ``at most`` when the smallest budget already reaches it (the
+    budget returned is an upper bound); ``out of range`` (budget ``None``) when no budget of
+    the curve reaches it."""
     points = sorted(curve.items())
     if not points:
         return None, "out of range"
@@ -77,8 +93,7 @@ def budget_to_match(curve: Mapping[int, float], target: float) -> tuple[float | 
         return float(points[0][0]), "at most"
     for (b0, a0), (b1, a1) in itertools.pairwise(points):
         if a0 < target <= a1:
-            x0, x1 = math.log2(b0), math.log2(b1)
-            return 2 ** (x0 + (target - a0) / (a1 - a0) * (x1 - x0)), "interpolated"
+            return 2 ** _lerp(target, a0, a1, math.log2(b0), math.log2(b1)), "interpolated"
     return None, "out of range"
 
 

@@ -1,4 +1,5 @@
-"""Accuracy by strategy configuration x budget x difficulty label, from stored traces only."""
+"""Accuracy and measured cost by strategy configuration x budget x difficulty label, from
+per-question results only (``ttc_eval.results`` evaluates the stored traces into them)."""
 
 from __future__ import annotations
 
@@ -7,60 +8,83 @@ from dataclasses import dataclass
 from typing import Any
 
 from ttc_eval.analysis.stats import bootstrap_ci
-from ttc_eval.strategies._base import QuestionResult, Strategy
-from ttc_eval.types import Trace
+from ttc_eval.types import Cost, QuestionResult
 
 
 @dataclass(frozen=True)
-class Evaluated:
-    """A strategy configuration to report, with the traces it reads."""
+class ConfigResults:
+    """One strategy configuration's per-question results, ready to be summarized."""
 
     label: str
     """Display name with arguments, e.g. ``best_of_n(aggregation=last,mode=weighted)``."""
-    strategy: Strategy
-    """The strategy object."""
-    traces: Mapping[int, Mapping[str, Trace]]
-    """Per budget, the trace of the expansion it reads, per question id."""
-    budgets: Sequence[int]
-    """Budgets it is reported at."""
+    name: str
+    """Registered strategy name."""
+    args: Mapping[str, Any]
+    """Its arguments."""
+    needs_verifier: bool
+    """Whether it reads verifier scores."""
+    roles: Mapping[str, str]
+    """Model of each role it used (``policy`` included)."""
+    shapes: Mapping[int, str | None]
+    """Parallel x sequential shape per budget (``None``: no shape)."""
+    results: Mapping[int, Mapping[str, QuestionResult]]
+    """Per budget, per question id."""
+    labels: Mapping[str, Mapping[str, Any]]
+    """Dataset labels per question."""
 
 
-def per_question(ev: Evaluated, budget: int) -> dict[str, QuestionResult]:
-    traces = ev.traces[budget]
-    return {pid: ev.strategy.evaluate(t, budget) for pid, t in sorted(traces.items())}
+def mean_cost(costs: Sequence[Cost], params: Mapping[str, int | None]) -> dict[str, Any]:
+    """Mean measured cost per question, with FLOPs per role (2 x non-embedding parameters x
+    tokens the role processed; ``None`` where a role's parameter count is unknown)."""
+    c = Cost.mean(costs)
+    flops: dict[str, float | None] = {}
+    for role, tokens in sorted(c.role_tokens.items()):
+        n = params.get(role)
+        flops[role] = 2.0 * n * tokens if n is not None else None
+    known = [f for f in flops.values() if f is not None]
+    return {
+        "samples": c.samples,
+        "prompt_tokens": c.prompt_tokens,
+        "prompt_tokens_computed": c.prompt_tokens_computed,
+        "generated_tokens": c.generated_tokens,
+        "verifier_tokens": c.verifier_tokens,
+        "seconds": c.seconds,
+        "flops": flops,
+        "flops_total": sum(known) if len(known) == len(flops) else None,
+    }
 
 
 def summarize(
-    evaluated: Sequence[Evaluated],
+    configs: Sequence[ConfigResults],
     label_keys: Sequence[str],
     verifier: str | None,
     seed: int = 0,
     bins: Mapping[str, Mapping[str, str]] | None = None,
+    params: Mapping[str, int | None] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (configuration, budget, label kind, label value), plus label ``all``.
     Label kinds are the dataset's labels (``label_keys``, e.g. ``level``) and the difficulty
-    bins in ``bins`` (kind -> question id -> bin)."""
+    bins in ``bins`` (kind -> question id -> bin). Each row has the nominal budget and the
+    measured mean cost per question (``cost``; FLOPs per role from ``params``, the roles'
+    non-embedding parameter counts)."""
     rows: list[dict[str, Any]] = []
-    for ev in evaluated:
-        for budget in ev.budgets:
-            res = per_question(ev, budget)
+    for cr in configs:
+        for budget, res in cr.results.items():
             if not res:
                 continue
-            groups = label_groups(
-                {p: ev.traces[budget][p].labels for p in res}, label_keys, bins or {}
-            )
-            shape = getattr(ev.strategy, "shape", None)
+            groups = label_groups({p: cr.labels[p] for p in res}, label_keys, bins or {})
             for kind, value, pids in groups:
                 acc = [res[p].accuracy for p in pids]
                 lo, hi = bootstrap_ci(acc, seed=seed)
                 rows.append(
                     {
-                        "strategy": ev.strategy.name,
-                        "config": ev.label,
-                        "strategy_args": dict(ev.strategy.args),
-                        "verifier": verifier if ev.strategy.needs_verifier else None,
+                        "strategy": cr.name,
+                        "config": cr.label,
+                        "strategy_args": dict(cr.args),
+                        "verifier": verifier if cr.needs_verifier else None,
+                        "roles": dict(cr.roles),
                         "budget": budget,
-                        "shape": shape(budget) if shape else None,
+                        "shape": cr.shapes.get(budget),
                         "label_kind": kind,
                         "label": value,
                         "n_problems": len(pids),
@@ -69,6 +93,7 @@ def summarize(
                         "ci_high": hi,
                         "mean_generations": sum(res[p].n_generations for p in pids) / len(pids),
                         "mean_generated_tokens": sum(res[p].n_tokens for p in pids) / len(pids),
+                        "cost": mean_cost([res[p].cost for p in pids], params or {}),
                     }
                 )
     return rows

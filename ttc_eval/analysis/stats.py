@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy import stats
 
 
 def bootstrap_ci(
-    values: Sequence[float], confidence: float = 0.95, seed: int = 0
+    values: Sequence[float] | NDArray[np.floating[Any]], confidence: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean over questions (``scipy.stats.bootstrap``).
+    """Percentile bootstrap CI of the mean over questions (``scipy.stats.bootstrap``): of
+    per-question accuracies, or of per-question differences for a paired comparison.
 
     Degenerate samples (fewer than two questions, or all equal) give a zero-width interval.
     """

@@ -29,6 +29,18 @@ class Backend(Protocol):
         ...
 
 
+class BackendFactory(Protocol):
+    """A registered backend class, built as ``factory(model, progress=..., **backend_args)``;
+    its declared capabilities are read before any model loads."""
+
+    version: str
+    """As :attr:`Backend.version`."""
+    takes_seed: bool
+    """Whether the engine is seeded once at start (vllm): the run seed is passed as ``seed``."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Backend: ...
+
+
 def truncate_at_stop(
     text: str, token_ends: Sequence[int], stops: Sequence[str], include_stop: bool
 ) -> tuple[str, int, str] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
+from typing import ClassVar
 
 from ttc_eval.backends._base import truncate_at_stop
 from ttc_eval.registry import backend
@@ -57,6 +58,8 @@ class FakeBackend:
     name = "fake"
     version = "1"
     """Bumped whenever a script's output for the same (prompt, sample, seed) changes."""
+    takes_seed: ClassVar[bool] = False
+    """Seeded per request from the sampling parameters, not once at start."""
 
     def __init__(
         self,

@@ -16,11 +16,11 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from tqdm.auto import tqdm
 
-from ttc_eval.backends._base import truncate_at_stop
+from ttc_eval.backends._base import render_chat, truncate_at_stop
 from ttc_eval.models import model_fingerprint, resolve_model
 from ttc_eval.registry import backend
 from ttc_eval.types import Completion, Request, SamplingParams
@@ -38,6 +38,9 @@ class HFBackend:
     inverse CDF instead of ``torch.multinomial`` on a generator seeded per batch, so every
     sampled token differs from version 2's); part of the fingerprint, so the generation cache
     never mixes versions."""
+
+    takes_seed: ClassVar[bool] = False
+    """Whether the engine is seeded once at start (vllm): the run seed is passed as ``seed``."""
 
     def __init__(
         self,
@@ -80,13 +83,7 @@ class HFBackend:
         self.has_chat_template = bool(self.tokenizer.chat_template)
 
     def render(self, messages: Sequence[Mapping[str, str]]) -> str:
-        if self.has_chat_template:
-            return str(
-                self.tokenizer.apply_chat_template(
-                    list(messages), tokenize=False, add_generation_prompt=True
-                )
-            )
-        return "\n\n".join(m["content"] for m in messages)
+        return render_chat(self.tokenizer, messages)
 
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
         rows = [(ri, k) for ri, r in enumerate(requests) for k in range(len(r.sample_ids))]

@@ -17,11 +17,12 @@ import itertools
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, ClassVar
 
 from tqdm.auto import tqdm
 
-from ttc_eval.backends._base import render_chat, request_seed, truncate_at_stop
+from ttc_eval.backends._base import render_chat, request_seed
+from ttc_eval.backends.vllm import vllm_completion
 from ttc_eval.errors import TTCError, UsageError
 from ttc_eval.models import resolve_model
 from ttc_eval.registry import backend
@@ -35,6 +36,9 @@ class OpenAIBackend:
     name = "openai"
     version = "1"
     """Part of the fingerprint."""
+
+    takes_seed: ClassVar[bool] = False
+    """Whether the engine is seeded once at start (vllm): the run seed is passed as ``seed``."""
 
     def __init__(
         self,
@@ -167,25 +171,12 @@ class OpenAIBackend:
         lp = choice.logprobs
         tokens = list(lp.tokens) if lp is not None and lp.tokens else []
         values = list(lp.token_logprobs) if lp is not None and lp.token_logprobs else []
-        ends, acc = [], 0
-        for t in tokens:
-            acc += len(t)
-            ends.append(min(acc, len(text)))
-        stop_reason = getattr(choice, "stop_reason", None)
-        stop = stop_reason if isinstance(stop_reason, str) else None
-        reason = "length" if choice.finish_reason == "length" else "stop"
-        n_tokens = len(tokens)
-        if params.stop and stop is None and reason == "stop":
-            cut = truncate_at_stop(text, ends, params.stop, params.include_stop)
-            if cut is not None:
-                text, n_tokens, stop = cut
-                ends = [min(e, len(text)) for e in ends[:n_tokens]]
-        return Completion(
-            text=text,
-            n_tokens=n_tokens,
-            finish_reason=reason,
-            stop_reason=stop,
-            prompt_tokens=prompt_tokens,
-            token_logprobs=tuple(round(float(v or 0.0), 6) for v in values[:n_tokens]),
-            token_ends=tuple(ends[:n_tokens]),
+        return vllm_completion(
+            text,
+            tokens,
+            [round(float(v or 0.0), 6) for v in values],
+            choice.finish_reason,
+            getattr(choice, "stop_reason", None),  # vLLM's extension of the OpenAI API
+            prompt_tokens,
+            params,
         )

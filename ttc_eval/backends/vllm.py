@@ -17,7 +17,7 @@ come from the engine's own stream, seeded once with the run seed; they stay dist
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from ttc_eval.backends._base import render_chat, request_seed, truncate_at_stop
 from ttc_eval.models import model_fingerprint, resolve_model
@@ -104,6 +104,9 @@ class VLLMBackend:
     version = "2"
     """Part of the fingerprint: bumped whenever the same settings could sample differently
     (2: 32-token KV blocks on CPU, so prompts are read from the prefix cache)."""
+
+    takes_seed: ClassVar[bool] = True
+    """Whether the engine is seeded once at start (vllm): the run seed is passed as ``seed``."""
 
     def __init__(
         self,
@@ -202,31 +205,48 @@ class VLLMBackend:
 
     def _completion(self, o: Any, prompt_tokens: int, params: SamplingParams) -> Completion:
         token_ids = list(o.token_ids)
-        text = str(o.text)
         logprobs = []
         for tid, entry in zip(token_ids, o.logprobs or [], strict=False):
             logprobs.append(round(float(entry[tid].logprob), 6) if tid in entry else 0.0)
         pieces = self.tokenizer.batch_decode([[t] for t in token_ids])
-        ends, acc = [], 0
-        for piece in pieces:
-            acc += len(piece)
-            ends.append(min(acc, len(text)))
-        stop = o.stop_reason if isinstance(o.stop_reason, str) else None
-        reason = "length" if o.finish_reason == "length" else "stop"
-        n_tokens = len(token_ids)
-        if params.stop and stop is None and reason == "stop":
-            # A stop string the engine did not report (e.g. detokenisation differences):
-            # apply the same rule as the other backends.
-            cut = truncate_at_stop(text, ends, params.stop, params.include_stop)
-            if cut is not None:
-                text, n_tokens, stop = cut
-                ends = [min(e, len(text)) for e in ends[:n_tokens]]
-        return Completion(
-            text=text,
-            n_tokens=n_tokens,
-            finish_reason=reason,
-            stop_reason=stop,
-            prompt_tokens=prompt_tokens,
-            token_logprobs=tuple(logprobs[:n_tokens]),
-            token_ends=tuple(ends[:n_tokens]),
+        return vllm_completion(
+            str(o.text), pieces, logprobs, o.finish_reason, o.stop_reason, prompt_tokens, params
         )
+
+
+def vllm_completion(
+    text: str,
+    pieces: Sequence[str],
+    logprobs: Sequence[float],
+    finish_reason: str | None,
+    stop_reason: object,
+    prompt_tokens: int,
+    params: SamplingParams,
+) -> Completion:
+    """A :class:`Completion` from vLLM's account of one sample, from the offline engine or
+    through an OpenAI-compatible server: the text, each token's text (``pieces``: character
+    ends, token count) and log-probability, and the finish and stop reasons (``stop_reason``
+    is the stop string that ended the sample; a token id or ``None`` otherwise)."""
+    ends, acc = [], 0
+    for piece in pieces:
+        acc += len(piece)
+        ends.append(min(acc, len(text)))
+    stop = stop_reason if isinstance(stop_reason, str) else None
+    reason = "length" if finish_reason == "length" else "stop"
+    n_tokens = len(pieces)
+    if params.stop and stop is None and reason == "stop":
+        # A stop string the engine did not report (e.g. detokenisation differences):
+        # apply the same rule as the other backends.
+        cut = truncate_at_stop(text, ends, params.stop, params.include_stop)
+        if cut is not None:
+            text, n_tokens, stop = cut
+            ends = [min(e, len(text)) for e in ends[:n_tokens]]
+    return Completion(
+        text=text,
+        n_tokens=n_tokens,
+        finish_reason=reason,
+        stop_reason=stop,
+        prompt_tokens=prompt_tokens,
+        token_logprobs=tuple(logprobs[:n_tokens]),
+        token_ends=tuple(ends[:n_tokens]),
+    )

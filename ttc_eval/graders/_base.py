@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -30,3 +30,13 @@ class Grader(Protocol):
     def grade(self, pairs: Sequence[tuple[str, str | None]]) -> list[Grade]:
         """Grade ``(gold, extracted answer)`` pairs; one :class:`Grade` per pair, in order."""
         ...
+
+
+class GraderFactory(Protocol):
+    """A registered grader class: its ``version`` is read without building it (run identity,
+    stale-version notes)."""
+
+    version: str
+    """As :attr:`Grader.version`."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Grader: ...

@@ -63,18 +63,23 @@ def _number_key(x: float) -> str:
     return str(int(x)) if x.is_integer() else repr(x)
 
 
-@grader("numeric")
-class NumericGrader:
-    """Equal as numbers (relative tolerance 1e-6); thousands separators, dollar signs, units and
-    percent signs ignored."""
-
-    version = f"numeric/2+math-verify-{MATH_VERIFY_VERSION}"
+class _DollarsAreCurrency:
+    """The extraction both graders share: the math grader's, except that a bare ``$...$`` span
+    is currency, not LaTeX; ``answer_after``: read only the text after the last marker."""
 
     def __init__(self, answer_after: str | None = None) -> None:
         self.answer_after = answer_after
 
     def extract(self, text: str) -> str | None:
         return extract_answer(text, plain_latex=False, answer_after=self.answer_after)
+
+
+@grader("numeric")
+class NumericGrader(_DollarsAreCurrency):
+    """Equal as numbers (relative tolerance 1e-6); thousands separators, dollar signs, units and
+    percent signs ignored."""
+
+    version = f"numeric/2+math-verify-{MATH_VERIFY_VERSION}"
 
     def grade(self, pairs: Sequence[tuple[str, str | None]]) -> list[Grade]:
         out = []
@@ -98,17 +103,11 @@ def _normalize(s: str) -> str:
 
 
 @grader("exact")
-class ExactGrader:
+class ExactGrader(_DollarsAreCurrency):
     """Equal after removing wrapping (``$...$``, ``\\boxed{}``), white space, dollar signs, a
     trailing period and the thousands separators of a number."""
 
     version = f"exact/2+math-verify-{MATH_VERIFY_VERSION}"
-
-    def __init__(self, answer_after: str | None = None) -> None:
-        self.answer_after = answer_after
-
-    def extract(self, text: str) -> str | None:
-        return extract_answer(text, plain_latex=False, answer_after=self.answer_after)
 
     def grade(self, pairs: Sequence[tuple[str, str | None]]) -> list[Grade]:
         return [

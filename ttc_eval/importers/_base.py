@@ -3,22 +3,21 @@ a run directory that every analysis and report reads like a generated run."""
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from ttc_eval import __version__
-from ttc_eval._rundir import write_json
+from ttc_eval._rundir import run_record, write_json
 from ttc_eval.config import RunConfig, StrategySpec
 from ttc_eval.errors import DataError, UsageError
+from ttc_eval.pipeline import grade_traces, plan_strategies
+from ttc_eval.results import build_results
 from ttc_eval.store import TraceStore
-from ttc_eval.strategies._base import ExpansionSpec
 from ttc_eval.tasks import Task, find_task_spec
-from ttc_eval.types import Candidate, Trace
+from ttc_eval.types import Candidate, Problem, Trace
 
 
 @dataclass(frozen=True)
@@ -47,6 +46,12 @@ class ImportedQuestion:
     """The sampled responses."""
     labels: dict[str, Any] = field(default_factory=dict)
     """Labels such as ``level``, when the dump carries them."""
+
+
+class Importer(Protocol):
+    """Reads another tool's dump into questions with their samples (``ttc-eval import``)."""
+
+    def __call__(self, path: Path) -> list[ImportedQuestion]: ...
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -115,36 +120,24 @@ def write_run(
     if run_dir.exists():
         raise UsageError(f"{run_dir} already exists (this dump was imported); remove it first")
     run_dir.mkdir(parents=True)
-    key = ExpansionSpec.of("sample", n=max(budgets), temperature=0.7).key
-    grader = task.grader
-    pairs: list[tuple[str, str | None]] = []
-    todo: list[tuple[int, int]] = []
-    for qi, q in enumerate(questions):
-        for si, s in enumerate(q.samples):
-            if regrade or s.correct is None:
-                pairs.append((q.gold, grader.extract(s.text)))
-                todo.append((qi, si))
-    graded = dict(zip(todo, zip(pairs, grader.grade(pairs), strict=True), strict=True))
+    (key,) = [spec.key for spec in plan_strategies(config).expansions]
     traces = []
-    for qi, q in enumerate(questions):
+    for q in questions:
         cands = []
         for si, s in enumerate(q.samples):
-            if (qi, si) in graded:
-                (_, answer), g = graded[(qi, si)]
-                correct, vote_key = g.correct, g.vote_key
-            else:
-                answer = s.answer if s.answer is not None else grader.extract(s.text)
-                correct, vote_key = bool(s.correct), answer
+            verdict: dict[str, Any] = {}
+            if not regrade and s.correct is not None:
+                # The dump's own verdict stands; its answer (or ours) is the vote key.
+                answer = s.answer if s.answer is not None else task.grader.extract(s.text)
+                verdict = {"answer": answer, "vote_key": answer, "correct": bool(s.correct)}
             cands.append(
                 Candidate(
                     index=si,
                     text=s.text,
                     n_tokens=0,  # dumps do not record token counts
                     finish_reason="unknown",
-                    answer=answer,
-                    vote_key=vote_key,
-                    correct=correct,
                     step_scores=(float(s.score),) if s.score is not None else None,
+                    **verdict,
                 )
             )
         traces.append(
@@ -160,19 +153,19 @@ def write_run(
                 extra={"imported_from": str(source)},
             )
         )
-    record = {
-        "config": config.to_dict(),
-        "ttc_eval_version": __version__,
-        "git_commit": None,
-        "task_version": task.version,
-        "verifier_version": "imported" if scored else None,
-        "task_spec": task.spec.source,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "imported": {"format": fmt, "source": str(source), "regraded": regrade},
-    }
+    # The pipeline's grading step, for the samples without a verdict (all, with --regrade).
+    problems = {q.id: Problem(id=q.id, question="", answer=q.gold) for q in questions}
+    traces = grade_traces(task, traces, problems)
+    record = run_record(
+        config,
+        task_version=task.version,
+        grader_version=None,
+        verifier_version="imported" if scored else None,
+        backend_version=None,
+        task_spec=task.spec.source,
+        imported={"format": fmt, "source": str(source), "regraded": regrade},
+    )
     write_json(run_dir / "config.json", record)
     TraceStore(run_dir / "traces.jsonl").add(traces)
-    from ttc_eval.runner import build_results
-
     build_results(run_dir)
     return run_dir

@@ -4,7 +4,6 @@ run (for CI gates), and ``ttc-eval leaderboard``: a ranked view of a leaderboard
 from __future__ import annotations
 
 import csv
-import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,8 @@ from scipy import stats
 from tabulate import tabulate
 
 from ttc_eval.analysis.results import Evaluated, label_groups, per_question
-from ttc_eval.errors import UsageError
+from ttc_eval.analysis.stats import bootstrap_ci
+from ttc_eval.errors import UsageError, did_you_mean
 from ttc_eval.runner import RunView, load_run
 
 
@@ -24,8 +24,7 @@ def _pick(view: RunView, strategy: str | None, name: str) -> list[Evaluated]:
     found = [e for e in view.evaluated if strategy in (e.label, e.strategy.name)]
     if not found:
         labels = [e.label for e in view.evaluated]
-        close = difflib.get_close_matches(strategy, labels, n=3, cutoff=0.3)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        hint = did_you_mean(strategy, labels, n=3, cutoff=0.3)
         raise UsageError(f"{name} run has no strategy {strategy!r}.{hint} It has: {labels}")
     return found
 
@@ -46,25 +45,16 @@ def paired_test(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Accuracy difference (new - base) with a paired bootstrap 95% CI over questions, and
-    the exact McNemar test on the discordant pairs (``scipy.stats.binomtest``)."""
+    the exact McNemar test on the discordant pairs (``scipy.stats.binomtest``). The CI is
+    :func:`~ttc_eval.analysis.stats.bootstrap_ci` of the per-question differences."""
     diffs = np.array([new_acc[q] - base_acc[q] for q in questions], dtype=float)
     worse = sum(1 for q in questions if base_first[q] and not new_first[q])
     better = sum(1 for q in questions if new_first[q] and not base_first[q])
     n_disc = worse + better
     p_two = stats.binomtest(worse, n_disc, 0.5).pvalue if n_disc else 1.0
     p_worse = stats.binomtest(worse, n_disc, 0.5, alternative="greater").pvalue if n_disc else 1.0
-    if diffs.size >= 2 and not np.all(diffs == diffs[0]):
-        res = stats.bootstrap(
-            (diffs,),
-            np.mean,
-            confidence_level=0.95,
-            n_resamples=2000,
-            method="percentile",
-            rng=np.random.default_rng(seed),
-        )
-        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    else:
-        lo = hi = float(diffs.mean()) if diffs.size else 0.0
+    # The paired bootstrap is the bootstrap of the mean of the per-question differences.
+    lo, hi = bootstrap_ci(diffs, confidence=0.95, seed=seed) if diffs.size else (0.0, 0.0)
     return {
         "n_problems": len(questions),
         "base_accuracy": float(np.mean([base_acc[q] for q in questions])),

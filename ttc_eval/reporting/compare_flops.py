@@ -3,8 +3,6 @@ greedy answers at equal total FLOPs (Snell et al. section 7)."""
 
 from __future__ import annotations
 
-import itertools
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,7 +10,7 @@ from typing import Any
 from tabulate import tabulate
 
 from ttc_eval.analysis.flops import tokens_multiplier
-from ttc_eval.analysis.optimal import compute_optimal
+from ttc_eval.analysis.optimal import compute_optimal, log2_interpolate
 from ttc_eval.analysis.results import Evaluated, label_groups, per_question
 from ttc_eval.analysis.stats import bootstrap_ci
 from ttc_eval.errors import UsageError
@@ -54,11 +52,8 @@ def _interpolate(curve: Mapping[int, float], budget: float) -> tuple[float, str]
         return lo[1], f"at N={lo[0]} (smallest budget run; matched {budget:.1f})"
     if budget >= hi[0]:
         return hi[1], f"capped at N={hi[0]} (largest budget run; matched {budget:.1f})"
-    for (b0, a0), (b1, a1) in itertools.pairwise(pts):
-        if b0 <= budget <= b1:
-            t = (math.log2(budget) - math.log2(b0)) / (math.log2(b1) - math.log2(b0))
-            return a0 + t * (a1 - a0), f"log2-interpolated between N={b0} and N={b1}"
-    raise AssertionError("unreachable")
+    acc, b0, b1 = log2_interpolate(curve, budget)
+    return acc, f"log2-interpolated between N={b0} and N={b1}"
 
 
 def compare_flops(

@@ -4,7 +4,7 @@ compute-optimal curve against the baseline, the revision ratio sweep, the FLOPs 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,18 +62,39 @@ def _log2_axis(ax: Any, budgets: Sequence[int]) -> None:
     ax.set_xlabel("generation budget N")
 
 
-def accuracy_by_budget(rows: Sequence[dict[str, Any]], kind: str, path: Path) -> bool:
-    """One panel per bin of ``kind`` (or one for all questions), one line per
-    configuration, 95% CI bands."""
-    mine = [r for r in rows if r["label_kind"] == kind]
+def _per_bin(
+    rows: Sequence[dict[str, Any]],
+    kind_key: str,
+    bin_key: str,
+    kind: str,
+    path: Path,
+    draw: Callable[[Any, Any, list[dict[str, Any]]], None],
+) -> bool:
+    """One accuracy-against-budget panel per bin of ``kind`` (rows whose ``kind_key`` is
+    ``kind``, grouped by ``bin_key``); ``draw(ax, bin, rows of the bin)`` draws a panel's
+    lines and title. False (no file) when no row is of ``kind``."""
+    mine = [r for r in rows if r[kind_key] == kind]
     if not mine:
         return False
     plt = _pyplot()
-    values = sorted({r["label"] for r in mine}, key=_natural)
+    values = sorted({r[bin_key] for r in mine}, key=_natural)
     fig, axes = _panels(plt, len(values))
     budgets = sorted({r["budget"] for r in mine})
     for ax, value in zip(axes, values, strict=True):
-        sub = [r for r in mine if r["label"] == value]
+        draw(ax, value, [r for r in mine if r[bin_key] == value])
+        _log2_axis(ax, budgets)
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(-0.02, 1.02)
+    _save(fig, axes, path)
+    plt.close(fig)
+    return True
+
+
+def accuracy_by_budget(rows: Sequence[dict[str, Any]], kind: str, path: Path) -> bool:
+    """One panel per bin of ``kind`` (or one for all questions), one line per
+    configuration, 95% CI bands."""
+
+    def draw(ax: Any, value: Any, sub: list[dict[str, Any]]) -> None:
         for config in sorted({r["config"] for r in sub}):
             line = sorted((r for r in sub if r["config"] == config), key=lambda r: r["budget"])
             xs = [r["budget"] for r in line]
@@ -81,37 +102,23 @@ def accuracy_by_budget(rows: Sequence[dict[str, Any]], kind: str, path: Path) ->
             ax.fill_between(
                 xs, [r["ci_low"] for r in line], [r["ci_high"] for r in line], alpha=0.15
             )
-        _log2_axis(ax, budgets)
         n = sub[0]["n_problems"]
         ax.set_title(f"{kind} = {value} (n={n})" if kind != "all" else f"all questions (n={n})")
-        ax.set_ylabel("accuracy")
-        ax.set_ylim(-0.02, 1.02)
-    _save(fig, axes, path)
-    plt.close(fig)
-    return True
+
+    return _per_bin(rows, "label_kind", "label", kind, path, draw)
 
 
 def optimal_vs_baseline(optimal: Sequence[dict[str, Any]], kind: str, path: Path) -> bool:
     """Per bin: the cross-validated compute-optimal accuracy against the baseline's."""
-    mine = [r for r in optimal if r["bin_kind"] == kind]
-    if not mine:
-        return False
-    plt = _pyplot()
-    values = sorted({r["bin"] for r in mine}, key=_natural)
-    fig, axes = _panels(plt, len(values))
-    budgets = sorted({r["budget"] for r in mine})
-    for ax, value in zip(axes, values, strict=True):
-        line = sorted((r for r in mine if r["bin"] == value), key=lambda r: r["budget"])
+
+    def draw(ax: Any, value: Any, sub: list[dict[str, Any]]) -> None:
+        line = sorted(sub, key=lambda r: r["budget"])
         xs = [r["budget"] for r in line]
         ax.plot(xs, [r["optimal_accuracy"] for r in line], marker="o", label="compute-optimal")
         ax.plot(xs, [r["baseline_accuracy"] for r in line], marker="s", label=line[0]["baseline"])
-        _log2_axis(ax, budgets)
         ax.set_title(f"{kind} bin {value}" if kind != "all" else "all questions")
-        ax.set_ylabel("accuracy")
-        ax.set_ylim(-0.02, 1.02)
-    _save(fig, axes, path)
-    plt.close(fig)
-    return True
+
+    return _per_bin(optimal, "bin_kind", "bin", kind, path, draw)
 
 
 def revision_sweep(rows: Sequence[dict[str, Any]], path: Path) -> bool:

@@ -1,14 +1,33 @@
-"""Strategy protocol: ``expansion`` names the expensive trace a strategy reads; ``select`` is
-cheap and pure (no model, no I/O) and picks an answer from a trace at a budget."""
+"""What strategies and expansions are, and what an expansion may use.
+
+A :class:`Strategy` names the expensive trace it reads (``expansion``) and picks answers from
+it (``select``: cheap and pure, no model, no I/O). An :class:`Expansion` produces that trace,
+batched across questions, from an :class:`ExpansionContext`: the backends of the run's model
+roles, the verifier, the sampling parameters. Capabilities (``is_oracle``, ``variants``,
+``shape``, ``roles``, ``estimate``) are declared on :class:`StrategyBase` with defaults, never
+probed; the registry sets ``name`` and ``args`` when it builds a strategy.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
 
 from ttc_eval.analysis.estimators import disjoint_groups
-from ttc_eval.types import Candidate, Problem, SamplingParams, Selection, Trace
+from ttc_eval.backends._base import Backend
+from ttc_eval.types import (
+    POLICY,
+    Candidate,
+    Completion,
+    Cost,
+    Problem,
+    SamplingParams,
+    Selection,
+    Trace,
+)
+from ttc_eval.verifiers._base import Verifier, to_solution
 
 
 @dataclass(frozen=True)
@@ -31,18 +50,6 @@ class ExpansionSpec:
 
 
 @dataclass(frozen=True)
-class QuestionResult:
-    """A strategy's expected outcome on one question at one budget."""
-
-    accuracy: float
-    """Mean correctness over the disjoint groups of the pool (or an unbiased estimate)."""
-    n_generations: float
-    """Mean samples spent per choice."""
-    n_tokens: float
-    """Mean generated tokens spent per choice."""
-
-
-@dataclass(frozen=True)
 class RunDefaults:
     """Run-level settings that strategies turn into expansion arguments."""
 
@@ -52,89 +59,171 @@ class RunDefaults:
     """All budgets of the run (a shared pool is sized for the largest)."""
     step_delimiter: str = "\n\n"
     """Separates the steps of a solution (step-wise search stops generation there)."""
-    reviser: str = "policy"
-    """Names the revision model and template (``revisions`` keys its pool on it)."""
+    role_keys: Mapping[str, str] = field(default_factory=dict)
+    """Names each non-policy role's model and template in expansion keys (``policy`` when
+    the role is played by the policy with built-in templates), so that stored traces are
+    never reused across models of a role."""
+
+    def role_key(self, role: str) -> str:
+        return self.role_keys.get(role, POLICY)
+
+
+@dataclass(frozen=True)
+class ExpansionContext:
+    """What an expansion may use: a backend per model role, the verifier, the settings."""
+
+    backends: Mapping[str, Backend]
+    """A (cached) backend per role: ``policy`` and every role the run's components declare
+    (a role nobody named is played by the policy's backend)."""
+    verifier: Verifier | None
+    """Scores steps (``None``: the run has no verifier)."""
+    verifier_role: str | None
+    """The role whose model the verifier runs (its tokens are counted there), if any."""
+    params: SamplingParams
+    """The run's sampling parameters."""
+    render: Callable[[Problem], str]
+    """A problem to the policy's prompt text."""
+    messages: Callable[[Problem], list[dict[str, str]]]
+    """A problem to the task's chat messages (for roles that wrap them in their own prompt)."""
+    templates: Mapping[str, str]
+    """Prompt templates given for roles (the run's ``--role R=...:template``, else the
+    task's); a component falls back to its built-in template."""
+    step_delimiter: str
+    """Separates the steps of a solution."""
+    chunk_samples: int
+    """Samples generated between writes of finished questions."""
+
+    @property
+    def backend(self) -> Backend:
+        return self.backends[POLICY]
+
+    def backend_for(self, role: str) -> Backend:
+        return self.backends.get(role, self.backends[POLICY])
+
+
+class Expansion(Protocol):
+    """The expensive part: generation and verifier scoring, batched across questions. Yields
+    scored, ungraded traces chunk by chunk (the pipeline grades, times and stores them)."""
+
+    def run(self, problems: Sequence[Problem], ctx: ExpansionContext) -> Iterator[list[Trace]]: ...
 
 
 class Strategy(Protocol):
     """A registered factory's product: how to spend a budget and how to pick an answer."""
 
     name: str
-    """Registered name."""
+    """Registered name (set by the registry)."""
     args: Mapping[str, Any]
-    """Arguments as given (recorded in the run config and every result row)."""
+    """Every argument it was built with, defaults filled in (set by the registry)."""
     needs_verifier: bool
     """Whether ``select`` reads verifier scores."""
+    is_oracle: bool
+    """Reads correctness to choose (coverage): never a candidate of compute-optimal choices."""
+
+    @property
+    def roles(self) -> Mapping[str, str | None]:
+        """Model roles it uses besides the policy, with the built-in prompt template of each."""
+        ...
+
+    def label(self) -> str:
+        """Name with arguments: what tables and rows call this configuration."""
+        ...
 
     def expansion(self, budget: int, defaults: RunDefaults) -> ExpansionSpec:
-        """The expansion whose trace ``evaluate`` reads at ``budget``; strategies that reuse
+        """The expansion whose trace ``select`` reads at ``budget``; strategies that reuse
         one pool return the same spec for every budget."""
         ...
 
     def budgets(self, requested: Sequence[int]) -> list[int]: ...
 
-    def select(self, trace: Trace, budget: int) -> list[Selection]:
-        """One choice per disjoint group of ``budget`` generations (pure, no model)."""
+    def variants(self, budgets: Sequence[int]) -> Sequence[Strategy]:
+        """The configurations this one stands for (revisions: one per shape)."""
         ...
 
-    def evaluate(self, trace: Trace, budget: int) -> QuestionResult: ...
+    def shape(self, budget: int) -> str | None:
+        """Parallel x sequential shape at ``budget``, for strategies that have one."""
+        ...
+
+    def select(self, trace: Trace, budget: int) -> list[Selection]:
+        """One choice per disjoint group of ``budget`` generations (pure, no model); each
+        lists the candidates it read (``read``), which is what it cost."""
+        ...
+
+    def estimate(self, trace: Trace, budget: int) -> float | None:
+        """An accuracy estimate that replaces the mean over the choices (coverage's unbiased
+        pass@k), or ``None``."""
+        ...
 
 
-class Expansion(Protocol):
-    """The expensive part: generation and verifier scoring, batched across questions."""
-
-    def run(self, problems: Sequence[Problem], ctx: Any) -> Iterator[list[Trace]]: ...
-
-
-class PoolStrategy:
-    """A strategy that picks from groups of a sample pool; subclasses define ``choose``."""
+class StrategyBase(ABC):
+    """Defaults of every declared capability; subclasses override what they have and
+    implement ``expansion`` and ``select``."""
 
     name = ""
+    args: Mapping[str, Any] = {}
     needs_verifier = False
-
-    def __init__(self, **args: Any) -> None:
-        self.args: Mapping[str, Any] = args
+    is_oracle = False
+    roles: ClassVar[Mapping[str, str | None]] = {}
 
     def label(self) -> str:
         inner = ",".join(f"{k}={v}" for k, v in sorted(self.args.items()))
         return f"{self.name}({inner})" if inner else self.name
+
+    @abstractmethod
+    def expansion(self, budget: int, defaults: RunDefaults) -> ExpansionSpec: ...
+
+    @abstractmethod
+    def select(self, trace: Trace, budget: int) -> list[Selection]: ...
+
+    def budgets(self, requested: Sequence[int]) -> list[int]:
+        return list(requested)
+
+    def variants(self, budgets: Sequence[int]) -> Sequence[Strategy]:
+        return [self]
+
+    def shape(self, budget: int) -> str | None:
+        return None
+
+    def estimate(self, trace: Trace, budget: int) -> float | None:
+        return None
+
+
+def choice(
+    pick: Candidate | None,
+    read: Sequence[Candidate],
+    n_generations: int | None = None,
+    n_tokens: int | None = None,
+) -> Selection:
+    """The selection of ``pick`` after reading ``read`` (spent: those candidates, unless the
+    strategy counts its budget otherwise, as search does)."""
+    return Selection(
+        answer=pick.vote_key if pick else None,
+        correct=bool(pick and pick.correct),
+        n_generations=len(read) if n_generations is None else n_generations,
+        n_tokens=sum(c.n_tokens for c in read) if n_tokens is None else n_tokens,
+        index=pick.index if pick else None,
+        read=tuple(c.index for c in read),
+    )
+
+
+class PoolStrategy(StrategyBase):
+    """A strategy that picks from groups of a sample pool; subclasses define ``choose``."""
 
     def expansion(self, budget: int, defaults: RunDefaults) -> ExpansionSpec:
         # One pool at the largest budget serves every budget.
         n = max(defaults.budgets)
         return ExpansionSpec.of("sample", n=n, temperature=defaults.params.temperature)
 
-    def budgets(self, requested: Sequence[int]) -> list[int]:
-        return list(requested)
-
-    def choose(self, group: Sequence[Candidate]) -> Candidate | None:
-        raise NotImplementedError
+    @abstractmethod
+    def choose(self, group: Sequence[Candidate]) -> Candidate | None: ...
 
     def select(self, trace: Trace, budget: int) -> list[Selection]:
         """One selection per disjoint group of ``budget`` samples."""
         out = []
         for g in disjoint_groups(len(trace.candidates), budget):
             group = [trace.candidates[i] for i in g]
-            pick = self.choose(group)
-            out.append(
-                Selection(
-                    answer=pick.vote_key if pick else None,
-                    correct=bool(pick and pick.correct),
-                    n_generations=len(group),
-                    n_tokens=sum(c.n_tokens for c in group),
-                    index=pick.index if pick else None,
-                )
-            )
+            out.append(choice(self.choose(group), group))
         return out
-
-    def evaluate(self, trace: Trace, budget: int) -> QuestionResult:
-        sels = self.select(trace, budget)
-        n = len(sels)
-        return QuestionResult(
-            accuracy=sum(s.correct for s in sels) / n,
-            n_generations=sum(s.n_generations for s in sels) / n,
-            n_tokens=sum(s.n_tokens for s in sels) / n,
-        )
 
 
 def vote(group: Sequence[Candidate], weights: Sequence[float]) -> Candidate | None:
@@ -155,3 +244,74 @@ def vote(group: Sequence[Candidate], weights: Sequence[float]) -> Candidate | No
     best = max(totals.values())
     winner = next(k for k in first if totals[k] == best)
     return first[winner]
+
+
+def shared_prompt_cost(prompt_tokens: int) -> Cost:
+    """The question's prompt, computed once per choice however many samples share it."""
+    return Cost(prompt_tokens_computed=prompt_tokens, role_tokens={POLICY: prompt_tokens})
+
+
+def split_evenly(total: int, parts: int) -> list[int]:
+    """``total`` in ``parts`` integers that sum to it (the first ones get the remainder)."""
+    if parts <= 0:
+        return []
+    q, r = divmod(total, parts)
+    return [q + (1 if i < r else 0) for i in range(parts)]
+
+
+def scored_trace(
+    problem: Problem,
+    completions: Sequence[Completion],
+    roles: Sequence[str],
+    shares_prompt: Sequence[bool],
+    ctx: ExpansionContext,
+    extra: Mapping[str, Any] | None = None,
+) -> Trace:
+    """A trace of one candidate per completion (pool order), scored by the run's verifier,
+    with each candidate's measured cost: completion i was generated by ``roles[i]``;
+    ``shares_prompt[i]`` says its prompt is the question's own (computed once per choice,
+    see :func:`shared_prompt_cost`) rather than one of its own (a revision prompt)."""
+    scores: list[tuple[float, ...] | None] = [None] * len(completions)
+    verifier_tokens = [0] * len(completions)
+    if ctx.verifier is not None:
+        before = ctx.verifier.tokens_read
+        sols = [to_solution(c, ctx.step_delimiter) for c in completions]
+        scores = list(ctx.verifier.score(problem, sols))
+        # The verifier reads a question's solutions in one call; its tokens are shared out.
+        verifier_tokens = split_evenly(ctx.verifier.tokens_read - before, len(completions))
+    candidates = []
+    for i, (comp, s, vt, role, shared) in enumerate(
+        zip(completions, scores, verifier_tokens, roles, shares_prompt, strict=True)
+    ):
+        computed = 0 if shared else comp.prompt_tokens
+        role_tokens: dict[str, float] = {role: computed + comp.n_tokens}
+        if vt and ctx.verifier_role:
+            role_tokens[ctx.verifier_role] = vt
+        cost = Cost(
+            samples=1,
+            prompt_tokens=comp.prompt_tokens,
+            prompt_tokens_computed=computed,
+            generated_tokens=comp.n_tokens,
+            verifier_tokens=vt,
+            role_tokens=role_tokens,
+        )
+        candidates.append(
+            Candidate(i, comp.text, comp.n_tokens, comp.finish_reason, step_scores=s, cost=cost)
+        )
+    base = next(
+        (c.prompt_tokens for c, sh in zip(completions, shares_prompt, strict=True) if sh), 0
+    )
+    total = Cost.total(c.cost for c in candidates if c.cost is not None)
+    return Trace(
+        problem_id=problem.id,
+        expansion="",  # set by the pipeline from the spec
+        candidates=tuple(candidates),
+        prompt_tokens=base,
+        generated_tokens=sum(c.n_tokens for c in completions),
+        n_generations=len(completions),
+        verifier=ctx.verifier.name if ctx.verifier else None,
+        verifier_tokens=sum(verifier_tokens),
+        labels=dict(problem.labels),
+        extra=dict(extra or {}),
+        cost=total + shared_prompt_cost(base) if completions else total,
+    )

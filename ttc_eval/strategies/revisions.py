@@ -12,17 +12,28 @@ whole sweep over the parallel/sequential ratio and over budgets.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import ClassVar
 
 from ttc_eval.analysis.estimators import disjoint_groups
 from ttc_eval.errors import UsageError
-from ttc_eval.registry import expansion, strategy
-from ttc_eval.strategies._base import ExpansionSpec, PoolStrategy, RunDefaults, vote
-from ttc_eval.types import Candidate, Problem, Request, Selection, Trace
-from ttc_eval.verifiers._base import AGGREGATIONS, aggregate, to_solution
+from ttc_eval.registry import STRATEGIES, expansion, strategy
+from ttc_eval.strategies._base import (
+    ExpansionContext,
+    ExpansionSpec,
+    RunDefaults,
+    Strategy,
+    StrategyBase,
+    choice,
+    scored_trace,
+    vote,
+)
+from ttc_eval.types import POLICY, Candidate, Completion, Problem, Request, Selection, Trace
+from ttc_eval.verifiers._base import aggregate, check_aggregation
+
+REVISER = "reviser"
+"""The model role that writes revisions."""
 
 MAX_CONTEXT = 4
 """Previous attempts of a chain shown to the reviser (the paper keeps the last 4)."""
@@ -35,7 +46,8 @@ DEFAULT_REVISION_TEMPLATE = (
 )
 """Revision prompt: ``{question}`` is the task's own user message, ``{attempts}`` the chain's
 previous attempts. Override per task (``revision_template`` in its YAML) or per run
-(``--revision-template FILE``), e.g. to match a fine-tuned revision model's format."""
+(``--revision-template FILE``, the reviser role's template), e.g. to match a fine-tuned
+revision model's format."""
 
 SELECTIONS = ("majority", "verifier", "last")
 
@@ -58,19 +70,11 @@ def revision_messages(
     return messages
 
 
-def revision_key(model: str | None, template: str | None) -> str:
-    """Names the reviser in expansion keys, so stored chains are never reused across
-    revision models or templates (the task's own template is covered by its version)."""
-    if model is None and template is None:
-        return "policy"
-    blob = f"{model or ''}\n{template or ''}"
-    return hashlib.sha256(blob.encode()).hexdigest()[:10]
-
-
 @expansion("revisions")
 class RevisionExpansion:
     """``chains`` x ``length`` attempts per question: one backend call per round for all
-    chains of all questions in a chunk; round 0 on the policy, later rounds on the reviser."""
+    chains of all questions in a chunk; round 0 on the policy, later rounds on the
+    ``reviser`` role's model (the policy unless another is named)."""
 
     def __init__(self, chains: int, length: int, temperature: float, reviser: str) -> None:
         if chains < 1 or length < 1:
@@ -79,18 +83,12 @@ class RevisionExpansion:
         self.length = length
         self.temperature = temperature
         self.reviser = reviser
+        """Key of the reviser role's model and template (the run's role keys name it)."""
 
-    def run(self, problems: Sequence[Problem], ctx: Any) -> Iterator[list[Trace]]:
-        if ctx.revision_key != self.reviser:
-            raise UsageError(
-                f"stored revision expansion is for reviser {self.reviser}, "
-                f"this run's is {ctx.revision_key}"
-            )
+    def run(self, problems: Sequence[Problem], ctx: ExpansionContext) -> Iterator[list[Trace]]:
         params = replace(ctx.params, temperature=self.temperature)
-        render_revision: Callable[[Problem, Sequence[str]], str] | None = ctx.render_revision
-        if render_revision is None:
-            raise UsageError("the revisions expansion needs a context with render_revision")
-        reviser = ctx.revision_backend or ctx.backend
+        reviser = ctx.backend_for(REVISER)
+        template = ctx.templates.get(REVISER, DEFAULT_REVISION_TEMPLATE)
         per_chunk = max(1, ctx.chunk_samples // self.chains)
         for start in range(0, len(problems), per_chunk):
             chunk = problems[start : start + per_chunk]
@@ -99,73 +97,46 @@ class RevisionExpansion:
             )
             # chains[q][c] = the completions of chain c of question q, in order.
             chains = [[[c] for c in comps] for comps in first]
-            revision_prompt_tokens = [0] * len(chunk)
             for _ in range(1, self.length):
                 requests = [
-                    Request(render_revision(p, [a.text for a in chain]), params, (c,))
+                    Request(
+                        reviser.render(
+                            revision_messages(ctx.messages(p), [a.text for a in chain], template)
+                        ),
+                        params,
+                        (c,),
+                    )
                     for p, q_chains in zip(chunk, chains, strict=True)
                     for c, chain in enumerate(q_chains)
                 ]
                 outputs = iter(reviser.generate(requests))
-                for qi, q_chains in enumerate(chains):
+                for q_chains in chains:
                     for chain in q_chains:
                         (comp,) = next(outputs)
                         chain.append(comp)
-                        revision_prompt_tokens[qi] += comp.prompt_tokens
-            yield [
-                self._trace(p, q_chains, tokens, ctx)
-                for p, q_chains, tokens in zip(chunk, chains, revision_prompt_tokens, strict=True)
-            ]
+            yield [self._trace(p, q_chains, ctx) for p, q_chains in zip(chunk, chains, strict=True)]
 
-    def _trace(self, p: Problem, chains: list[list[Any]], revision_tokens: int, ctx: Any) -> Trace:
+    def _trace(self, p: Problem, chains: list[list[Completion]], ctx: ExpansionContext) -> Trace:
         attempts = [a for chain in chains for a in chain]  # chain-major: index = c * L + t
-        scores: list[tuple[float, ...] | None] = [None] * len(attempts)
-        read_before = ctx.verifier.tokens_read if ctx.verifier else 0
-        if ctx.verifier is not None:
-            scores = list(
-                ctx.verifier.score(p, [to_solution(a, ctx.step_delimiter) for a in attempts])
-            )
-        cands = tuple(
-            Candidate(
-                index=i,
-                text=a.text,
-                n_tokens=a.n_tokens,
-                finish_reason=a.finish_reason,
-                answer=None,
-                vote_key=None,
-                correct=False,
-                step_scores=s,
-            )
-            for i, (a, s) in enumerate(zip(attempts, scores, strict=True))
-        )
-        return Trace(
-            problem_id=p.id,
-            expansion="",
-            candidates=cands,
-            prompt_tokens=attempts[0].prompt_tokens if attempts else 0,
-            generated_tokens=sum(a.n_tokens for a in attempts),
-            n_generations=len(attempts),
-            verifier=ctx.verifier.name if ctx.verifier else None,
-            verifier_tokens=(ctx.verifier.tokens_read - read_before) if ctx.verifier else 0,
-            labels=dict(p.labels),
-            extra={
-                "chains": self.chains,
-                "length": self.length,
-                "revision_prompt_tokens": revision_tokens,
-                # Revision prompts hold earlier attempts, so they are longer than the first.
-                "prompt_tokens_total": (attempts[0].prompt_tokens if attempts else 0) * self.chains
-                + revision_tokens,
-            },
+        firsts = [i % self.length == 0 for i in range(len(attempts))]
+        return scored_trace(
+            p,
+            attempts,
+            [POLICY if f else REVISER for f in firsts],
+            firsts,
+            ctx,
+            extra={"chains": self.chains, "length": self.length},
         )
 
 
 @strategy("revisions")
-class Revisions(PoolStrategy):
+class Revisions(StrategyBase):
     """Sequential revisions: p parallel chains x s revisions, all shapes from one pool of
     chains; select by ``majority`` (all attempts), ``verifier`` (best attempt per chain, then
     weighted best-of-N across chains) or ``last`` (majority over each chain's last attempt)."""
 
-    name = "revisions"
+    roles: ClassVar[Mapping[str, str | None]] = {REVISER: DEFAULT_REVISION_TEMPLATE}
+    """Revisions are written by the ``reviser`` role (the policy unless another is named)."""
 
     def __init__(
         self,
@@ -173,14 +144,11 @@ class Revisions(PoolStrategy):
         sequential: int | None = None,
         chains: int | None = None,
         length: int | None = None,
-        aggregation: str = "last",
+        aggregation: str | None = None,
     ) -> None:
         if select not in SELECTIONS:
             raise UsageError(f"revisions: select={select!r}; choose one of {', '.join(SELECTIONS)}")
-        if aggregation not in AGGREGATIONS:
-            raise UsageError(
-                f"revisions: aggregation={aggregation!r}; choose one of {', '.join(AGGREGATIONS)}"
-            )
+        check_aggregation(aggregation or "last", "revisions")
         for arg, v in (("sequential", sequential), ("chains", chains), ("length", length)):
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise UsageError(f"revisions: {arg} must be a positive integer, got {v!r}")
@@ -188,21 +156,15 @@ class Revisions(PoolStrategy):
         self.sequential = sequential
         self.chains = chains
         self.length = length
-        self.aggregation = aggregation
-        args: dict[str, Any] = {"select": select}
-        for k, v in (("sequential", sequential), ("chains", chains), ("length", length)):
-            if v is not None:
-                args[k] = v
-        if select == "verifier" and aggregation != "last":
-            args["aggregation"] = aggregation
-        super().__init__(**args)
+        # Default ``last``; left out of the label when not given (as labels always were).
+        self.aggregation = aggregation or "last"
         self.needs_verifier = select == "verifier"
 
     def _pool(self, budgets: Sequence[int]) -> tuple[int, int]:
         top = max(budgets)
         return self.chains or top, self.length or top
 
-    def variants(self, budgets: Sequence[int]) -> list[Revisions]:
+    def variants(self, budgets: Sequence[int]) -> Sequence[Strategy]:
         """Without ``sequential``, one configuration per sequential length s that fits some
         budget (budget 4: shapes 4x1, 2x2, 1x4), all reading the same pool."""
         if self.sequential is not None:
@@ -216,10 +178,7 @@ class Revisions(PoolStrategy):
                 if b % s == 0 and b // s <= chains
             }
         )
-        return [
-            Revisions(self.select_mode, s, self.chains, self.length, self.aggregation)
-            for s in lengths
-        ]
+        return [STRATEGIES.create(self.name, **{**self.args, "sequential": s}) for s in lengths]
 
     def expansion(self, budget: int, defaults: RunDefaults) -> ExpansionSpec:
         chains, length = self._pool(defaults.budgets)
@@ -228,7 +187,7 @@ class Revisions(PoolStrategy):
             chains=chains,
             length=length,
             temperature=defaults.params.temperature,
-            reviser=defaults.reviser,
+            reviser=defaults.role_key(REVISER),
         )
 
     def budgets(self, requested: Sequence[int]) -> list[int]:
@@ -236,7 +195,7 @@ class Revisions(PoolStrategy):
         s = self.sequential or 1
         return [b for b in requested if b % s == 0 and b // s <= chains and s <= length]
 
-    def shape(self, budget: int) -> str:
+    def shape(self, budget: int) -> str | None:
         s = self.sequential or 1
         return f"{budget // s}x{s}"
 
@@ -264,15 +223,5 @@ class Revisions(PoolStrategy):
         out = []
         for group in disjoint_groups(chains, p):
             picked = [[trace.candidates[c * length + t] for t in range(s)] for c in group]
-            pick = self._choose(picked)
-            spent = [a for chain in picked for a in chain]
-            out.append(
-                Selection(
-                    answer=pick.vote_key if pick else None,
-                    correct=bool(pick and pick.correct),
-                    n_generations=len(spent),
-                    n_tokens=sum(a.n_tokens for a in spent),
-                    index=pick.index if pick else None,
-                )
-            )
+            out.append(choice(self._choose(picked), [a for chain in picked for a in chain]))
         return out

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from typing import Any
 
 from ttc_eval.registry import expansion
-from ttc_eval.types import Candidate, Problem, Request, Trace
-from ttc_eval.verifiers._base import to_solution
+from ttc_eval.strategies._base import ExpansionContext, scored_trace
+from ttc_eval.types import POLICY, Problem, Request, Trace
 
 
 @expansion("sample")
@@ -23,7 +22,7 @@ class SampleExpansion:
         self.n = n
         self.temperature = temperature
 
-    def run(self, problems: Sequence[Problem], ctx: Any) -> Iterator[list[Trace]]:
+    def run(self, problems: Sequence[Problem], ctx: ExpansionContext) -> Iterator[list[Trace]]:
         params = replace(ctx.params, temperature=self.temperature)
         # Chunks of questions, so that finished questions are written while the run goes on
         # (an interruption loses at most one chunk) and batches stay full.
@@ -32,39 +31,7 @@ class SampleExpansion:
             chunk = problems[start : start + per_chunk]
             requests = [Request(ctx.render(p), params, tuple(range(self.n))) for p in chunk]
             outputs = ctx.backend.generate(requests)
-            traces = []
-            for p, comps in zip(chunk, outputs, strict=True):
-                scores: list[tuple[float, ...] | None] = [None] * len(comps)
-                read_before = ctx.verifier.tokens_read if ctx.verifier else 0
-                if ctx.verifier is not None:
-                    sols = [to_solution(c, ctx.step_delimiter) for c in comps]
-                    scores = list(ctx.verifier.score(p, sols))
-                cands = tuple(
-                    Candidate(
-                        index=i,
-                        text=c.text,
-                        n_tokens=c.n_tokens,
-                        finish_reason=c.finish_reason,
-                        answer=None,
-                        vote_key=None,
-                        correct=False,
-                        step_scores=s,
-                    )
-                    for i, (c, s) in enumerate(zip(comps, scores, strict=True))
-                )
-                traces.append(
-                    Trace(
-                        problem_id=p.id,
-                        expansion="",  # set by the runner from the spec
-                        candidates=cands,
-                        prompt_tokens=comps[0].prompt_tokens if comps else 0,
-                        generated_tokens=sum(c.n_tokens for c in comps),
-                        n_generations=len(comps),
-                        verifier=ctx.verifier.name if ctx.verifier else None,
-                        verifier_tokens=(ctx.verifier.tokens_read - read_before)
-                        if ctx.verifier
-                        else 0,
-                        labels=dict(p.labels),
-                    )
-                )
-            yield traces
+            yield [
+                scored_trace(p, comps, [POLICY] * len(comps), [True] * len(comps), ctx)
+                for p, comps in zip(chunk, outputs, strict=True)
+            ]

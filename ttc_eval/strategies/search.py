@@ -17,21 +17,36 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 from ttc_eval.errors import UsageError
 from ttc_eval.registry import expansion
-from ttc_eval.strategies._base import ExpansionSpec, QuestionResult, RunDefaults, vote
+from ttc_eval.strategies._base import (
+    ExpansionContext,
+    ExpansionSpec,
+    RunDefaults,
+    StrategyBase,
+    choice,
+    shared_prompt_cost,
+    vote,
+)
 from ttc_eval.types import (
+    POLICY,
     Candidate,
     Completion,
+    Cost,
     Problem,
     Request,
     SamplingParams,
     Selection,
     Trace,
 )
-from ttc_eval.verifiers._base import AGGREGATIONS, Solution, aggregate, split_steps
+from ttc_eval.verifiers._base import (
+    Solution,
+    Verifier,
+    aggregate,
+    check_aggregation,
+    split_steps,
+)
 
 
 @dataclass(frozen=True)
@@ -54,12 +69,25 @@ class Beam:
     """Verifier step scores of ``text`` itself."""
 
 
-def _score(ctx: Any, problem: Problem, texts: Sequence[str]) -> list[tuple[float, ...]]:
+def _verifier(ctx: ExpansionContext) -> Verifier:
+    if ctx.verifier is None:
+        raise UsageError("search needs a verifier: pass --verifier")
+    return ctx.verifier
+
+
+def _score(
+    ctx: ExpansionContext, problem: Problem, texts: Sequence[str], read: list[int], qi: int
+) -> list[tuple[float, ...]]:
+    """Step scores of ``texts``; the verifier's tokens are added to ``read[qi]``."""
+    verifier = _verifier(ctx)
     sols = []
     for t in texts:
         steps, ends = split_steps(t, ctx.step_delimiter)
         sols.append(Solution(steps=steps, step_ends=ends, text=t))
-    return list(ctx.verifier.score(problem, sols)) if sols else []
+    before = verifier.tokens_read
+    scores = list(verifier.score(problem, sols)) if sols else []
+    read[qi] += verifier.tokens_read - before
+    return scores
 
 
 def _trim(comp: Completion, limit: int) -> Completion:
@@ -98,13 +126,13 @@ class SearchExpansion:
         per = n // subtrees
         self.slots = [per + (1 if i < n % subtrees else 0) for i in range(subtrees)]
 
-    def run(self, problems: Sequence[Problem], ctx: Any) -> Iterator[list[Trace]]:
+    def run(self, problems: Sequence[Problem], ctx: ExpansionContext) -> Iterator[list[Trace]]:
         per_chunk = max(1, ctx.chunk_samples // self.n)
         for start in range(0, len(problems), per_chunk):
             yield self._search(problems[start : start + per_chunk], ctx)
 
-    def _params(self, ctx: Any, temperature: float, max_tokens: int) -> SamplingParams:
-        base: SamplingParams = ctx.params
+    def _params(self, ctx: ExpansionContext, temperature: float, max_tokens: int) -> SamplingParams:
+        base = ctx.params
         return replace(
             base,
             temperature=temperature,
@@ -116,7 +144,7 @@ class SearchExpansion:
 
     def _step(
         self,
-        ctx: Any,
+        ctx: ExpansionContext,
         prompts: Sequence[str],
         prefixes: Sequence[str],
         spent: Sequence[int],
@@ -139,17 +167,22 @@ class SearchExpansion:
         comps = [c[0] for c in ctx.backend.generate(requests)]
         return [_trim(c, max(1, r)) for c, r in zip(comps, remaining, strict=True)]
 
-    def _ended(self, ctx: Any, comp: Completion, tokens: int) -> bool:
+    def _ended(self, ctx: ExpansionContext, comp: Completion, tokens: int) -> bool:
         eos = comp.finish_reason == "stop" and (
             comp.stop_reason is None or comp.stop_reason in ctx.params.stop
         )
         return eos or tokens >= ctx.params.max_tokens
 
-    def _search(self, problems: Sequence[Problem], ctx: Any) -> list[Trace]:
+    def _search(self, problems: Sequence[Problem], ctx: ExpansionContext) -> list[Trace]:
         prompts = [ctx.render(p) for p in problems]
         generated = [0] * len(problems)
         calls = [0] * len(problems)
-        verifier_before = ctx.verifier.tokens_read
+        # Prompt tokens as sent (the question's prompt plus the beam's text, every step) and
+        # the question prompt's own length (all an engine with prefix caching computes: the
+        # rest of every later prompt is text the model generated).
+        sent = [0] * len(problems)
+        question_tokens = [0] * len(problems)
+        read = [0] * len(problems)
         # Live beams per question; round 0 grows every slot from the empty prefix.
         parents: list[list[tuple[Beam, int]]] = [
             [(Beam("", 0, t), s) for t, s in enumerate(self.slots)] for _ in problems
@@ -181,6 +214,9 @@ class SearchExpansion:
             for (qi, parent), comp in zip(flat, comps, strict=True):
                 generated[qi] += comp.n_tokens
                 calls[qi] += 1
+                sent[qi] += comp.prompt_tokens
+                if not parent.text:
+                    question_tokens[qi] = comp.prompt_tokens
                 tokens = parent.tokens + comp.n_tokens
                 children[qi].append(
                     Beam(
@@ -191,7 +227,9 @@ class SearchExpansion:
                         finish_reason=comp.finish_reason,
                     )
                 )
-            children = self._score_children(ctx, problems, prompts, children, generated, calls)
+            children = self._score_children(
+                ctx, problems, prompts, children, generated, calls, sent, read
+            )
             parents = []
             for qi, kids in enumerate(children):
                 finished[qi] += [b for b in kids if b.finished]
@@ -203,41 +241,51 @@ class SearchExpansion:
                 replace(b, finished=True, finish_reason="length") for b in live[qi]
             ]
             assert len(final) == self.n, "search must end with exactly n candidates"
+            vrole = ctx.verifier_role
             traces.append(
                 Trace(
                     problem_id=p.id,
                     expansion="",
                     candidates=tuple(
-                        Candidate(
-                            i, b.text, b.tokens, b.finish_reason, None, None, False, b.step_scores
-                        )
+                        Candidate(i, b.text, b.tokens, b.finish_reason, step_scores=b.step_scores)
                         for i, b in enumerate(final)
                     ),
-                    prompt_tokens=0,
+                    prompt_tokens=question_tokens[qi],
                     generated_tokens=generated[qi],
                     n_generations=self.n * (self.lookahead + 1),
-                    verifier=ctx.verifier.name,
-                    verifier_tokens=0,
+                    verifier=_verifier(ctx).name,
+                    verifier_tokens=read[qi],
                     labels=dict(p.labels),
                     extra={"rounds": rounds, "step_calls": calls[qi], "slots": self.slots},
+                    cost=shared_prompt_cost(question_tokens[qi])
+                    + Cost(
+                        samples=calls[qi],
+                        prompt_tokens=sent[qi],
+                        generated_tokens=generated[qi],
+                        verifier_tokens=read[qi],
+                        role_tokens={
+                            POLICY: generated[qi],
+                            **({vrole: read[qi]} if vrole and read[qi] else {}),
+                        },
+                    ),
                 )
             )
-        spent = ctx.verifier.tokens_read - verifier_before
-        # Verifier tokens are shared by the chunk's questions; split them evenly.
-        return [replace(t, verifier_tokens=spent // len(traces)) for t in traces]
+        return traces
 
     def _score_children(
         self,
-        ctx: Any,
+        ctx: ExpansionContext,
         problems: Sequence[Problem],
         prompts: Sequence[str],
         children: list[list[Beam]],
         generated: list[int],
         calls: list[int],
+        sent: list[int],
+        read: list[int],
     ) -> list[list[Beam]]:
         out = []
         for qi, kids in enumerate(children):
-            scores = _score(ctx, problems[qi], [b.text for b in kids])
+            scores = _score(ctx, problems[qi], [b.text for b in kids], read, qi)
             out.append(
                 [
                     replace(b, step_scores=s, score=aggregate(s, self.aggregation))
@@ -271,6 +319,7 @@ class SearchExpansion:
             for key, comp in zip(open_keys, comps, strict=True):
                 generated[key[0]] += comp.n_tokens
                 calls[key[0]] += 1
+                sent[key[0]] += comp.prompt_tokens
                 roll[key] += comp.text
                 spent[key] += comp.n_tokens
                 if not self._ended(ctx, comp, spent[key]):
@@ -278,7 +327,7 @@ class SearchExpansion:
             open_keys = still
         for qi in range(len(out)):
             keys = [k for k in roll if k[0] == qi]
-            scores = _score(ctx, problems[qi], [roll[k] for k in keys])
+            scores = _score(ctx, problems[qi], [roll[k] for k in keys], read, qi)
             for k, s in zip(keys, scores, strict=True):
                 out[qi][k[1]] = replace(out[qi][k[1]], score=aggregate(s, self.aggregation))
         return out
@@ -301,11 +350,10 @@ class SearchExpansion:
         return pairs
 
 
-class SearchStrategy:
+class SearchStrategy(StrategyBase):
     """Common part of beam_search and dvts: the search's N candidates, chosen among by
     weighted best-of-N on the verifier's aggregated scores."""
 
-    name = ""
     needs_verifier = True
     subtrees_per_width = False
 
@@ -313,23 +361,11 @@ class SearchStrategy:
         self, width: int = 4, lookahead: int = 0, max_rounds: int = 40, aggregation: str = "last"
     ) -> None:
         if width < 1 or lookahead < 0 or max_rounds < 1:
-            raise UsageError(f"{self.name}: width >= 1, lookahead >= 0 and max_rounds >= 1 needed")
-        if aggregation not in AGGREGATIONS:
-            raise UsageError(f"aggregation must be one of {', '.join(AGGREGATIONS)}")
+            raise UsageError(
+                f"{type(self).__name__}: width >= 1, lookahead >= 0 and max_rounds >= 1 needed"
+            )
         self.width, self.lookahead, self.max_rounds = width, lookahead, max_rounds
-        self.aggregation = aggregation
-        self.args = {
-            "width": width,
-            "lookahead": lookahead,
-            "max_rounds": max_rounds,
-            "aggregation": aggregation,
-        }
-
-    def label(self) -> str:
-        return f"{self.name}(" + ",".join(f"{k}={v}" for k, v in sorted(self.args.items())) + ")"
-
-    def budgets(self, requested: Sequence[int]) -> list[int]:
-        return list(requested)
+        self.aggregation = check_aggregation(aggregation, "search")
 
     def expansion(self, budget: int, defaults: RunDefaults) -> ExpansionSpec:
         width = min(self.width, budget)
@@ -348,17 +384,5 @@ class SearchStrategy:
     def select(self, trace: Trace, budget: int) -> list[Selection]:
         cands = trace.candidates
         scores = [aggregate(c.step_scores or (0.0,), self.aggregation) for c in cands]
-        pick = vote(cands, scores)
-        return [
-            Selection(
-                pick.vote_key if pick else None,
-                bool(pick and pick.correct),
-                trace.n_generations,
-                trace.generated_tokens,
-                pick.index if pick else None,
-            )
-        ]
-
-    def evaluate(self, trace: Trace, budget: int) -> QuestionResult:
-        (sel,) = self.select(trace, budget)
-        return QuestionResult(float(sel.correct), float(sel.n_generations), float(sel.n_tokens))
+        # The whole tree was spent on these candidates: the budget counts its generations.
+        return [choice(vote(cands, scores), cands, trace.n_generations, trace.generated_tokens)]

@@ -8,22 +8,14 @@ from typing import Any
 from ttc_eval.analysis.estimators import pass_at_k
 from ttc_eval.errors import UsageError
 from ttc_eval.registry import strategy
-from ttc_eval.strategies._base import (
-    ExpansionSpec,
-    PoolStrategy,
-    QuestionResult,
-    RunDefaults,
-    vote,
-)
+from ttc_eval.strategies._base import ExpansionSpec, PoolStrategy, RunDefaults, vote
 from ttc_eval.types import Candidate, Trace
-from ttc_eval.verifiers._base import AGGREGATIONS, aggregate
+from ttc_eval.verifiers._base import aggregate, check_aggregation
 
 
 @strategy("greedy")
 class Greedy(PoolStrategy):
     """One sample at temperature 0; reported at budget 1 only."""
-
-    name = "greedy"
 
     def expansion(self, budget: int, defaults: RunDefaults) -> ExpansionSpec:
         return ExpansionSpec.of("sample", n=1, temperature=0.0)
@@ -39,8 +31,6 @@ class Greedy(PoolStrategy):
 class Majority(PoolStrategy):
     """Self-consistency: the most frequent answer (grouped by the grader's canonical form)."""
 
-    name = "majority"
-
     def choose(self, group: Sequence[Candidate]) -> Candidate | None:
         return vote(group, [1.0] * len(group))
 
@@ -51,7 +41,6 @@ class BestOfN(PoolStrategy):
     ``mode=naive``: the single best-scored sample. ``aggregation``: how step scores make a
     solution score (last, min, prod, mean)."""
 
-    name = "best_of_n"
     needs_verifier = True
 
     def __init__(self, mode: str = "weighted", aggregation: str = "last", **rest: Any) -> None:
@@ -59,12 +48,7 @@ class BestOfN(PoolStrategy):
             raise UsageError(f"best_of_n takes mode and aggregation, not {sorted(rest)}")
         if mode not in ("weighted", "naive"):
             raise UsageError(f"best_of_n mode must be weighted or naive, not {mode!r}")
-        if aggregation not in AGGREGATIONS:
-            raise UsageError(
-                f"aggregation must be one of {', '.join(AGGREGATIONS)}, not {aggregation!r}"
-            )
-        super().__init__(mode=mode, aggregation=aggregation)
-        self.mode, self.aggregation = mode, aggregation
+        self.mode, self.aggregation = mode, check_aggregation(aggregation, "best_of_n")
 
     def _score(self, c: Candidate) -> float:
         if c.step_scores is None:
@@ -88,15 +72,13 @@ class BestOfN(PoolStrategy):
 class Coverage(PoolStrategy):
     """Oracle upper bound pass@k (unbiased estimator); always reported next to the others."""
 
-    name = "coverage"
     is_oracle = True
     """Reads correctness to choose: never a candidate of the compute-optimal choice."""
 
     def choose(self, group: Sequence[Candidate]) -> Candidate | None:
         return next((c for c in group if c.correct), group[0] if group else None)
 
-    def evaluate(self, trace: Trace, budget: int) -> QuestionResult:
+    def estimate(self, trace: Trace, budget: int) -> float | None:
+        # Unbiased over every k-subset of the pool, not only the disjoint groups.
         n = len(trace.candidates)
-        c = sum(x.correct for x in trace.candidates)
-        tokens = sum(x.n_tokens for x in trace.candidates) / n * budget
-        return QuestionResult(pass_at_k(n, c, budget), float(budget), tokens)
+        return pass_at_k(n, sum(bool(x.correct) for x in trace.candidates), budget)

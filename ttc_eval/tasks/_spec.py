@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import os
 from collections.abc import Mapping, Sequence
@@ -12,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from ttc_eval.errors import DataError, UsageError
+from ttc_eval.errors import DataError, UsageError, did_you_mean
 from ttc_eval.registry import GRADERS, LOADERS, PROMPTS, TASK_SOURCES
 from ttc_eval.types import Problem
 
@@ -98,8 +97,7 @@ def find_task_spec(name: str, extra: Sequence[str] = (), **source_args: Any) -> 
         )
     tasks = available_tasks(extra)
     if name not in tasks:
-        close = difflib.get_close_matches(name, list(tasks), n=3, cutoff=0.5)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name, tasks, n=3, cutoff=0.5)
         raise UsageError(
             f"unknown task {name!r}.{hint} Available: {', '.join(sorted(tasks))} "
             "(`ttc-eval list tasks`; add a spec file with --include-path DIR)."

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from ttc_eval.errors import DataError, UsageError
+from ttc_eval.errors import DataError, UsageError, did_you_mean
 from ttc_eval.graders._extract import last_boxed
 from ttc_eval.registry import loader, task_source
 from ttc_eval.tasks._spec import TaskSpec
@@ -61,10 +61,7 @@ def _entry(name: str, include_path: Sequence[str]) -> Any:
     tm = _manager(tuple(include_path))
     entry = tm.task_index.get(name)
     if entry is None:
-        import difflib
-
-        close = difflib.get_close_matches(name, tm.all_subtasks, n=3, cutoff=0.6)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name, tm.all_subtasks, n=3, cutoff=0.6)
         raise UsageError(
             f"lm-eval has no task {name!r}.{hint} List them with `lm-eval ls tasks`; "
             "add your own YAML folder with --include-path DIR."

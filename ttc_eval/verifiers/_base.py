@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ttc_eval.errors import UsageError
 from ttc_eval.types import Completion, Problem
@@ -72,7 +72,29 @@ class Verifier(Protocol):
         ...
 
 
+class VerifierFactory(Protocol):
+    """A registered verifier class. Its declared ``roles`` say which models it runs: the
+    pipeline builds a ``judge`` role's backend (the policy's unless ``--role judge=MODEL``)
+    and passes it as ``judge=``; a ``verifier`` role is its own weights
+    (``--verifier-model``/``--role verifier=``, passed as ``model=``); no role: it reads
+    the policy's own log-probabilities."""
+
+    version: str
+    """As :attr:`Verifier.version` (read without building the verifier)."""
+    roles: tuple[str, ...]
+    """Model roles this verifier runs (``judge``, ``verifier``), for loading and FLOPs."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Verifier: ...
+
+
 AGGREGATIONS = ("last", "min", "prod", "mean")
+
+
+def check_aggregation(how: str, owner: str) -> str:
+    """``how`` when it is a known aggregation, else a usage error naming ``owner``."""
+    if how not in AGGREGATIONS:
+        raise UsageError(f"{owner}: aggregation={how!r}; choose one of {', '.join(AGGREGATIONS)}")
+    return how
 
 
 def aggregate(step_scores: Sequence[float], how: str = "last") -> float:
@@ -88,4 +110,5 @@ def aggregate(step_scores: Sequence[float], how: str = "last") -> float:
         return float(math.prod(step_scores))
     if how == "mean":
         return float(sum(step_scores) / len(step_scores))
-    raise UsageError(f"unknown aggregation {how!r}; choose one of {', '.join(AGGREGATIONS)}")
+    check_aggregation(how, "aggregate")
+    raise AssertionError(how)

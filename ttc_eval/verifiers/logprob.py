@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 from ttc_eval.errors import UsageError
 from ttc_eval.registry import verifier
@@ -23,8 +24,8 @@ class LogprobVerifier:
 
     name = "logprob"
     version = "1"
-    reads_policy_logprobs = True
-    """Runs no model of its own (FLOPs accounting counts none)."""
+    roles: ClassVar[tuple[str, ...]] = ()
+    """Runs no model of its own: it reads the policy's log-probabilities (no FLOPs)."""
 
     def __init__(self) -> None:
         self.tokens_read = 0

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ttc_eval.errors import UsageError
 from ttc_eval.registry import verifier
@@ -43,6 +43,10 @@ class _TransformersPRM:
 
     name = ""
     version = "1"
+
+    roles: ClassVar[tuple[str, ...]] = ("verifier",)
+    """Models this verifier runs, by role: its own PRM weights (``--verifier-model``,
+    ``--role verifier=``)."""
 
     vllm_mode: str | None = None
     """How vLLM serves this PRM: ``generate`` (P(+) over {+, -} of the next token, from
@@ -203,16 +207,28 @@ class _TransformersPRM:
         return out
 
 
+class _GenerativePRM(_TransformersPRM):
+    """A causal LM read as P(+) over {+, -} as the next token where each step is judged;
+    ``setup`` sets ``plus_id`` and ``minus_id``."""
+
+    vllm_mode = "generate"
+    plus_id: int
+    minus_id: int
+
+    def pair_ids(self) -> tuple[int, int]:
+        return self.plus_id, self.minus_id
+
+    def read(self, output: Any, positions: Any) -> Any:
+        pair = output[positions][:, [self.plus_id, self.minus_id]].float()
+        return self.torch.softmax(pair, dim=-1)[:, 0]
+
+
 @verifier("math-shepherd")
-class MathShepherd(_TransformersPRM):
+class MathShepherd(_GenerativePRM):
     """Math-Shepherd (peiyi9979/math-shepherd-mistral-7b-prm): P(+) over {+, -} at each ки."""
 
     name = "math-shepherd"
     step_tag = "ки"
-    vllm_mode = "generate"
-
-    def pair_ids(self) -> tuple[int, int]:
-        return self.plus_id, self.minus_id
 
     def setup(self) -> None:
         self.tag_id = self._id(self.step_tag)
@@ -224,10 +240,6 @@ class MathShepherd(_TransformersPRM):
         text = f"{question} " + "".join(f"{s} {self.step_tag}\n" for s in clean)
         ids = list(self.tokenizer.encode(text))
         return ids, [i for i, t in enumerate(ids) if t == self.tag_id]
-
-    def read(self, output: Any, positions: Any) -> Any:
-        pair = output[positions][:, [self.plus_id, self.minus_id]].float()
-        return self.torch.softmax(pair, dim=-1)[:, 0]
 
 
 @verifier("qwen-prm")
@@ -284,7 +296,7 @@ class QwenPRM(_TransformersPRM):
 
 
 @verifier("rlhflow")
-class RLHFlowPRM(_TransformersPRM):
+class RLHFlowPRM(_GenerativePRM):
     """RLHFlow Llama3.1-8B-PRM-Deepseek-Data style: a user turn per step (the first prefixed by
     the question), each answered by an assistant "+"; P(+) over {+, -} where "+" is predicted.
 
@@ -293,10 +305,6 @@ class RLHFlowPRM(_TransformersPRM):
     reference scoring."""
 
     name = "rlhflow"
-    vllm_mode = "generate"
-
-    def pair_ids(self) -> tuple[int, int]:
-        return self.plus_id, self.minus_id
 
     def setup(self) -> None:
         self.plus_id, self.minus_id = self._id("+"), self._id("-")
@@ -318,10 +326,6 @@ class RLHFlowPRM(_TransformersPRM):
                 "rlhflow: the chat template does not tokenize each '+' answer as one token"
             )
         return ids, positions
-
-    def read(self, output: Any, positions: Any) -> Any:
-        pair = output[positions][:, [self.plus_id, self.minus_id]].float()
-        return self.torch.softmax(pair, dim=-1)[:, 0]
 
 
 @verifier("skywork")

@@ -1,15 +1,16 @@
 """Verifier ``self-judge``: a model asked whether each step is correct; P(Yes) over {Yes, No}.
 
 Works with the embedded default model, so PRM-guided search runs on a machine with no PRM
-weights. By default the judge is the policy model itself (no second model in memory);
-``model=`` (``--verifier-model``) picks another one.
+weights. It runs the ``judge`` role: by default the policy model itself (no second model in
+memory), another with ``--role judge=MODEL``; ``model=`` (``--verifier-model``) loads one of
+its own through ``backend``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from ttc_eval.registry import BACKENDS, verifier
 from ttc_eval.types import Problem
@@ -28,17 +29,19 @@ class SelfJudge:
 
     name = "self-judge"
     version = "1"
+    roles: ClassVar[tuple[str, ...]] = ("judge",)
+    """Asks the ``judge`` role's model (the policy unless another is named)."""
 
     def __init__(
         self,
-        policy: Any = None,
+        judge: Any = None,
         model: str | None = None,
         backend: str = "hf",
         template: str = JUDGE_TEMPLATE,
         **backend_args: Any,
     ) -> None:
-        if model is None and policy is not None:
-            self.judge = policy
+        if model is None and judge is not None:
+            self.judge = judge
         else:
             self.judge = BACKENDS.get(backend)(
                 model or "smollm2-135m", progress=False, **backend_args

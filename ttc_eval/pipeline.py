@@ -1,0 +1,528 @@
+"""The one pipeline every front end runs: plan -> expand -> grade -> store -> select.
+
+:func:`plan_run` resolves a run's settings once into a frozen :class:`RunPlan` (the task and
+its questions, the strategy configurations with their expansions, the model roles, the
+sampling parameters, the identity); every later stage reads the plan. :func:`expand` turns
+questions into graded, timed traces; :func:`evaluate` turns a stored trace into a
+:class:`~ttc_eval.types.QuestionResult` with the measured :class:`~ttc_eval.types.Cost` of
+each choice. ``run``, the lm-eval ``ttc`` model, ``import`` and ``merge`` are front ends of
+these functions; none re-implements a step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ttc_eval._rundir import IDENTITY_VERSION, questions_digest, spec_digest, text_digest
+from ttc_eval.backends._base import Backend
+from ttc_eval.cache import CachedBackend, GenerationCache
+from ttc_eval.config import RoleSpec, RunConfig
+from ttc_eval.errors import UsageError
+from ttc_eval.models import cache_root
+from ttc_eval.registry import BACKENDS, EXPANSIONS, GRADERS, STRATEGIES, VERIFIERS
+from ttc_eval.store import TraceStore
+from ttc_eval.strategies._base import (
+    ExpansionContext,
+    ExpansionSpec,
+    RunDefaults,
+    Strategy,
+    shared_prompt_cost,
+)
+from ttc_eval.tasks import Task, find_task_spec
+from ttc_eval.types import POLICY, Cost, Problem, QuestionResult, SamplingParams, Selection, Trace
+from ttc_eval.verifiers._base import Verifier, VerifierFactory
+
+# Roles a task spec may give a template for, by the spec field that holds it.
+_TASK_TEMPLATES = {"reviser": "revision_template"}
+
+
+# -- resolving a run once -------------------------------------------------------------------
+
+
+def build_strategies(config: RunConfig) -> list[Strategy]:
+    """The configurations to report; one that has variants (revisions: one per parallel x
+    sequential shape) stands for all of them."""
+    out: list[Strategy] = []
+    for spec in config.strategies:
+        try:
+            s = STRATEGIES.create(spec.name, **spec.args)
+        except TypeError as e:
+            raise UsageError(
+                f"strategy {spec.name}: bad arguments {dict(spec.args)} ({e})"
+            ) from None
+        out.extend(s.variants(config.budgets))
+    return out
+
+
+def with_coverage(strategies: list[Strategy], defaults: RunDefaults) -> list[Strategy]:
+    """Coverage (pass@k, the oracle upper bound) is reported next to any sampled pool."""
+    cov = STRATEGIES.create("coverage")
+    pools = {s.expansion(b, defaults) for s in strategies for b in s.budgets(defaults.budgets)}
+    if cov.expansion(max(defaults.budgets), defaults) in pools and not any(
+        s.name == "coverage" for s in strategies
+    ):
+        return [*strategies, cov]
+    return strategies
+
+
+def sampling_params(config: RunConfig) -> SamplingParams:
+    if config.temperature is None or config.top_p is None or config.max_tokens is None:
+        raise ValueError("config must be resolved against its task first (RunConfig.resolve)")
+    return SamplingParams(
+        temperature=config.temperature,
+        top_p=config.top_p,
+        max_tokens=config.max_tokens,
+        stop=tuple(config.stop or ()),
+        seed=config.seed,
+    )
+
+
+def role_key(spec: RoleSpec | None) -> str:
+    """Names a role's model and template in expansion keys: ``policy`` when the policy plays
+    it with built-in templates, else a hash (the spelling of run directories written before
+    roles, so their stored traces are found)."""
+    if spec is None or (spec.model is None and spec.template is None and spec.backend is None):
+        return POLICY
+    blob = f"{spec.model or ''}\n{spec.template or ''}"
+    if spec.backend is not None or spec.backend_args:
+        blob += "\n" + json.dumps([spec.backend, dict(spec.backend_args)], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def run_defaults(config: RunConfig, budgets: Sequence[int] | None = None) -> RunDefaults:
+    return RunDefaults(
+        sampling_params(config),
+        tuple(budgets or config.budgets),
+        config.step_delimiter,
+        {name: role_key(spec) for name, spec in config.roles.items()},
+    )
+
+
+@dataclass(frozen=True)
+class StrategyPlan:
+    """The strategy configurations of a run and what they read; all a stored run needs to
+    be evaluated (no questions, no models)."""
+
+    config: RunConfig
+    """The run's settings, resolved against its task."""
+    strategies: tuple[Strategy, ...]
+    """Every configuration reported (variants expanded, coverage added)."""
+    defaults: RunDefaults
+    """Run-level settings the strategies turn into expansions."""
+    expansions: tuple[ExpansionSpec, ...]
+    """Distinct expansions to run, the difficulty pass (when asked for) first."""
+    difficulty: ExpansionSpec | None
+    """The sample pool difficulty is measured on."""
+    roles: tuple[str, ...]
+    """Model roles the run uses: ``policy`` plus every role its components declare."""
+
+
+def plan_strategies(config: RunConfig) -> StrategyPlan:
+    defaults = run_defaults(config)
+    strategies = with_coverage(build_strategies(config), defaults)
+    difficulty = difficulty_spec(config, strategies, defaults)
+    specs: dict[str, ExpansionSpec] = {}
+    if config.difficulty_samples and difficulty is not None:
+        specs[difficulty.key] = difficulty
+    for s in strategies:
+        for b in s.budgets(config.budgets):
+            spec = s.expansion(b, defaults)
+            specs.setdefault(spec.key, spec)
+    roles = [POLICY]
+    for s in strategies:
+        roles += [r for r in s.roles if r not in roles]
+    factory = VERIFIERS.get(config.verifier) if config.verifier else None
+    if factory is not None:
+        roles += [r for r in factory.roles if r not in roles]
+    return StrategyPlan(
+        config, tuple(strategies), defaults, tuple(specs.values()), difficulty, tuple(roles)
+    )
+
+
+def difficulty_spec(
+    config: RunConfig, strategies: Sequence[Strategy], defaults: RunDefaults
+) -> ExpansionSpec | None:
+    """The sample pool that measures difficulty: the dedicated pass when asked for, else the
+    run's largest sampled pool (temperature > 0), else none."""
+    temperature = defaults.params.temperature
+    if config.difficulty_samples:
+        return ExpansionSpec.of("sample", n=config.difficulty_samples, temperature=temperature)
+    pools = {s.expansion(b, defaults) for s in strategies for b in s.budgets(config.budgets)}
+    sampled = [p for p in pools if p.kind == "sample" and float(dict(p.args)["temperature"]) > 0]
+    return max(sampled, key=lambda p: (int(dict(p.args)["n"]), p.key), default=None)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A run resolved once: every stage reads this, never the raw settings."""
+
+    strategy_plan: StrategyPlan
+    """Strategy configurations, expansions and roles."""
+    task: Task
+    """The task (with ``--grader`` applied)."""
+    problems: tuple[Problem, ...]
+    """The questions this invocation runs (its shard's, when sharded)."""
+    templates: Mapping[str, str]
+    """Prompt template in force per role that has one (run's, else task's, else built-in)."""
+    identity: Mapping[str, Any]
+    """Everything that changes a number of the run (see :func:`run_identity`)."""
+
+    @property
+    def config(self) -> RunConfig:
+        return self.strategy_plan.config
+
+    @property
+    def strategies(self) -> tuple[Strategy, ...]:
+        return self.strategy_plan.strategies
+
+
+def load_task(config: RunConfig) -> Task:
+    """The run's task, with ``--grader`` replacing the task's own grader."""
+    spec = find_task_spec(config.task, config.include_path, **config.task_source_args())
+    if config.grader is not None and config.grader != spec.grader:
+        if config.grader not in GRADERS:
+            raise UsageError(GRADERS.unknown_message(config.grader))
+        spec = replace(spec, grader=config.grader, grader_args={})
+    return Task(spec)
+
+
+def role_templates(plan: StrategyPlan, task: Task) -> dict[str, str]:
+    """The template in force for each role that has one, checked for the placeholders its
+    built-in template uses."""
+    defaults: dict[str, str | None] = {}
+    for s in plan.strategies:
+        defaults.update(s.roles)
+    out: dict[str, str] = {}
+    for role, default in defaults.items():
+        given = plan.config.role(role).template
+        from_task = getattr(task.spec, _TASK_TEMPLATES.get(role, ""), None)
+        template = given or from_task or default
+        if template is None:
+            continue
+        if given and default:
+            missing = [f for f in re.findall(r"\{\w+\}", default) if f not in given]
+            if missing:
+                flag = "--revision-template" if role == "reviser" else f"--role {role}=...:template"
+                raise UsageError(
+                    f"the {role} template ({flag}) lacks {' and '.join(sorted(set(missing)))}"
+                )
+        out[role] = template
+    return out
+
+
+def _check_verifier_args(name: str, factory: VerifierFactory, args: Mapping[str, Any]) -> None:
+    import inspect
+
+    roles = {"judge": None} if "judge" in factory.roles else {}
+    try:
+        inspect.signature(factory).bind(**{**roles, **args})
+    except TypeError as e:
+        hint = (
+            " (a PRM needs its weights: --verifier-model HUB_ID_OR_PATH)"
+            if "model" in str(e)
+            else ""
+        )
+        raise UsageError(f"verifier {name}: {e}{hint}") from None
+
+
+def plan_run(config: RunConfig) -> RunPlan:
+    """Resolve and check everything a user can get wrong before any model loads."""
+    task = load_task(config)
+    config = config.resolve(task.spec.generation)
+    # Leaderboards go where this invocation said, recorded absolute so that `report` from any
+    # folder updates the same file.
+    config = replace(config, leaderboard_dir=str(Path(config.leaderboard_dir).resolve()))
+    for role in (POLICY, *config.roles):
+        backend = config.role(role).backend or config.backend
+        if backend not in BACKENDS:
+            raise UsageError(BACKENDS.unknown_message(backend))
+    splan = plan_strategies(config)
+    if config.verifier:
+        _check_verifier_args(config.verifier, VERIFIERS.get(config.verifier), config.verifier_args)
+    elif any(s.needs_verifier for s in splan.strategies):
+        need = [s.name for s in splan.strategies if s.needs_verifier]
+        raise UsageError(
+            f"{', '.join(need)} needs a verifier: pass --verifier ({', '.join(VERIFIERS.names())})"
+        )
+    templates = role_templates(splan, task)
+    problems = task.problems(config.data_files, config.limit)
+    identity = run_identity(splan, task, problems, templates)
+    shard = config.shard_index()
+    if shard is not None:
+        problems = problems[shard[0] :: shard[1]]
+    return RunPlan(splan, task, tuple(problems), templates, identity)
+
+
+def run_identity(
+    plan: StrategyPlan, task: Task, problems: Sequence[Problem], templates: Mapping[str, str]
+) -> dict[str, Any]:
+    """Everything that changes a number of this run: its settings (model roles included),
+    the task spec (content hash and version) and its questions, and the versions of the
+    grader, verifier and backend. A stored run is resumed only when this matches exactly."""
+    config = plan.config
+    verifier = VERIFIERS.get(config.verifier) if config.verifier else None
+    return {
+        "identity_version": IDENTITY_VERSION,
+        "settings": config.identity(),
+        "task": {
+            "name": task.spec.name,
+            "version": task.version,
+            "spec_sha256": spec_digest(task.spec),
+            "questions_sha256": questions_digest(problems),
+            # The templates as the run renders them, built-in defaults included (the spec
+            # hash sees only what its YAML writes).
+            "prompt_sha256": text_digest(
+                json.dumps(task.messages(Problem(id="", question="{question}", answer="")))
+            ),
+        },
+        "revision_template_sha256": text_digest(templates["reviser"])
+        if "reviser" in templates
+        else None,
+        "grader": {"name": task.spec.grader, "version": task.grader.version},
+        "verifier": {"name": config.verifier, "version": str(verifier.version)}
+        if verifier is not None
+        else None,
+        "backend": {"name": config.backend, "version": str(BACKENDS.get(config.backend).version)},
+    }
+
+
+# -- expanding ------------------------------------------------------------------------------
+
+
+def make_backend(
+    spec: RoleSpec, config: RunConfig, cache: GenerationCache | None, progress: bool
+) -> CachedBackend:
+    factory = BACKENDS.get(spec.backend or config.backend)
+    args = dict(spec.backend_args)
+    # Engines seeded once at start (vllm) take the run seed unless told otherwise.
+    if factory.takes_seed:
+        args.setdefault("seed", config.seed)
+    return CachedBackend(factory(spec.model or config.model, progress=progress, **args), cache)
+
+
+def build_context(
+    plan: StrategyPlan,
+    task: Task,
+    templates: Mapping[str, str],
+    progress: bool,
+    params: SamplingParams | None = None,
+) -> ExpansionContext:
+    """Load the run's models, one backend per distinct role spec, behind the generation cache."""
+    config = plan.config
+    cache = GenerationCache(cache_root() / "generations.sqlite") if config.cache else None
+    backends: dict[str, Backend] = {}
+    built: dict[str, Backend] = {}
+    for role in plan.roles:
+        if role == "verifier":
+            continue  # a PRM's own weights, loaded by the verifier
+        spec = config.role(role)
+        key = json.dumps([spec.model, spec.backend, dict(spec.backend_args)], sort_keys=True)
+        if key not in built:
+            built[key] = make_backend(spec, config, cache, progress)
+        backends[role] = built[key]
+    policy = backends[POLICY]
+    verifier: Verifier | None = None
+    verifier_role: str | None = None
+    if config.verifier:
+        factory = VERIFIERS.get(config.verifier)
+        vargs = dict(config.verifier_args)
+        if "judge" in factory.roles and "model" not in vargs:
+            vargs["judge"] = backends["judge"]
+        verifier = factory(**vargs)
+        verifier_role = factory.roles[0] if factory.roles else None
+    return ExpansionContext(
+        backends=backends,
+        verifier=verifier,
+        verifier_role=verifier_role,
+        params=params or sampling_params(config),
+        render=lambda p: task.render(p, policy),
+        messages=task.messages,
+        templates=dict(templates),
+        step_delimiter=config.step_delimiter,
+        chunk_samples=config.chunk_samples,
+    )
+
+
+def grade_traces(
+    task: Task, traces: Sequence[Trace], problems: Mapping[str, Problem]
+) -> list[Trace]:
+    """Extract each ungraded candidate's answer, grade it against the gold answer, set its
+    vote key (candidates that carry a verdict, such as an imported dump's, keep it)."""
+    todo = [(ti, ci) for ti, t in enumerate(traces) for ci, c in enumerate(t.candidates)
+            if not c.graded]  # fmt: skip
+    answers = [task.grader.extract(traces[ti].candidates[ci].text) for ti, ci in todo]
+    pairs = [
+        (problems[traces[ti].problem_id].answer, a)
+        for (ti, _), a in zip(todo, answers, strict=True)
+    ]
+    graded = {
+        where: replace(traces[where[0]].candidates[where[1]], answer=a, vote_key=g.vote_key,
+                       correct=g.correct)
+        for where, a, g in zip(todo, answers, task.grader.grade(pairs), strict=True)
+    }  # fmt: skip
+    return [
+        replace(t, candidates=tuple(graded.get((ti, ci), c) for ci, c in enumerate(t.candidates)))
+        for ti, t in enumerate(traces)
+    ]
+
+
+def _with_seconds(trace: Trace, seconds: float) -> Trace:
+    """The trace with its share of a chunk's wall time, shared out to its candidates in
+    proportion to their generated tokens."""
+    total = trace_cost(trace)
+    tokens = sum(c.n_tokens for c in trace.candidates) or 1
+    cands = tuple(
+        replace(c, cost=replace(c.cost, seconds=seconds * c.n_tokens / tokens))
+        if c.cost is not None
+        else c
+        for c in trace.candidates
+    )
+    return replace(trace, candidates=cands, cost=replace(total, seconds=seconds))
+
+
+def expand(
+    spec: ExpansionSpec,
+    problems: Sequence[Problem],
+    ctx: ExpansionContext,
+    task: Task,
+) -> Iterator[list[Trace]]:
+    """Graded, timed traces of ``spec`` for ``problems``, chunk by chunk as they finish."""
+    expander = EXPANSIONS.get(spec.kind)(**dict(spec.args))
+    by_id = {p.id: p for p in problems}
+    started = time.monotonic()
+    for traces in expander.run(problems, ctx):
+        now = time.monotonic()
+        # A chunk's time is shared by its questions in proportion to what they generated.
+        tokens = sum(t.generated_tokens for t in traces) or 1
+        timed = [
+            _with_seconds(
+                replace(t, expansion=spec.key), (now - started) * t.generated_tokens / tokens
+            )
+            for t in traces
+        ]
+        started = now
+        yield grade_traces(task, timed, by_id)
+
+
+def expand_missing(
+    plan: RunPlan,
+    store: TraceStore,
+    context: Callable[[], ExpansionContext],
+    progress: bool,
+    say: Callable[[str], None],
+) -> ExpansionContext | None:
+    """Expand, grade and store the questions each expansion still lacks; the context (None
+    when nothing had to be generated)."""
+    ctx: ExpansionContext | None = None
+    for spec in plan.strategy_plan.expansions:
+        key = spec.key
+        pending = [p for p in plan.problems if not store.has(p.id, key)]
+        done = len(plan.problems) - len(pending)
+        say(f"[{key}] {done} of {len(plan.problems)} questions already done")
+        if not pending:
+            continue
+        if ctx is None:
+            ctx = context()
+        with tqdm(total=len(pending), desc=key, unit="question", disable=not progress) as bar:
+            for traces in expand(spec, pending, ctx, plan.task):
+                store.add(traces)
+                bar.update(len(traces))
+    return ctx
+
+
+# -- selecting, with measured cost ----------------------------------------------------------
+
+
+def trace_cost(trace: Trace) -> Cost:
+    """What a trace cost: as recorded, or (traces stored before costs were) from its token
+    counts: every sample's prompt sent, the question's prompt computed once."""
+    if trace.cost is not None:
+        return trace.cost
+    sent = int(trace.extra.get("prompt_tokens_total", trace.prompt_tokens * trace.n_generations))
+    return Cost(
+        samples=trace.n_generations,
+        prompt_tokens=sent,
+        prompt_tokens_computed=trace.prompt_tokens,
+        generated_tokens=trace.generated_tokens,
+        verifier_tokens=trace.verifier_tokens,
+        role_tokens={POLICY: trace.prompt_tokens + trace.generated_tokens},
+    )
+
+
+def _candidate_cost(trace: Trace, index: int) -> Cost:
+    c = trace.candidates[index]
+    if c.cost is not None:
+        return c.cost
+    # Stored before costs were: one sample with the question's prompt, an equal share of the
+    # verifier's reading.
+    n = len(trace.candidates) or 1
+    return Cost(
+        samples=1,
+        prompt_tokens=trace.prompt_tokens,
+        generated_tokens=c.n_tokens,
+        verifier_tokens=trace.verifier_tokens / n,
+        role_tokens={POLICY: c.n_tokens},
+    )
+
+
+def selection_cost(trace: Trace, read: Sequence[int]) -> Cost:
+    """What a choice that read the candidates ``read`` cost: the whole trace when it read
+    them all (a search tree's shared beams included), else those candidates plus the
+    question's prompt, computed once."""
+    if not read:
+        return Cost()
+    if len(set(read)) == len(trace.candidates):
+        return trace_cost(trace)
+    own = Cost.total(_candidate_cost(trace, i) for i in read)
+    return own + shared_prompt_cost(trace.prompt_tokens)
+
+
+def selections(strategy: Strategy, trace: Trace, budget: int) -> list[Selection]:
+    """The strategy's choices at ``budget``, each with its measured cost attached."""
+    return [replace(s, cost=selection_cost(trace, s.read)) for s in strategy.select(trace, budget)]
+
+
+def evaluate(strategy: Strategy, trace: Trace, budget: int) -> QuestionResult:
+    """Expected accuracy and mean measured cost of one configuration on one question."""
+    estimate = strategy.estimate(trace, budget)
+    if estimate is not None:
+        # An estimate over every k-subset of the pool (coverage's pass@k): a choice reads k
+        # average candidates.
+        n = len(trace.candidates)
+        share = Cost.total(_candidate_cost(trace, i) for i in range(n)).scaled(budget / n)
+        tokens = sum(c.n_tokens for c in trace.candidates) / n * budget
+        cost = share + shared_prompt_cost(trace.prompt_tokens)
+        return QuestionResult(estimate, float(budget), tokens, cost)
+    sels = selections(strategy, trace, budget)
+    n = len(sels)
+    return QuestionResult(
+        accuracy=sum(s.correct for s in sels) / n,
+        n_generations=sum(s.n_generations for s in sels) / n,
+        n_tokens=sum(s.n_tokens for s in sels) / n,
+        cost=Cost.mean([s.cost for s in sels if s.cost is not None]),
+    )
+
+
+def answer(
+    plan: StrategyPlan,
+    strategy: Strategy,
+    budget: int,
+    problems: Sequence[Problem],
+    ctx: ExpansionContext,
+    task: Task,
+) -> Iterator[tuple[Trace, list[Selection]]]:
+    """Each question's graded trace and the strategy's choices on it at ``budget``, as the
+    chunks finish: the pipeline without a run directory (the lm-eval ``ttc`` model)."""
+    spec = strategy.expansion(budget, plan.defaults)
+    for traces in expand(spec, problems, ctx, task):
+        for trace in traces:
+            yield trace, selections(strategy, trace, budget)

@@ -1,0 +1,395 @@
+"""The results of a run, rebuilt from its stored traces alone (no model): results.json's
+schema, the tables, figures and leaderboard rows written from it.
+
+``ttc-eval report`` is :func:`build_results`; comparisons read a :class:`RunView`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ttc_eval._rundir import read_record, spec_digest, write_atomic, write_json
+from ttc_eval.analysis.bins import difficulty as bin_difficulty
+from ttc_eval.analysis.flops import flops_summary, inference_flops
+from ttc_eval.analysis.optimal import compute_optimal
+from ttc_eval.analysis.results import ConfigResults, label_groups, summarize
+from ttc_eval.config import RunConfig
+from ttc_eval.errors import UsageError
+from ttc_eval.pipeline import StrategyPlan, evaluate, load_task, plan_strategies, trace_cost
+from ttc_eval.registry import BACKENDS, GRADERS, VERIFIERS
+from ttc_eval.reporting.figures import write_figures
+from ttc_eval.reporting.leaderboard import update_leaderboard
+from ttc_eval.reporting.tables import accuracy_tables, optimal_tables, revision_tables
+from ttc_eval.store import TraceStore
+from ttc_eval.strategies._base import ExpansionSpec, Strategy
+from ttc_eval.types import POLICY, Cost, QuestionResult, Trace
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """A strategy configuration to report, with the traces it reads."""
+
+    label: str
+    """Display name with arguments, e.g. ``best_of_n(aggregation=last,mode=weighted)``."""
+    strategy: Strategy
+    """The strategy object."""
+    traces: Mapping[int, Mapping[str, Trace]]
+    """Per budget, the trace of the expansion it reads, per question id."""
+    budgets: Sequence[int]
+    """Budgets it is reported at."""
+
+
+def per_question(ev: Evaluated, budget: int) -> dict[str, QuestionResult]:
+    traces = ev.traces[budget]
+    return {pid: evaluate(ev.strategy, t, budget) for pid, t in sorted(traces.items())}
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A stored run, evaluated from its traces (no model): what reports and comparisons read."""
+
+    record: dict[str, Any]
+    """config.json."""
+    config: RunConfig
+    """The run's settings."""
+    store: TraceStore
+    """Its traces."""
+    evaluated: list[Evaluated]
+    """Every strategy configuration with the traces it reads, per budget."""
+    labels: dict[str, Mapping[str, Any]]
+    """Dataset labels per question."""
+    label_keys: list[str]
+    """Dataset label kinds reported as bins (empty unless ``label`` bins are on)."""
+    difficulty_pool: ExpansionSpec | None
+    """The pool difficulty is measured on."""
+    difficulty: dict[str, dict[str, object]]
+    """Per question: pass@1, mean verifier score and bins."""
+    bins: dict[str, dict[str, str]]
+    """Bin kind (oracle, predicted) -> question -> bin."""
+    kept: set[str] | None
+    """Questions the view is restricted to (None: all stored)."""
+    plan: StrategyPlan
+    """The run's strategy configurations and roles."""
+
+
+def load_run(run_dir: Path, problem_ids: Sequence[str] | None = None) -> RunView:
+    record = read_record(run_dir)
+    try:
+        config = RunConfig.from_dict(record["config"])
+    except TypeError as e:
+        raise UsageError(f"{run_dir / 'config.json'}: unreadable settings ({e})") from None
+    plan = plan_strategies(config)
+    store = TraceStore(run_dir / "traces.jsonl")
+    evaluated = []
+    for s in plan.strategies:
+        budgets = s.budgets(config.budgets)
+        per_budget = {}
+        for b in budgets:
+            traces = store.by_expansion(s.expansion(b, plan.defaults).key)
+            if problem_ids is not None:
+                traces = {p: traces[p] for p in problem_ids if p in traces}
+            # One order whatever order the rows were stored in (a resumed run stores them
+            # in another): bootstrap CIs and tie-breaks then do not depend on it.
+            per_budget[b] = dict(sorted(traces.items()))
+        evaluated.append(Evaluated(s.label(), s, per_budget, budgets))
+    kept = set(problem_ids) if problem_ids is not None else None
+    labels = {
+        pid: t.labels for (pid, _), t in sorted(store.traces.items()) if kept is None or pid in kept
+    }
+    label_keys = (
+        sorted({k for lab in labels.values() for k in lab}) if "label" in config.bins else []
+    )
+    difficulty: dict[str, dict[str, object]] = {}
+    if plan.difficulty is not None:
+        pool = store.by_expansion(plan.difficulty.key)
+        difficulty = bin_difficulty(
+            {p: t for p, t in sorted(pool.items()) if kept is None or p in kept}, config.bins
+        )
+    bins = {
+        kind: {q: str(d[kind]) for q, d in difficulty.items() if kind in d}
+        for kind in ("oracle", "predicted")
+    }
+    bins = {k: v for k, v in bins.items() if v}
+    return RunView(
+        record,
+        config,
+        store,
+        evaluated,
+        labels,
+        label_keys,
+        plan.difficulty,
+        difficulty,
+        bins,
+        kept,
+        plan,
+    )
+
+
+def stale_versions(record: Mapping[str, Any]) -> list[str]:
+    """How the installed code differs from what computed a stored run, one line per
+    component whose numbers could now differ (empty when nothing changed or it cannot be
+    told: components that are not installed, imported runs)."""
+    identity = record.get("identity") or {}
+    config = record.get("config") or {}
+    notes: list[str] = []
+
+    def check(what: str, recorded: Any, current: Any) -> None:
+        if recorded is not None and current is not None and str(recorded) != str(current):
+            notes.append(f"{what}: this run used {recorded}, the installed code has {current}")
+
+    grader_name = str((identity.get("grader") or {}).get("name"))
+    if grader_name in GRADERS:
+        now = GRADERS.get(grader_name).version
+        check(f"grader {grader_name}", record.get("grader_version"), now)
+    verifier = str(config.get("verifier"))
+    if verifier in VERIFIERS:
+        now = VERIFIERS.get(verifier).version
+        check(f"verifier {verifier}", record.get("verifier_version"), now)
+    backend = str(config.get("backend"))
+    if backend in BACKENDS:
+        check(f"backend {backend}", record.get("backend_version"), BACKENDS.get(backend).version)
+    task_id = identity.get("task") or {}
+    if task_id and config.get("task"):
+        try:
+            # As the run loaded it: --grader, lm-eval's few-shot and chat-template options.
+            spec = load_task(RunConfig.from_dict(config)).spec
+        except Exception:  # the task may come from a folder or plug-in not present now
+            spec = None
+        if spec is not None and grader_name in GRADERS:
+            now = f"{spec.version}+{GRADERS.get(grader_name).version}"
+            check(f"task {config['task']} version", task_id.get("version"), now)
+            if task_id.get("version") == now:
+                check(f"task {config['task']} spec (hash)", task_id.get("spec_sha256"),
+                      spec_digest(spec))  # fmt: skip
+    return notes
+
+
+def per_question_accuracy(
+    evaluated: Sequence[Evaluated],
+) -> dict[str, dict[int, dict[str, float]]]:
+    """Candidates of the compute-optimal choice: every configuration but oracles (coverage)."""
+    return {
+        ev.label: {b: {p: r.accuracy for p, r in per_question(ev, b).items()} for b in ev.budgets}
+        for ev in evaluated
+        if not ev.strategy.is_oracle
+    }
+
+
+# The paper compares against best-of-N weighted; majority stands in for runs without it.
+_BASELINES = ("best_of_n", "majority")
+
+
+def baseline(evaluated: Sequence[Evaluated]) -> str:
+    for name in _BASELINES:
+        for ev in evaluated:
+            if ev.strategy.name == name:
+                return ev.label
+    return ""
+
+
+def recorded_params(run_dir: Path) -> dict[str, Any]:
+    """Parameter counts by role, recorded by the last invocation that loaded the models."""
+    log = run_dir / "log.jsonl"
+    found: dict[str, Any] = {}
+    if log.exists():
+        for line in log.read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a line torn by a killed invocation
+            if isinstance(entry, dict) and entry.get("params"):
+                found = entry["params"]
+    return found
+
+
+def _role_models(view: RunView, strategy: Strategy) -> dict[str, str]:
+    """The model playing each role a configuration used."""
+    config = view.config
+    roles = [POLICY, *strategy.roles]
+    if strategy.needs_verifier and config.verifier:
+        roles += list(VERIFIERS.get(config.verifier).roles) if config.verifier in VERIFIERS else []
+    out: dict[str, str] = {}
+    for role in roles:
+        model = config.role(role).model
+        out[role] = model or config.model
+    return out
+
+
+def _config_results(view: RunView) -> list[ConfigResults]:
+    return [
+        ConfigResults(
+            label=ev.label,
+            name=ev.strategy.name,
+            args=ev.strategy.args,
+            needs_verifier=ev.strategy.needs_verifier,
+            roles=_role_models(view, ev.strategy),
+            shapes={b: ev.strategy.shape(b) for b in ev.budgets},
+            results={b: per_question(ev, b) for b in ev.budgets},
+            labels={p: t.labels for b in ev.budgets for p, t in ev.traces[b].items()},
+        )
+        for ev in view.evaluated
+    ]
+
+
+def _compute_section(view: RunView, all_traces: Sequence[Trace]) -> dict[str, Any]:
+    store = view.store
+    total = Cost.total(trace_cost(t) for t in all_traces)
+    return {
+        "samples": sum(t.n_generations for t in all_traces),
+        "generated_tokens": sum(t.generated_tokens for t in all_traces),
+        "prompt_tokens": int(total.prompt_tokens),
+        "verifier_tokens": sum(t.verifier_tokens for t in all_traces),
+        "prompt_tokens_computed": total.prompt_tokens_computed,
+        "seconds": total.seconds,
+        "role_tokens": dict(sorted(total.role_tokens.items())),
+        "by_expansion": {
+            key: {
+                "questions": len(ts),
+                "samples": sum(t.n_generations for t in ts.values()),
+            }
+            for key in sorted({k for _, k in store.traces})
+            for ts in [store.by_expansion(key)]
+        },
+    }
+
+
+def build_results(
+    run_dir: Path,
+    problem_ids: Sequence[str] | None = None,
+    leaderboard_dir: Path | None = None,
+    say: Callable[[str], None] | None = None,
+) -> tuple[dict[str, Any], str]:
+    """Rebuild results.json, the tables and the leaderboard rows from stored traces only.
+
+    Returns the results and the tables to print (accuracy, one table per binning; every
+    table is in ``report/tables.md``). The leaderboard goes to ``leaderboard_dir``, else
+    where the run recorded. Differences between the code that computed the run and the
+    installed code are reported through ``say`` (stderr) and recorded in results.json.
+    """
+    say = say or (lambda m: print(m, file=sys.stderr))
+    view = load_run(run_dir, problem_ids)
+    record, config, store, evaluated = view.record, view.config, view.store, view.evaluated
+    kept = view.kept
+    stale = stale_versions(record)
+    for note in stale:
+        say(
+            f"note: {note}; the stored numbers are the old code's (rerun the run's command "
+            "with --force-new to recompute them)"
+        )
+    versions = {
+        "task_version": record.get("task_version"),
+        "grader_version": record.get("grader_version"),
+        "verifier_version": record.get("verifier_version"),
+        "backend_version": record.get("backend_version"),
+        "ttc_eval_version": record.get("ttc_eval_version"),
+    }
+    params = recorded_params(run_dir)
+    role_params = {role: (counts or {}).get("non_embedding") for role, counts in params.items()}
+    rows = [
+        {**r, **versions}
+        for r in summarize(
+            _config_results(view),
+            view.label_keys,
+            config.verifier,
+            seed=config.seed,
+            bins=view.bins,
+            params=role_params,
+        )
+    ]
+    all_traces = [t for t in store.traces.values() if kept is None or t.problem_id in kept]
+    flops = flops_summary([trace_cost(t) for t in all_traces], params)
+    policy_n = role_params.get(POLICY)
+    mean_prompt = sum(t.prompt_tokens for t in all_traces) / max(1, len(all_traces))
+    for r in rows:
+        # The figure of runs before measured costs (a run-wide mean prompt; kept so that old
+        # runs report what they did); ``cost.flops`` is the measured one.
+        r["policy_flops_per_question"] = (
+            inference_flops(
+                policy_n, r["mean_generated_tokens"] + r["mean_generations"] * mean_prompt
+            )
+            if policy_n
+            else None
+        )
+    optimal = compute_optimal(
+        per_question_accuracy(evaluated),
+        label_groups(view.labels, view.label_keys, view.bins),
+        baseline=baseline(evaluated),
+        seed=config.seed,
+    )
+    diff_spec = view.difficulty_pool
+    results = {
+        "run_id": run_dir.name,
+        "task": config.task,
+        "model": config.model,
+        "backend": config.backend,
+        "verifier": config.verifier,
+        "roles": {role: config.role(role).model or config.model for role in view.plan.roles},
+        **versions,
+        "stale_versions": stale,
+        "n_problems": len({t.problem_id for t in all_traces}),
+        "compute": _compute_section(view, all_traces),
+        "flops": flops,
+        "difficulty": {
+            "pool": diff_spec.key if diff_spec else None,
+            "note": "bins: 1 = easiest; see ttc_eval.analysis.bins.quantile_bins",
+            "questions": view.difficulty,
+        },
+        "compute_optimal": optimal,
+        "rows": rows,
+    }
+    write_json(run_dir / "results.json", results)
+    printed = _write_report(run_dir, rows, optimal)
+    _update_board(run_dir, record, config, rows, leaderboard_dir)
+    return results, printed
+
+
+def _write_report(
+    run_dir: Path, rows: Sequence[dict[str, Any]], optimal: Sequence[dict[str, Any]]
+) -> str:
+    """report/tables.md and the figures; the tables to print."""
+    accuracy = accuracy_tables(rows)
+    every = "\n\n".join(filter(None, [accuracy, revision_tables(rows), optimal_tables(optimal)]))
+    # The terminal gets one table per binning (each has the all-questions column, so the plain
+    # overall table would repeat it); report/tables.md has every table.
+    binned = accuracy_tables(rows, kinds="binned")
+    report = run_dir / "report"
+    report.mkdir(exist_ok=True)
+    write_atomic(report / "tables.md", every + "\n")
+    write_figures(rows, optimal, report)
+    printed = binned or accuracy
+    if every != printed:
+        printed += f"\n\n(every table, compute-optimal choices included: {report / 'tables.md'})"
+    return printed
+
+
+def _update_board(
+    run_dir: Path,
+    record: Mapping[str, Any],
+    config: RunConfig,
+    rows: Sequence[dict[str, Any]],
+    leaderboard_dir: Path | None,
+) -> None:
+    # The run's creation time, so that "latest run" means the newest, not the id sorting last.
+    date = str(record.get("created") or "")
+    lb_rows = [
+        {
+            **r,
+            "task": config.task,
+            "model": config.model,
+            "backend": config.backend,
+            "run_id": run_dir.name,
+            "date": date,
+        }
+        for r in rows
+        if r["label_kind"] == "all"
+    ]
+    board = leaderboard_dir or Path(config.leaderboard_dir)
+    if not board.is_absolute():
+        # Runs recorded before leaderboard paths were absolute: next to the run's parent.
+        board = run_dir.resolve().parent.parent / board
+    update_leaderboard(board / f"{config.task.replace(':', '_')}.csv", lb_rows, run_dir.name)
