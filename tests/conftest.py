@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,3 +30,13 @@ def _isolated(
 @pytest.fixture(scope="session")
 def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("ttc-cache")
+
+
+def without_seconds(obj: Any) -> Any:
+    """``obj`` (parsed JSON) without its measured wall times (``seconds`` keys, at any
+    depth): the only numbers of a run that no rerun can reproduce."""
+    if isinstance(obj, dict):
+        return {k: without_seconds(v) for k, v in obj.items() if k != "seconds"}
+    if isinstance(obj, list):
+        return [without_seconds(v) for v in obj]
+    return obj

@@ -14,7 +14,8 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import re
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import Field, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -238,19 +239,21 @@ class RoleSpec:
     @classmethod
     def parse(cls, text: str) -> RoleSpec:
         """``MODEL[:backend=NAME][:K=V...]``: K=V other than ``backend`` are backend options
-        (values parsed as YAML scalars); an empty MODEL is the policy's."""
-        model, *parts = text.strip().split(":")
+        (values parsed as YAML scalars); an empty MODEL is the policy's. Only a colon before
+        ``key=`` starts an option, so ``qwen:7b`` names a model and ``base_url=http://h:80``
+        is one option."""
+        model, *parts = re.split(r":(?=[A-Za-z_][A-Za-z0-9_]*=)", text.strip())
         backend: str | None = None
         args: dict[str, Any] = {}
         for part in parts:
-            if "=" not in part:
-                raise UsageError(f"role option {part!r} in {text!r} must be key=value")
-            k, v = (s.strip() for s in part.split("=", 1))
+            k, v = part.split("=", 1)
             if k == "backend":
-                backend = v
+                if not v.strip():
+                    raise UsageError(f"backend= in {text!r} needs a backend name")
+                backend = v.strip()
             else:
                 args[k] = yaml.safe_load(v)
-        return cls(model or None, backend or None, args)
+        return cls(model.strip() or None, backend, args)
 
     def to_dict(self) -> dict[str, Any]:
         """The parts that are set (what a config file writes)."""
@@ -806,6 +809,8 @@ class RunConfig:
                 d["revision_template"] = spec.pop("template", None)
             if "backend_args" in spec:
                 spec["backend_args"] = self._identity_backend_args(spec["backend_args"])
+                if not spec["backend_args"]:
+                    spec.pop("backend_args")
             if spec:
                 roles[name] = spec
         d.setdefault("revision_model", None)
@@ -835,9 +840,10 @@ ROLE_STORAGE: dict[str, tuple[str, str]] = {"verifier": ("verifier_args", "model
 ``verifier_args["model"]``, so ``--role verifier=M`` writes there (one setting, one run id)."""
 
 
-def store_roles(settings: Mapping[str, Any], override: bool = False) -> dict[str, Any]:
+def store_roles(settings: Mapping[str, Any], override: Container[str] = ()) -> dict[str, Any]:
     """``settings`` with the roles of :data:`ROLE_STORAGE` moved out of ``roles`` into their
-    setting. A different value already there is refused, or with ``override`` replaced."""
+    setting. A different value already there is refused, or replaced in the settings named
+    in ``override``."""
     out = dict(settings)
     roles = out.get("roles")
     if roles is None:
@@ -862,7 +868,7 @@ def store_roles(settings: Mapping[str, Any], override: bool = False) -> dict[str
         have = target.get(key)
         if spec.model is None or have == spec.model:
             continue
-        if have is not None and not override:
+        if have is not None and fld not in override:
             raise UsageError(
                 f"two {name} models: {spec.model!r} as the {name} role and {have!r} as "
                 f"{fld} {key}; give one"
@@ -872,7 +878,7 @@ def store_roles(settings: Mapping[str, Any], override: bool = False) -> dict[str
     return out
 
 
-def canonical_settings(settings: Mapping[str, Any], override: bool = False) -> dict[str, Any]:
+def canonical_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """Settings (config-file keys) with roles in one form: the ``revision_model`` and
     ``revision_template`` of earlier versions as the ``reviser`` role's model and template,
     each role a mapping of its set parts, and roles stored elsewhere moved there (see
@@ -898,7 +904,7 @@ def canonical_settings(settings: Mapping[str, Any], override: bool = False) -> d
             )
         reviser[part] = value
     kw["roles"] = roles
-    return store_roles(kw, override)
+    return store_roles(kw)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1087,8 +1093,9 @@ def settings_from_flags(
                     )
                 written[path] = (sh.flag, leaf)
             sh.write(out, value)
-    # A role stored elsewhere that a flag named replaces what the config file put there.
-    return store_roles(out, override=True)
+    # A role stored elsewhere that a flag named replaces what the config file put there, not
+    # what another flag did.
+    return store_roles(out, override={f for f, _ in ROLE_STORAGE.values() if given.get(f) is None})
 
 
 def _leaves(path: tuple[str, ...], value: Any) -> Iterator[tuple[tuple[str, ...], Any]]:

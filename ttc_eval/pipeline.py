@@ -140,9 +140,9 @@ def plan_strategies(config: RunConfig) -> StrategyPlan:
     roles = [POLICY]
     for s in strategies:
         roles += [r for r in s.roles if r not in roles]
-    factory = VERIFIERS.get(config.verifier) if config.verifier else None
-    if factory is not None:
-        roles += [r for r in factory.roles if r not in roles]
+    # An imported run's scores come from a verifier that is not registered here.
+    if config.verifier and config.verifier in VERIFIERS:
+        roles += [r for r in VERIFIERS.get(config.verifier).roles if r not in roles]
     return StrategyPlan(
         config, tuple(strategies), defaults, tuple(specs.values()), difficulty, tuple(roles)
     )

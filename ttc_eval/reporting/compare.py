@@ -12,15 +12,15 @@ import numpy as np
 from scipy import stats
 from tabulate import tabulate
 
-from ttc_eval.analysis.results import Evaluated, label_groups, per_question
+from ttc_eval.analysis.results import label_groups
 from ttc_eval.analysis.stats import bootstrap_ci
 from ttc_eval.errors import UsageError, did_you_mean
-from ttc_eval.runner import RunView, load_run
+from ttc_eval.results import Evaluated, RunView, load_run, per_question
 
 
 def _pick(view: RunView, strategy: str | None, name: str) -> list[Evaluated]:
     if strategy is None:
-        return [e for e in view.evaluated if not getattr(e.strategy, "is_oracle", False)]
+        return [e for e in view.evaluated if not e.strategy.is_oracle]
     found = [e for e in view.evaluated if strategy in (e.label, e.strategy.name)]
     if not found:
         labels = [e.label for e in view.evaluated]

@@ -11,17 +11,25 @@ from tabulate import tabulate
 
 from ttc_eval.analysis.flops import tokens_multiplier
 from ttc_eval.analysis.optimal import compute_optimal, log2_interpolate
-from ttc_eval.analysis.results import Evaluated, label_groups, per_question
+from ttc_eval.analysis.results import label_groups
 from ttc_eval.analysis.stats import bootstrap_ci
 from ttc_eval.errors import UsageError
 from ttc_eval.reporting.figures import flops_comparison
-from ttc_eval.runner import RunView, _baseline, _per_question_accuracy, _recorded_params, load_run
+from ttc_eval.results import (
+    Evaluated,
+    RunView,
+    baseline,
+    load_run,
+    per_question,
+    per_question_accuracy,
+    recorded_params,
+)
 
 
 def _params(view: RunView, run_dir: Path, override: float | None, flag: str) -> float:
     if override is not None:
         return override
-    policy = _recorded_params(run_dir).get("policy") or {}
+    policy = recorded_params(run_dir).get("policy") or {}
     n = policy.get("non_embedding")
     if not n:
         raise UsageError(
@@ -72,7 +80,7 @@ def compare_flops(
     pl = _params(large, large_dir, params_large, "--params-large")
     m = pl / ps
     large_label, large_acc, large_tokens = _large_answers(large)
-    per_q = _per_question_accuracy(small.evaluated)
+    per_q = per_question_accuracy(small.evaluated)
     shared = sorted(
         set(large_acc) & {q for by_b in per_q.values() for qs in by_b.values() for q in qs}
     )
@@ -81,7 +89,7 @@ def compare_flops(
     small_tokens = _tokens_per_sample(small.evaluated)
     oracle = {k: v for k, v in small.bins.items() if k == "oracle"}  # the small model's bins
     groups = label_groups({q: small.labels.get(q, {}) for q in shared}, [], oracle)
-    optimal = compute_optimal(per_q, groups, _baseline(small.evaluated), seed=small.config.seed)
+    optimal = compute_optimal(per_q, groups, baseline(small.evaluated), seed=small.config.seed)
     table = []
     for r in ratios:
         k = tokens_multiplier(m, r)
