@@ -321,6 +321,10 @@ def test_settings_the_earlier_version_lacked_change_the_id() -> None:
         RunConfig(roles={"judge": RoleSpec("Y")}).default_run_id(),
     }
     assert len(ids) == 5
+    # The run's backend named again is the run's backend.
+    same = RunConfig(backend="fake", roles={"reviser": RoleSpec("X", backend="fake")})
+    assert same.roles == {"reviser": RoleSpec("X")}
+    assert same == RunConfig(backend="fake", roles={"reviser": RoleSpec("X")})
     # Options that change no number do not count, as for the policy's backend.
     a = RunConfig(roles={"judge": RoleSpec("J", backend_args={"batch_size": 4})})
     assert a.default_run_id() == RunConfig(roles={"judge": RoleSpec("J")}).default_run_id()

@@ -13,7 +13,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -174,7 +174,7 @@ def _close(a: Cost, b: Cost) -> None:
     [
         ("greedy", {}, False),
         ("majority", {}, False),
-        ("majority", {}, True),  # the verifier scored the pool: its reading is counted too
+        ("majority", {}, True),  # the run's verifier scored the pool: the trace paid for it
         ("best_of_n", {}, True),
         ("best_of_n", {"mode": "naive", "aggregation": "min"}, True),
     ],
@@ -220,24 +220,39 @@ def test_pool_cost_is_what_the_backend_was_asked_for(
                 assert s.cost.generated_tokens == own == s.n_tokens
                 assert s.cost.role_tokens["policy"] == question + own
                 assert s.cost.seconds <= cost.seconds + 1e-9
-            # The verifier's reading is shared out: the groups of the whole pool read it all.
-            assert sum(s.cost.verifier_tokens for s in sels if s.cost) == pytest.approx(
-                read * len(sels) * b / len(t.candidates)
-            )
+            if strategy.needs_verifier:
+                # The verifier's reading is shared out evenly over the candidates: the groups
+                # that cover the pool read it all.
+                assert sum(s.cost.verifier_tokens for s in sels if s.cost) == pytest.approx(
+                    read * len(sels) * b / len(t.candidates)
+                )
+            else:
+                # A strategy that reads no scores is not charged for a verifier that other
+                # configurations of the run needed: what it costs run on its own.
+                assert all(s.cost and s.cost.verifier_tokens == 0 for s in sels)
+                assert all(s.cost and "verifier" not in s.cost.role_tokens for s in sels)
             result = evaluate(strategy, t, b)
             _close(result.cost, Cost.mean([s.cost for s in sels if s.cost is not None]))
             assert result.cost.samples == b == result.n_generations
         if len(t.candidates) in strategy.budgets(BUDGETS):
             (whole,) = selections(strategy, t, len(t.candidates))
-            assert whole.cost == cost
+            if strategy.needs_verifier:
+                assert whole.cost == cost
+            else:
+                assert whole.cost == replace(
+                    cost, verifier_tokens=0, role_tokens=_roles(policy=question + a.generated)
+                )
 
 
-@pytest.mark.parametrize(("width", "lookahead"), [(2, 0), (2, 1), (4, 0)])
-def test_beam_search_cost_counts_every_step_prompt(width: int, lookahead: int) -> None:
+@pytest.mark.parametrize(
+    ("name", "width", "lookahead"),
+    [("beam_search", 2, 0), ("beam_search", 2, 1), ("beam_search", 4, 0), ("dvts", 2, 0)],
+)
+def test_search_cost_counts_every_step_prompt(name: str, width: int, lookahead: int) -> None:
     policy = RecordingFake()
     v = WordCounter()
     ctx = _ctx(policy, v=v)
-    strategy = STRATEGIES.create("beam_search", width=width, lookahead=lookahead)
+    strategy = STRATEGIES.create(name, width=width, lookahead=lookahead)
     budget = 4
     traces = _expand(strategy, budget, ctx)
     for p in PROBLEMS:
@@ -389,7 +404,9 @@ def test_rows_carry_measured_cost_next_to_the_budget(tmp_path: Path) -> None:
         if r["budget"] == 4 and r["label_kind"] == "all":  # the whole pool of each question
             for k in ("samples", "prompt_tokens", "prompt_tokens_computed", "generated_tokens"):
                 assert cost[k] == pytest.approx(getattr(whole, k)), (r["config"], k)
-            assert cost["verifier_tokens"] == pytest.approx(whole.verifier_tokens)
+            # Only configurations that read the scores pay for the verifier.
+            expected = whole.verifier_tokens if r["verifier"] else 0
+            assert cost["verifier_tokens"] == pytest.approx(expected), r["config"]
     bon = [r for r in rows if r["strategy"] == "best_of_n"]
     assert all(r["cost"]["verifier_tokens"] > 0 and "verifier" in r["cost"]["flops"] for r in bon)
 

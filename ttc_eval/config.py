@@ -229,12 +229,7 @@ class RoleSpec:
     ``{question}`` and ``{attempts}``. None: the component's (or the task's) own."""
 
     def __post_init__(self) -> None:
-        for name in ("model", "backend", "template"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not value):
-                raise UsageError(f"role {name} must be a non-empty string, got {value!r}")
-        if not isinstance(self.backend_args, Mapping):
-            raise UsageError(f"role backend_args must be a mapping, got {self.backend_args!r}")
+        _check_role_parts("role", {k: getattr(self, k) for k in _ROLE_KEYS})
 
     @classmethod
     def parse(cls, text: str) -> RoleSpec:
@@ -289,15 +284,19 @@ class RoleSpec:
             raise UsageError(
                 f"unknown keys {unknown} in {where}.{hint} Known: {', '.join(_ROLE_KEYS)}"
             )
-        try:
-            return cls(
-                model=d.get("model"),
-                backend=d.get("backend"),
-                backend_args=d.get("backend_args") or {},
-                template=d.get("template"),
-            )
-        except UsageError as e:
-            raise UsageError(f"{where}: {e}") from None
+        parts: dict[str, Any] = {k: d.get(k) for k in _ROLE_KEYS}
+        parts["backend_args"] = parts["backend_args"] or {}
+        _check_role_parts(where, parts)
+        return cls(**parts)
+
+
+def _check_role_parts(where: str, parts: Mapping[str, Any]) -> None:
+    for name in ("model", "backend", "template"):
+        value = parts[name]
+        if value is not None and (not isinstance(value, str) or not value):
+            raise UsageError(f"{where}: {name} must be a non-empty string, got {value!r}")
+    if not isinstance(parts["backend_args"], Mapping):
+        raise UsageError(f"{where}: backend_args must be a mapping, got {parts['backend_args']!r}")
 
 
 def parse_role_flag(text: str) -> tuple[str, RoleSpec]:
@@ -652,13 +651,17 @@ class RunConfig:
             )
 
     def _normalize_roles(self) -> None:
-        """Roles as :class:`RoleSpec` s sorted by name, unset ones dropped, and those stored
-        in another setting moved there (``verifier``: ``verifier_args["model"]``)."""
+        """Roles as :class:`RoleSpec` s sorted by name, unset parts and roles dropped (a
+        ``backend`` equal to the run's is unset: it means the same), and those stored in
+        another setting moved there (``verifier``: ``verifier_args["model"]``)."""
         stored = {fld for fld, _ in ROLE_STORAGE.values()}
         settings = store_roles({"roles": self.roles, **{f: getattr(self, f) for f in stored}})
         for f in stored:
             object.__setattr__(self, f, settings[f])
         roles = {name: RoleSpec.from_dict(spec, name) for name, spec in settings["roles"].items()}
+        # The run's backend named again is the run's backend: one spelling, one run id.
+        roles = {n: replace(r, backend=None) if r.backend == self.backend else r
+                 for n, r in roles.items()}  # fmt: skip
         object.__setattr__(self, "roles", {n: r for n, r in sorted(roles.items()) if r.to_dict()})
 
     def role(self, name: str) -> RoleSpec:

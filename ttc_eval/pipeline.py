@@ -398,18 +398,20 @@ def expand(
     """Graded, timed traces of ``spec`` for ``problems``, chunk by chunk as they finish."""
     expander = EXPANSIONS.get(spec.kind)(**dict(spec.args))
     by_id = {p.id: p for p in problems}
-    started = time.monotonic()
-    for traces in expander.run(problems, ctx):
-        now = time.monotonic()
+    chunks = iter(expander.run(problems, ctx))
+    while True:
+        # Only the expansion's own time: grading and storing the chunk are not its cost.
+        started = time.monotonic()
+        traces = next(chunks, None)
+        if traces is None:
+            return
+        seconds = time.monotonic() - started
         # A chunk's time is shared by its questions in proportion to what they generated.
         tokens = sum(t.generated_tokens for t in traces) or 1
         timed = [
-            _with_seconds(
-                replace(t, expansion=spec.key), (now - started) * t.generated_tokens / tokens
-            )
+            _with_seconds(replace(t, expansion=spec.key), seconds * t.generated_tokens / tokens)
             for t in traces
         ]
-        started = now
         yield grade_traces(task, timed, by_id)
 
 
@@ -474,21 +476,42 @@ def _candidate_cost(trace: Trace, index: int) -> Cost:
     )
 
 
-def selection_cost(trace: Trace, read: Sequence[int]) -> Cost:
+def selection_cost(trace: Trace, read: Sequence[int], scored: bool = True) -> Cost:
     """What a choice that read the candidates ``read`` cost: the whole trace when it read
     them all (a search tree's shared beams included), else those candidates plus the
-    question's prompt, computed once."""
+    question's prompt, computed once. ``scored=False`` (a strategy that reads no verifier
+    scores) leaves out the verifier's reading, which a run without the verifier would not
+    have spent."""
     if not read:
         return Cost()
     if len(set(read)) == len(trace.candidates):
-        return trace_cost(trace)
-    own = Cost.total(_candidate_cost(trace, i) for i in read)
-    return own + shared_prompt_cost(trace.prompt_tokens)
+        cost = trace_cost(trace)
+    else:
+        own = Cost.total(_candidate_cost(trace, i) for i in read)
+        cost = own + shared_prompt_cost(trace.prompt_tokens)
+    return cost if scored else _without_verifier(cost, trace)
+
+
+def _without_verifier(cost: Cost, trace: Trace) -> Cost:
+    role = _verifier_role(trace)
+    roles = {k: v for k, v in cost.role_tokens.items() if k != role}
+    return replace(cost, verifier_tokens=0, role_tokens=roles)
+
+
+def _verifier_role(trace: Trace) -> str | None:
+    """The role whose model scored the trace (None: no verifier, or one that runs no model)."""
+    if trace.verifier is None or trace.verifier not in VERIFIERS:
+        return None
+    roles = VERIFIERS.get(trace.verifier).roles
+    return roles[0] if roles else None
 
 
 def selections(strategy: Strategy, trace: Trace, budget: int) -> list[Selection]:
     """The strategy's choices at ``budget``, each with its measured cost attached."""
-    return [replace(s, cost=selection_cost(trace, s.read)) for s in strategy.select(trace, budget)]
+    return [
+        replace(s, cost=selection_cost(trace, s.read, strategy.needs_verifier))
+        for s in strategy.select(trace, budget)
+    ]
 
 
 def evaluate(strategy: Strategy, trace: Trace, budget: int) -> QuestionResult:
@@ -501,6 +524,8 @@ def evaluate(strategy: Strategy, trace: Trace, budget: int) -> QuestionResult:
         share = Cost.total(_candidate_cost(trace, i) for i in range(n)).scaled(budget / n)
         tokens = sum(c.n_tokens for c in trace.candidates) / n * budget
         cost = share + shared_prompt_cost(trace.prompt_tokens)
+        if not strategy.needs_verifier:
+            cost = _without_verifier(cost, trace)
         return QuestionResult(estimate, float(budget), tokens, cost)
     sels = selections(strategy, trace, budget)
     n = len(sels)

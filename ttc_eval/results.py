@@ -207,16 +207,16 @@ def recorded_params(run_dir: Path) -> dict[str, Any]:
     return found
 
 
-def _role_models(view: RunView, strategy: Strategy) -> dict[str, str]:
+def _role_models(view: RunView, strategy: Strategy) -> dict[str, str | None]:
     """The model playing each role a configuration used."""
     config = view.config
     roles = [POLICY, *strategy.roles]
     if strategy.needs_verifier and config.verifier:
         roles += list(VERIFIERS.get(config.verifier).roles) if config.verifier in VERIFIERS else []
-    out: dict[str, str] = {}
+    out: dict[str, str | None] = {}
     for role in roles:
-        model = config.role(role).model
-        out[role] = model or config.model
+        # A verifier's own weights are never the policy's.
+        out[role] = config.role(role).model or (None if role == "verifier" else config.model)
     return out
 
 
@@ -273,8 +273,7 @@ def build_results(
     """
     say = say or (lambda m: print(m, file=sys.stderr))
     view = load_run(run_dir, problem_ids)
-    record, config, store, evaluated = view.record, view.config, view.store, view.evaluated
-    kept = view.kept
+    record, config = view.record, view.config
     stale = stale_versions(record)
     for note in stale:
         say(
@@ -288,37 +287,15 @@ def build_results(
         "backend_version": record.get("backend_version"),
         "ttc_eval_version": record.get("ttc_eval_version"),
     }
-    params = recorded_params(run_dir)
-    role_params = {role: (counts or {}).get("non_embedding") for role, counts in params.items()}
-    rows = [
-        {**r, **versions}
-        for r in summarize(
-            _config_results(view),
-            view.label_keys,
-            config.verifier,
-            seed=config.seed,
-            bins=view.bins,
-            params=role_params,
-        )
+    all_traces = [
+        t for t in view.store.traces.values() if view.kept is None or t.problem_id in view.kept
     ]
-    all_traces = [t for t in store.traces.values() if kept is None or t.problem_id in kept]
-    flops = flops_summary([trace_cost(t) for t in all_traces], params)
-    policy_n = role_params.get(POLICY)
-    mean_prompt = sum(t.prompt_tokens for t in all_traces) / max(1, len(all_traces))
-    for r in rows:
-        # The figure of runs before measured costs (a run-wide mean prompt; kept so that old
-        # runs report what they did); ``cost.flops`` is the measured one.
-        r["policy_flops_per_question"] = (
-            inference_flops(
-                policy_n, r["mean_generated_tokens"] + r["mean_generations"] * mean_prompt
-            )
-            if policy_n
-            else None
-        )
+    params = recorded_params(run_dir)
+    rows = [{**r, **versions} for r in _rows(view, all_traces, params)]
     optimal = compute_optimal(
-        per_question_accuracy(evaluated),
+        per_question_accuracy(view.evaluated),
         label_groups(view.labels, view.label_keys, view.bins),
-        baseline=baseline(evaluated),
+        baseline=baseline(view.evaluated),
         seed=config.seed,
     )
     diff_spec = view.difficulty_pool
@@ -333,7 +310,7 @@ def build_results(
         "stale_versions": stale,
         "n_problems": len({t.problem_id for t in all_traces}),
         "compute": _compute_section(view, all_traces),
-        "flops": flops,
+        "flops": flops_summary([trace_cost(t) for t in all_traces], params),
         "difficulty": {
             "pool": diff_spec.key if diff_spec else None,
             "note": "bins: 1 = easiest; see ttc_eval.analysis.bins.quantile_bins",
@@ -346,6 +323,35 @@ def build_results(
     printed = _write_report(run_dir, rows, optimal)
     _update_board(run_dir, record, config, rows, leaderboard_dir)
     return results, printed
+
+
+def _rows(
+    view: RunView, all_traces: Sequence[Trace], params: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """One row per configuration x budget x label, with its measured cost (FLOPs per role
+    from the recorded parameter counts)."""
+    role_params = {role: (counts or {}).get("non_embedding") for role, counts in params.items()}
+    rows = summarize(
+        _config_results(view),
+        view.label_keys,
+        view.config.verifier,
+        seed=view.config.seed,
+        bins=view.bins,
+        params=role_params,
+    )
+    policy_n = role_params.get(POLICY)
+    mean_prompt = sum(t.prompt_tokens for t in all_traces) / max(1, len(all_traces))
+    for r in rows:
+        # The figure of runs before measured costs (a run-wide mean prompt; kept so that old
+        # runs report what they did); ``cost.flops`` is the measured one.
+        r["policy_flops_per_question"] = (
+            inference_flops(
+                policy_n, r["mean_generated_tokens"] + r["mean_generations"] * mean_prompt
+            )
+            if policy_n
+            else None
+        )
+    return rows
 
 
 def _write_report(

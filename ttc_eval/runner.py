@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from ttc_eval import __version__
@@ -74,53 +75,15 @@ def run(
     # The lock is held until the results are written: nobody may move or rewrite the
     # directory first.
     try:
-        started = time.monotonic()
-        log_event(
-            run_dir,
-            {
-                "event": "start",
-                "time": now(),
-                "pid": os.getpid(),
-                "argv": sys.argv,
-                "ttc_eval_version": __version__,
-            },
-        )
-        ctx: ExpansionContext | None = None
-        status = "error"
-        try:
-            ctx = expand_missing(
+        with _Invocation(run_dir, plan) as invocation:
+            invocation.ctx = expand_missing(
                 plan,
                 TraceStore(run_dir / "traces.jsonl", warn=say),
                 lambda: build_context(plan.strategy_plan, plan.task, plan.templates, progress),
                 progress,
                 say,
             )
-            status = "finished"
-        except KeyboardInterrupt:
-            status = "interrupted"
-            raise
-        except Exception as e:
-            status = f"error: {type(e).__name__}: {e}"[:300]
-            raise
-        finally:
-            backends = _backends(ctx)
-            generated = sum(b.generated_samples for b in backends)
-            cached = sum(b.cached_samples for b in backends)
-            log_event(
-                run_dir,
-                {
-                    "event": "end",
-                    "status": status,
-                    "finished": now(),
-                    "wall_s": round(time.monotonic() - started, 2),
-                    "generated_samples": generated,
-                    "generated_tokens": sum(b.generated_tokens for b in backends),
-                    "cached_samples": cached,
-                    "model_fingerprint": ctx.backend.fingerprint if ctx else None,
-                    "params": _role_params(ctx, plan) if ctx else None,
-                    "ttc_eval_version": __version__,
-                },
-            )
+        generated, cached = invocation.generated, invocation.cached
         say(f"generated {generated} samples ({cached} from the cache) in this invocation")
         results, table = build_results(
             run_dir,
@@ -130,6 +93,63 @@ def run(
     finally:
         lock.release()
     return RunOutcome(run_dir, results, generated, cached, table)
+
+
+class _Invocation:
+    """log.jsonl's record of one invocation: a ``start`` line at once (a killed invocation
+    leaves it), an ``end`` line with its status, what it generated and the models' parameter
+    counts by role, whatever happened."""
+
+    def __init__(self, run_dir: Path, plan: RunPlan) -> None:
+        self.run_dir, self.plan = run_dir, plan
+        self.ctx: ExpansionContext | None = None
+        self.generated = self.cached = 0
+
+    def __enter__(self) -> _Invocation:
+        self.started = time.monotonic()
+        log_event(
+            self.run_dir,
+            {
+                "event": "start",
+                "time": now(),
+                "pid": os.getpid(),
+                "argv": sys.argv,
+                "ttc_eval_version": __version__,
+            },
+        )
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if kind is None:
+            status = "finished"
+        elif issubclass(kind, KeyboardInterrupt):
+            status = "interrupted"
+        else:
+            status = f"error: {kind.__name__}: {error}"[:300]
+        backends = _backends(self.ctx)
+        self.generated = sum(b.generated_samples for b in backends)
+        self.cached = sum(b.cached_samples for b in backends)
+        ctx = self.ctx
+        log_event(
+            self.run_dir,
+            {
+                "event": "end",
+                "status": status,
+                "finished": now(),
+                "wall_s": round(time.monotonic() - self.started, 2),
+                "generated_samples": self.generated,
+                "generated_tokens": sum(b.generated_tokens for b in backends),
+                "cached_samples": self.cached,
+                "model_fingerprint": ctx.backend.fingerprint if ctx else None,
+                "params": _role_params(ctx, self.plan) if ctx else None,
+                "ttc_eval_version": __version__,
+            },
+        )
 
 
 def _backends(ctx: ExpansionContext | None) -> list[CachedBackend]:

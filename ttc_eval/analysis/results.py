@@ -23,7 +23,7 @@ class ConfigResults:
     """Its arguments."""
     needs_verifier: bool
     """Whether it reads verifier scores."""
-    roles: Mapping[str, str]
+    roles: Mapping[str, str | None]
     """Model of each role it used (``policy`` included)."""
     shapes: Mapping[int, str | None]
     """Parallel x sequential shape per budget (``None``: no shape)."""

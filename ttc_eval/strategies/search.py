@@ -75,10 +75,32 @@ def _verifier(ctx: ExpansionContext) -> Verifier:
     return ctx.verifier
 
 
+@dataclass
+class _Spent:
+    """What one question's search has spent so far."""
+
+    generated: int = 0
+    """Tokens generated (steps and rollouts)."""
+    calls: int = 0
+    """Step generations."""
+    sent: int = 0
+    """Prompt tokens as sent: the question's prompt plus the beam so far, every step."""
+    question_tokens: int = 0
+    """The question prompt's own length: all an engine with prefix caching computes (the
+    rest of every later prompt is text the model generated)."""
+    read: int = 0
+    """Tokens the verifier read."""
+
+    def add(self, comp: Completion) -> None:
+        self.generated += comp.n_tokens
+        self.calls += 1
+        self.sent += comp.prompt_tokens
+
+
 def _score(
-    ctx: ExpansionContext, problem: Problem, texts: Sequence[str], read: list[int], qi: int
+    ctx: ExpansionContext, problem: Problem, texts: Sequence[str], spent: _Spent
 ) -> list[tuple[float, ...]]:
-    """Step scores of ``texts``; the verifier's tokens are added to ``read[qi]``."""
+    """Step scores of ``texts``; the verifier's tokens are added to ``spent``."""
     verifier = _verifier(ctx)
     sols = []
     for t in texts:
@@ -86,7 +108,7 @@ def _score(
         sols.append(Solution(steps=steps, step_ends=ends, text=t))
     before = verifier.tokens_read
     scores = list(verifier.score(problem, sols)) if sols else []
-    read[qi] += verifier.tokens_read - before
+    spent.read += verifier.tokens_read - before
     return scores
 
 
@@ -175,14 +197,7 @@ class SearchExpansion:
 
     def _search(self, problems: Sequence[Problem], ctx: ExpansionContext) -> list[Trace]:
         prompts = [ctx.render(p) for p in problems]
-        generated = [0] * len(problems)
-        calls = [0] * len(problems)
-        # Prompt tokens as sent (the question's prompt plus the beam's text, every step) and
-        # the question prompt's own length (all an engine with prefix caching computes: the
-        # rest of every later prompt is text the model generated).
-        sent = [0] * len(problems)
-        question_tokens = [0] * len(problems)
-        read = [0] * len(problems)
+        spent = [_Spent() for _ in problems]
         # Live beams per question; round 0 grows every slot from the empty prefix.
         parents: list[list[tuple[Beam, int]]] = [
             [(Beam("", 0, t), s) for t, s in enumerate(self.slots)] for _ in problems
@@ -192,44 +207,8 @@ class SearchExpansion:
         rounds = 0
         while rounds < self.max_rounds and any(parents):
             rounds += 1
-            # Expand: each (parent, k) pair asks for k children; all questions in one call.
-            flat: list[tuple[int, Beam]] = []
-            sample_ids: list[int] = []
-            for qi, pairs in enumerate(parents):
-                # Numbered within the question, not across the call: a question's samples
-                # must not depend on which other questions share its chunk (resume, shards).
-                n_before = len(flat)
-                for parent, k in pairs:
-                    flat += [(qi, parent)] * k
-                sample_ids += [rounds * 1_000_000 + i for i in range(len(flat) - n_before)]
-            comps = self._step(
-                ctx,
-                [prompts[qi] for qi, _ in flat],
-                [b.text for _, b in flat],
-                [b.tokens for _, b in flat],
-                self.temperature,
-                sample_ids,
-            )
-            children: list[list[Beam]] = [[] for _ in problems]
-            for (qi, parent), comp in zip(flat, comps, strict=True):
-                generated[qi] += comp.n_tokens
-                calls[qi] += 1
-                sent[qi] += comp.prompt_tokens
-                if not parent.text:
-                    question_tokens[qi] = comp.prompt_tokens
-                tokens = parent.tokens + comp.n_tokens
-                children[qi].append(
-                    Beam(
-                        parent.text + comp.text,
-                        tokens,
-                        parent.subtree,
-                        finished=self._ended(ctx, comp, tokens),
-                        finish_reason=comp.finish_reason,
-                    )
-                )
-            children = self._score_children(
-                ctx, problems, prompts, children, generated, calls, sent, read
-            )
+            children = self._grow(ctx, prompts, parents, rounds, spent)
+            children = self._score_children(ctx, problems, prompts, children, spent)
             parents = []
             for qi, kids in enumerate(children):
                 finished[qi] += [b for b in kids if b.finished]
@@ -241,36 +220,83 @@ class SearchExpansion:
                 replace(b, finished=True, finish_reason="length") for b in live[qi]
             ]
             assert len(final) == self.n, "search must end with exactly n candidates"
-            vrole = ctx.verifier_role
-            traces.append(
-                Trace(
-                    problem_id=p.id,
-                    expansion="",
-                    candidates=tuple(
-                        Candidate(i, b.text, b.tokens, b.finish_reason, step_scores=b.step_scores)
-                        for i, b in enumerate(final)
-                    ),
-                    prompt_tokens=question_tokens[qi],
-                    generated_tokens=generated[qi],
-                    n_generations=self.n * (self.lookahead + 1),
-                    verifier=_verifier(ctx).name,
-                    verifier_tokens=read[qi],
-                    labels=dict(p.labels),
-                    extra={"rounds": rounds, "step_calls": calls[qi], "slots": self.slots},
-                    cost=shared_prompt_cost(question_tokens[qi])
-                    + Cost(
-                        samples=calls[qi],
-                        prompt_tokens=sent[qi],
-                        generated_tokens=generated[qi],
-                        verifier_tokens=read[qi],
-                        role_tokens={
-                            POLICY: generated[qi],
-                            **({vrole: read[qi]} if vrole and read[qi] else {}),
-                        },
-                    ),
+            traces.append(self._trace(p, final, spent[qi], rounds, ctx))
+        return traces
+
+    def _grow(
+        self,
+        ctx: ExpansionContext,
+        prompts: Sequence[str],
+        parents: Sequence[Sequence[tuple[Beam, int]]],
+        rounds: int,
+        spent: Sequence[_Spent],
+    ) -> list[list[Beam]]:
+        """One step for every (parent, k) pair: k children each, all questions in one call."""
+        flat: list[tuple[int, Beam]] = []
+        sample_ids: list[int] = []
+        for qi, pairs in enumerate(parents):
+            # Numbered within the question, not across the call: a question's samples
+            # must not depend on which other questions share its chunk (resume, shards).
+            n_before = len(flat)
+            for parent, k in pairs:
+                flat += [(qi, parent)] * k
+            sample_ids += [rounds * 1_000_000 + i for i in range(len(flat) - n_before)]
+        comps = self._step(
+            ctx,
+            [prompts[qi] for qi, _ in flat],
+            [b.text for _, b in flat],
+            [b.tokens for _, b in flat],
+            self.temperature,
+            sample_ids,
+        )
+        children: list[list[Beam]] = [[] for _ in parents]
+        for (qi, parent), comp in zip(flat, comps, strict=True):
+            spent[qi].add(comp)
+            if not parent.text:
+                spent[qi].question_tokens = comp.prompt_tokens
+            tokens = parent.tokens + comp.n_tokens
+            children[qi].append(
+                Beam(
+                    parent.text + comp.text,
+                    tokens,
+                    parent.subtree,
+                    finished=self._ended(ctx, comp, tokens),
+                    finish_reason=comp.finish_reason,
                 )
             )
-        return traces
+        return children
+
+    def _trace(
+        self, p: Problem, final: Sequence[Beam], spent: _Spent, rounds: int, ctx: ExpansionContext
+    ) -> Trace:
+        role = ctx.verifier_role
+        return Trace(
+            problem_id=p.id,
+            expansion="",
+            candidates=tuple(
+                Candidate(i, b.text, b.tokens, b.finish_reason, step_scores=b.step_scores)
+                for i, b in enumerate(final)
+            ),
+            prompt_tokens=spent.question_tokens,
+            generated_tokens=spent.generated,
+            n_generations=self.n * (self.lookahead + 1),
+            verifier=_verifier(ctx).name,
+            verifier_tokens=spent.read,
+            labels=dict(p.labels),
+            extra={"rounds": rounds, "step_calls": spent.calls, "slots": self.slots},
+            # The tree's beams share their prefixes, so the cost is the whole tree's.
+            cost=shared_prompt_cost(spent.question_tokens)
+            + Cost(
+                samples=spent.calls,
+                prompt_tokens=spent.sent,
+                generated_tokens=spent.generated,
+                verifier_tokens=spent.read,
+                role_tokens={
+                    POLICY: spent.generated,
+                    **({role: spent.read} if role and spent.read else {}),
+                },
+            ),
+        )
 
     def _score_children(
         self,
@@ -278,14 +304,11 @@ class SearchExpansion:
         problems: Sequence[Problem],
         prompts: Sequence[str],
         children: list[list[Beam]],
-        generated: list[int],
-        calls: list[int],
-        sent: list[int],
-        read: list[int],
+        spent: Sequence[_Spent],
     ) -> list[list[Beam]]:
         out = []
         for qi, kids in enumerate(children):
-            scores = _score(ctx, problems[qi], [b.text for b in kids], read, qi)
+            scores = _score(ctx, problems[qi], [b.text for b in kids], spent[qi])
             out.append(
                 [
                     replace(b, step_scores=s, score=aggregate(s, self.aggregation))
@@ -302,7 +325,7 @@ class SearchExpansion:
             for i, b in enumerate(kids)
             if not b.finished
         }
-        spent = {key: out[key[0]][key[1]].tokens for key in roll}
+        used = {key: out[key[0]][key[1]].tokens for key in roll}
         open_keys = list(roll)
         for _ in range(self.lookahead):
             if not open_keys:
@@ -311,23 +334,21 @@ class SearchExpansion:
                 ctx,
                 [prompts[q] for q, _ in open_keys],
                 [roll[k] for k in open_keys],
-                [spent[k] for k in open_keys],
+                [used[k] for k in open_keys],
                 0.0,
                 [0] * len(open_keys),
             )
             still = []
             for key, comp in zip(open_keys, comps, strict=True):
-                generated[key[0]] += comp.n_tokens
-                calls[key[0]] += 1
-                sent[key[0]] += comp.prompt_tokens
+                spent[key[0]].add(comp)
                 roll[key] += comp.text
-                spent[key] += comp.n_tokens
-                if not self._ended(ctx, comp, spent[key]):
+                used[key] += comp.n_tokens
+                if not self._ended(ctx, comp, used[key]):
                     still.append(key)
             open_keys = still
         for qi in range(len(out)):
             keys = [k for k in roll if k[0] == qi]
-            scores = _score(ctx, problems[qi], [roll[k] for k in keys], read, qi)
+            scores = _score(ctx, problems[qi], [roll[k] for k in keys], spent[qi])
             for k, s in zip(keys, scores, strict=True):
                 out[qi][k[1]] = replace(out[qi][k[1]], score=aggregate(s, self.aggregation))
         return out
