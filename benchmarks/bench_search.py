@@ -31,7 +31,7 @@ def main() -> None:
 
     from ttc_eval.backends.hf import HFBackend
     from ttc_eval.cache import CachedBackend
-    from ttc_eval.runner import ExpansionContext
+    from ttc_eval.strategies._base import ExpansionContext
     from ttc_eval.strategies.sample import SampleExpansion
     from ttc_eval.strategies.search import SearchExpansion
     from ttc_eval.tasks import Task, find_task_spec
@@ -47,10 +47,13 @@ def main() -> None:
 
     def ctx() -> ExpansionContext:
         return ExpansionContext(
-            backend=backend,
-            verifier=SelfJudge(policy=backend),
+            backends={"policy": backend},
+            verifier=SelfJudge(judge=backend),
+            verifier_role="judge",
             params=params,
             render=lambda p: backend.render(task.messages(p)),
+            messages=task.messages,
+            templates={},
             step_delimiter="\n\n",
             chunk_samples=10_000,
         )

@@ -246,4 +246,4 @@ def test_compare_flops_bad_input_exits_2(capsys: pytest.CaptureFixture[str]) -> 
 def test_unknown_bins_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     args = ["run", "--backend", "fake", "--task", "arith", "--quiet", "--bins", "oracel"]
     assert main(args) == 2
-    assert "Did you mean oracle?" in capsys.readouterr().err
+    assert "Did you mean: oracle" in capsys.readouterr().err

@@ -71,27 +71,13 @@ OLD_CONFIG: dict[str, Any] = {
     "apply_chat_template": False,
     "stop": [],
 }
-OLD_SETTINGS_IDENTITY = {  # its identity()["settings"] as recorded
-    "model": "smollm2-135m",
-    "backend": "hf",
-    "backend_args": {},
-    "task": "arith",
-    "data_files": None,
-    "include_path": [],
-    "limit": None,
-    "strategies": [{"name": "majority", "args": {}}, {"name": "best_of_n", "args": {}}],
-    "verifier": "logprob",
-    "verifier_args": {},
-    "budgets": [1, 2, 4, 8, 16],
-    "seed": 0,
-    "temperature": 0.7,
-    "top_p": 1.0,
-    "max_tokens": 96,
-    "step_delimiter": "\n\n",
-    "difficulty_samples": None,
-    "shard": None,
-    "revision_model": None,
-    "revision_template": None,
+# Its identity()["settings"] as recorded: the settings less those that change no number, and
+# less the later ones (grader, few-shot, chat template, stop) that were unset.
+OLD_SETTINGS_IDENTITY = {
+    k: v
+    for k, v in OLD_CONFIG.items()
+    if k not in ("output_dir", "run_id", "leaderboard_dir", "cache", "chunk_samples", "bins")
+    and k not in ("grader", "num_fewshot", "apply_chat_template", "stop")
 }
 OLD_ID = "arith-smollm2-135m-8aa5a8753e"
 OLD_REVISIONS_ID = "arith-smollm2-135m-f68ee0569a"  # + revisions, smollm2-360m, TEMPLATE

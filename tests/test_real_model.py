@@ -216,7 +216,12 @@ def test_decoding_loop_matches_transformers_generate(hf: object) -> None:
         assert c.finish_reason == ("stop" if len(body) < len(ref) else "length")
 
 
-def test_revisions_done_when_command() -> None:
+def test_revisions_done_when_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 14's command: the reviser named as a model role; the old ``--revision-model``
+    flag is the same run (same id: it resumes and generates nothing)."""
+    from ttc_eval.config import RoleSpec
+    from ttc_eval.pipeline import role_key
+
     args = [
         "run",
         "--model",
@@ -231,19 +236,28 @@ def test_revisions_done_when_command() -> None:
         "2",
         "--quiet",
     ]
-    assert main(args) == 0
+    assert main([*args, "--role", "reviser=smollm2-135m"]) == 0
     (run_dir,) = list(Path("runs").iterdir())
     results = json.loads((run_dir / "results.json").read_text())
     # One pool of 4 chains x 4 attempts per question serves every shape.
+    reviser = role_key(RoleSpec(model="smollm2-135m"))
     assert results["compute"]["by_expansion"] == {
-        "revisions(chains=4,length=4,reviser=policy,temperature=0.7)": {
+        f"revisions(chains=4,length=4,reviser={reviser},temperature=0.7)": {
             "questions": 2,
             "samples": 32,
         }
     }
-    shapes = {r["shape"] for r in results["rows"] if r["label_kind"] == "all"}
-    assert shapes == {"4x1", "2x2", "1x4"}
+    assert results["roles"] == {"policy": "smollm2-135m", "reviser": "smollm2-135m"}
+    rows = [r for r in results["rows"] if r["label_kind"] == "all"]
+    assert {r["shape"] for r in rows} == {"4x1", "2x2", "1x4"}
+    assert all(r["roles"]["reviser"] == "smollm2-135m" for r in rows)
     traces = [json.loads(x) for x in (run_dir / "traces.jsonl").read_text().splitlines()]
     assert all(len(t["candidates"]) == 16 for t in traces)
     # Later attempts were written with earlier ones in context: longer prompts.
-    assert all(t["extra"]["revision_prompt_tokens"] > 12 * t["prompt_tokens"] for t in traces)
+    for t in traces:
+        revision = sum(c["cost"]["prompt_tokens"] for c in t["candidates"] if c["index"] % 4)
+        assert revision > 12 * t["prompt_tokens"]
+    capsys.readouterr()
+    assert main([*args, "--revision-model", "smollm2-135m"]) == 0
+    assert list(Path("runs").iterdir()) == [run_dir]
+    assert "generated 0 samples" in capsys.readouterr().err

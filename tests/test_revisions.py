@@ -6,7 +6,6 @@ import json
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -21,7 +20,6 @@ from ttc_eval.pipeline import grade_traces
 from ttc_eval.registry import STRATEGIES
 from ttc_eval.strategies._base import ExpansionContext
 from ttc_eval.strategies.revisions import (
-    DEFAULT_REVISION_TEMPLATE,
     RevisionExpansion,
     Revisions,
     revision_messages,

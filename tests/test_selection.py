@@ -89,10 +89,12 @@ def test_best_of_n_aggregation_changes_the_choice() -> None:
     b = Candidate(1, "", 1, "stop", "b", "b", False, (0.5, 0.6))
     t = trace([a, b])
     assert (
-        evaluate(STRATEGIES.create("best_of_n", mode="naive", aggregation="last"), t, 2).accuracy == 1.0
+        evaluate(STRATEGIES.create("best_of_n", mode="naive", aggregation="last"), t, 2).accuracy
+        == 1.0
     )
     assert (
-        evaluate(STRATEGIES.create("best_of_n", mode="naive", aggregation="min"), t, 2).accuracy == 0.0
+        evaluate(STRATEGIES.create("best_of_n", mode="naive", aggregation="min"), t, 2).accuracy
+        == 0.0
     )
 
 

@@ -25,8 +25,14 @@ from ttc_eval.analysis.estimators import disjoint_groups
 from ttc_eval.config import RunConfig, StrategySpec
 from ttc_eval.errors import UsageError
 from ttc_eval.models import DEFAULT_MODEL
-from ttc_eval.pipeline import answer, build_context, build_strategies, plan_strategies
-from ttc_eval.registry import GRADERS, VERIFIERS
+from ttc_eval.pipeline import (
+    answer,
+    build_context,
+    build_strategies,
+    check_components,
+    plan_strategies,
+)
+from ttc_eval.registry import GRADERS
 from ttc_eval.strategies._base import ExpansionContext, Strategy
 from ttc_eval.tasks import Task, TaskSpec
 from ttc_eval.types import Problem, Selection, Trace
@@ -101,27 +107,30 @@ class TTCLM(LM):  # type: ignore[misc]
             cache=bool(cache),
             grader=grader,
         )
-        strategies = build_strategies(self.config)
-        if len(strategies) != 1:
+        self.strategy = self._one_strategy(str(strategy))
+        try:
+            check_components(self.config, [self.strategy])
+        except UsageError as e:
+            # The run's flags are --model_args keys here.
             raise UsageError(
-                f"strategy {strategy!r} stands for {len(strategies)} configurations; "
-                "name one (revisions: add sequential=S)"
-            )
-        self.strategy: Strategy = strategies[0]
-        if self.strategy.is_oracle:
-            raise UsageError(
-                f"{self.strategy.name} picks by correctness, which only lm-eval knows here"
-            )
-        if self.strategy.needs_verifier and verifier_name is None:
-            raise UsageError(
-                f"{self.strategy.name} needs a verifier: add verifier=NAME to --model_args "
-                f"({', '.join(VERIFIERS.names())})"
-            )
-        if verifier_name is not None and verifier_name not in VERIFIERS:
-            raise UsageError(VERIFIERS.unknown_message(verifier_name))
+                str(e).replace("pass --verifier", "add verifier=NAME to --model_args")
+            ) from None
         self.task = Task(replace(REQUESTS_TASK, grader=grader))
         self.progress = bool(progress)
         self._ctx: ExpansionContext | None = None
+
+    def _one_strategy(self, text: str) -> Strategy:
+        strategies = build_strategies(self.config)
+        if len(strategies) != 1:
+            raise UsageError(
+                f"strategy {text!r} stands for {len(strategies)} configurations; "
+                "name one (revisions: add sequential=S)"
+            )
+        if strategies[0].is_oracle:
+            raise UsageError(
+                f"{strategies[0].name} picks by correctness, which only lm-eval knows here"
+            )
+        return strategies[0]
 
     def _config(self, gen_kwargs: dict[str, Any], copies: int) -> RunConfig:
         """The run settings of one batch of lm-eval requests: its stop strings and token

@@ -234,6 +234,22 @@ def _check_verifier_args(name: str, factory: VerifierFactory, args: Mapping[str,
         raise UsageError(f"verifier {name}: {e}{hint}") from None
 
 
+def check_components(config: RunConfig, strategies: Sequence[Strategy]) -> None:
+    """Every role's backend exists, the verifier exists and takes its arguments, and each
+    strategy that reads scores has a verifier: usage errors before any model loads."""
+    for role in (POLICY, *config.roles):
+        backend = config.role(role).backend or config.backend
+        if backend not in BACKENDS:
+            raise UsageError(BACKENDS.unknown_message(backend))
+    if config.verifier:
+        _check_verifier_args(config.verifier, VERIFIERS.get(config.verifier), config.verifier_args)
+    elif any(s.needs_verifier for s in strategies):
+        need = sorted({s.name for s in strategies if s.needs_verifier})
+        raise UsageError(
+            f"{', '.join(need)} needs a verifier: pass --verifier ({', '.join(VERIFIERS.names())})"
+        )
+
+
 def plan_run(config: RunConfig) -> RunPlan:
     """Resolve and check everything a user can get wrong before any model loads."""
     task = load_task(config)
@@ -241,18 +257,8 @@ def plan_run(config: RunConfig) -> RunPlan:
     # Leaderboards go where this invocation said, recorded absolute so that `report` from any
     # folder updates the same file.
     config = replace(config, leaderboard_dir=str(Path(config.leaderboard_dir).resolve()))
-    for role in (POLICY, *config.roles):
-        backend = config.role(role).backend or config.backend
-        if backend not in BACKENDS:
-            raise UsageError(BACKENDS.unknown_message(backend))
     splan = plan_strategies(config)
-    if config.verifier:
-        _check_verifier_args(config.verifier, VERIFIERS.get(config.verifier), config.verifier_args)
-    elif any(s.needs_verifier for s in splan.strategies):
-        need = [s.name for s in splan.strategies if s.needs_verifier]
-        raise UsageError(
-            f"{', '.join(need)} needs a verifier: pass --verifier ({', '.join(VERIFIERS.names())})"
-        )
+    check_components(config, splan.strategies)
     templates = role_templates(splan, task)
     problems = task.problems(config.data_files, config.limit)
     identity = run_identity(splan, task, problems, templates)

@@ -24,7 +24,13 @@ from ttc_eval.pipeline import StrategyPlan, evaluate, load_task, plan_strategies
 from ttc_eval.registry import BACKENDS, GRADERS, VERIFIERS
 from ttc_eval.reporting.figures import write_figures
 from ttc_eval.reporting.leaderboard import update_leaderboard
-from ttc_eval.reporting.tables import accuracy_tables, optimal_tables, revision_tables
+from ttc_eval.reporting.tables import (
+    accuracy_tables,
+    cost_table,
+    flops_table,
+    optimal_tables,
+    revision_tables,
+)
 from ttc_eval.store import TraceStore
 from ttc_eval.strategies._base import ExpansionSpec, Strategy
 from ttc_eval.types import POLICY, Cost, QuestionResult, Trace
@@ -299,18 +305,20 @@ def build_results(
         seed=config.seed,
     )
     diff_spec = view.difficulty_pool
-    results = {
+    flops = flops_summary([trace_cost(t) for t in all_traces], params)
+    roles = {role: config.role(role).model or config.model for role in view.plan.roles}
+    results: dict[str, Any] = {
         "run_id": run_dir.name,
         "task": config.task,
         "model": config.model,
         "backend": config.backend,
         "verifier": config.verifier,
-        "roles": {role: config.role(role).model or config.model for role in view.plan.roles},
+        "roles": roles,
         **versions,
         "stale_versions": stale,
         "n_problems": len({t.problem_id for t in all_traces}),
         "compute": _compute_section(view, all_traces),
-        "flops": flops_summary([trace_cost(t) for t in all_traces], params),
+        "flops": flops,
         "difficulty": {
             "pool": diff_spec.key if diff_spec else None,
             "note": "bins: 1 = easiest; see ttc_eval.analysis.bins.quantile_bins",
@@ -320,7 +328,8 @@ def build_results(
         "rows": rows,
     }
     write_json(run_dir / "results.json", results)
-    printed = _write_report(run_dir, rows, optimal)
+    extra = [cost_table(rows), flops_table(flops, roles)]
+    printed = _write_report(run_dir, rows, optimal, extra)
     _update_board(run_dir, record, config, rows, leaderboard_dir)
     return results, printed
 
@@ -355,11 +364,16 @@ def _rows(
 
 
 def _write_report(
-    run_dir: Path, rows: Sequence[dict[str, Any]], optimal: Sequence[dict[str, Any]]
+    run_dir: Path,
+    rows: Sequence[dict[str, Any]],
+    optimal: Sequence[dict[str, Any]],
+    extra: Sequence[str],
 ) -> str:
-    """report/tables.md and the figures; the tables to print."""
+    """report/tables.md (with the ``extra`` tables) and the figures; the tables to print."""
     accuracy = accuracy_tables(rows)
-    every = "\n\n".join(filter(None, [accuracy, revision_tables(rows), optimal_tables(optimal)]))
+    every = "\n\n".join(
+        filter(None, [accuracy, revision_tables(rows), optimal_tables(optimal), *extra])
+    )
     # The terminal gets one table per binning (each has the all-questions column, so the plain
     # overall table would repeat it); report/tables.md has every table.
     binned = accuracy_tables(rows, kinds="binned")

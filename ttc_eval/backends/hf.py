@@ -161,6 +161,8 @@ class HFBackend:
         many short rows of very different lengths per round; with ``generate`` every round
         waited for its longest step at full batch width. ``progress`` hears of every token
         generated and every row that ends."""
+        # One function on purpose: the decoding loop's steps (forward, sample, stop checks,
+        # retire finished rows) share their state, and split up they would hide the order.
         import torch
         from transformers import TemperatureLogitsWarper, TopPLogitsWarper
 

@@ -121,6 +121,32 @@ def write_run(
         raise UsageError(f"{run_dir} already exists (this dump was imported); remove it first")
     run_dir.mkdir(parents=True)
     (key,) = [spec.key for spec in plan_strategies(config).expansions]
+    traces = _traces(questions, key, task, regrade, scored, source)
+    record = run_record(
+        config,
+        task_version=task.version,
+        grader_version=None,
+        verifier_version="imported" if scored else None,
+        backend_version=None,
+        task_spec=task.spec.source,
+        imported={"format": fmt, "source": str(source), "regraded": regrade},
+    )
+    write_json(run_dir / "config.json", record)
+    TraceStore(run_dir / "traces.jsonl").add(traces)
+    build_results(run_dir)
+    return run_dir
+
+
+def _traces(
+    questions: Sequence[ImportedQuestion],
+    key: str,
+    task: Task,
+    regrade: bool,
+    scored: bool,
+    source: Path,
+) -> list[Trace]:
+    """One graded pool per question: the dump's verdicts where it has them (unless
+    ``regrade``), the pipeline's grading step for the rest."""
     traces = []
     for q in questions:
         cands = []
@@ -153,19 +179,5 @@ def write_run(
                 extra={"imported_from": str(source)},
             )
         )
-    # The pipeline's grading step, for the samples without a verdict (all, with --regrade).
     problems = {q.id: Problem(id=q.id, question="", answer=q.gold) for q in questions}
-    traces = grade_traces(task, traces, problems)
-    record = run_record(
-        config,
-        task_version=task.version,
-        grader_version=None,
-        verifier_version="imported" if scored else None,
-        backend_version=None,
-        task_spec=task.spec.source,
-        imported={"format": fmt, "source": str(source), "regraded": regrade},
-    )
-    write_json(run_dir / "config.json", record)
-    TraceStore(run_dir / "traces.jsonl").add(traces)
-    build_results(run_dir)
-    return run_dir
+    return grade_traces(task, traces, problems)

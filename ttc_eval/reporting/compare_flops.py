@@ -71,6 +71,8 @@ def compare_flops(
     params_small: float | None = None,
     params_large: float | None = None,
 ) -> dict[str, Any]:
+    # Longer than most functions on purpose: each output row's fields sit next to the lines
+    # that compute them, which is how the comparison is checked against the paper.
     small, large = load_run(small_dir), load_run(large_dir)
     if small.config.task != large.config.task:
         raise UsageError(

@@ -139,3 +139,58 @@ def optimal_tables(rows: Sequence[dict[str, Any]], fmt: str = "github") -> str:
         title = "compute-optimal vs baseline" + ("" if kind == "all" else f" by {kind} bin")
         tables.append(f"{title}\n\n" + tabulate(body, headers=headers, tablefmt=fmt))
     return "\n\n".join(tables)
+
+
+def cost_table(rows: Sequence[dict[str, Any]], fmt: str = "github") -> str:
+    """Measured mean cost per question next to the nominal budget, per configuration (all
+    questions); "" for results written before costs were measured."""
+    shown = sorted(
+        (r for r in rows if r["label_kind"] == "all" and r.get("cost")),
+        key=lambda r: (r["config"], r["budget"]),
+    )
+    if not shown:
+        return ""
+    headers = ["strategy", "budget", "accuracy", "samples", "prompt sent", "prompt computed",
+               "generated", "verifier read", "FLOPs", "seconds"]  # fmt: skip
+    body = [
+        [
+            r["config"],
+            r["budget"],
+            f"{r['accuracy']:.3f}",
+            round(r["cost"]["samples"], 2),
+            round(r["cost"]["prompt_tokens"], 1),
+            round(r["cost"]["prompt_tokens_computed"], 1),
+            round(r["cost"]["generated_tokens"], 1),
+            round(r["cost"]["verifier_tokens"], 1),
+            _flops(r["cost"].get("flops_total")),
+            round(r["cost"]["seconds"], 3),
+        ]
+        for r in shown
+    ]
+    title = "measured cost per question (means; budget = the nominal N)"
+    return f"{title}\n\n" + tabulate(body, headers=headers, tablefmt=fmt)
+
+
+def flops_table(flops: dict[str, Any], roles: dict[str, Any] | None, fmt: str = "github") -> str:
+    """One line per model role: its model, non-embedding parameters, the tokens it
+    processed in the whole run and their FLOPs; "" for results without roles."""
+    by_role = flops.get("by_role") or {}
+    if not by_role:
+        return ""
+    params = flops.get("params") or {}
+    body = [
+        [
+            role,
+            (roles or {}).get(role, ""),
+            (params.get(role) or {}).get("non_embedding", "unknown"),
+            round(entry["tokens"], 1),
+            _flops(entry["flops"]),
+        ]
+        for role, entry in sorted(by_role.items())
+    ]
+    headers = ["role", "model", "parameters (non-embedding)", "tokens", "FLOPs"]
+    return "FLOPs by model role (whole run)\n\n" + tabulate(body, headers=headers, tablefmt=fmt)
+
+
+def _flops(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.3g}"
