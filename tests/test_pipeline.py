@@ -580,3 +580,26 @@ def test_plugins_run_end_to_end(tmp_path: Path) -> None:
     whole = [r for r in bon if r["budget"] == 4 and r["label_kind"] == "all"]
     assert whole[0]["cost"]["verifier_tokens"] == pytest.approx(counted / 4)
     assert "judge" in whole[0]["cost"]["flops"]
+
+
+# -- 6. a component that breaks its protocol fails mypy ---------------------------------------
+
+
+def test_a_strategy_that_breaks_the_protocol_fails_mypy(tmp_path: Path) -> None:
+    """The registries are typed by what they hold: registering a class that is not a
+    Strategy is a type error, and a proper one (the plug-in) is not."""
+    bad = tmp_path / "bad_strategy.py"
+    bad.write_text(
+        "from ttc_eval.registry import strategy\n\n\n"
+        '@strategy("broken")\n'
+        "class Broken:\n"
+        '    """No expansion, select or label: not a Strategy."""\n\n'
+        '    name = "broken"\n'
+    )
+    good = Path(__file__).parent / "plugins" / "first_of_pool.py"
+    cmd = [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--config-file", ""]
+    failed = subprocess.run([*cmd, str(bad)], capture_output=True, text=True)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert 'expected "Callable[..., Strategy]"' in failed.stdout
+    passed = subprocess.run([*cmd, str(good)], capture_output=True, text=True)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
