@@ -209,3 +209,24 @@ def test_bad_revision_settings_exit_2(
         args += ["--strategy", "revisions"]
     assert main([*args, *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("spec", "labels"),
+    [
+        # Labels as ttc-eval 0.1.0 (e2e2ab0) wrote them: old runs must keep their rows.
+        ("revisions:select=verifier:aggregation=last", ["revisions(select=verifier,sequential=1)"]),
+        ("revisions:aggregation=min", ["revisions(select=majority,sequential=1)"]),
+        (
+            "revisions:select=verifier:aggregation=min",
+            ["revisions(aggregation=min,select=verifier,sequential=1)"],
+        ),
+        ("revisions:sequential=2:chains=4", ["revisions(chains=4,select=majority,sequential=2)"]),
+    ],
+)
+def test_labels_are_those_of_earlier_versions(spec: str, labels: list[str]) -> None:
+    from ttc_eval.config import StrategySpec
+
+    parsed = StrategySpec.parse(spec)
+    variants = STRATEGIES.create(parsed.name, **parsed.args).variants([1])
+    assert [v.label() for v in variants] == labels

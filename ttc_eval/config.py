@@ -233,12 +233,14 @@ class RoleSpec:
 
     @classmethod
     def parse(cls, text: str) -> RoleSpec:
-        """``MODEL[:backend=NAME][:K=V...]``: K=V other than ``backend`` are backend options
-        (values parsed as YAML scalars); an empty MODEL is the policy's. Only a colon before
-        ``key=`` starts an option, so ``qwen:7b`` names a model and ``base_url=http://h:80``
-        is one option."""
+        """``MODEL[:backend=NAME][:template=FILE][:K=V...]``: ``template=`` names a file
+        holding the role's prompt template; K=V other than ``backend`` and ``template`` are
+        backend options (values parsed as YAML scalars); an empty MODEL is the policy's. Only
+        a colon before ``key=`` starts an option, so ``qwen:7b`` names a model and
+        ``base_url=http://h:80`` is one option."""
         model, *parts = re.split(r":(?=[A-Za-z_][A-Za-z0-9_]*=)", text.strip())
         backend: str | None = None
+        template: str | None = None
         args: dict[str, Any] = {}
         for part in parts:
             k, v = part.split("=", 1)
@@ -246,9 +248,11 @@ class RoleSpec:
                 if not v.strip():
                     raise UsageError(f"backend= in {text!r} needs a backend name")
                 backend = v.strip()
+            elif k == "template":
+                template = read_template_file(v.strip(), f"template= in {text!r}")
             else:
                 args[k] = yaml.safe_load(v)
-        return cls(model.strip() or None, backend, args)
+        return cls(model.strip() or None, backend, args, template)
 
     def to_dict(self) -> dict[str, Any]:
         """The parts that are set (what a config file writes)."""
@@ -300,12 +304,13 @@ def _check_role_parts(where: str, parts: Mapping[str, Any]) -> None:
 
 
 def parse_role_flag(text: str) -> tuple[str, RoleSpec]:
-    """argparse type of ``--role NAME=MODEL[:backend=NAME][:K=V...]``."""
+    """argparse type of ``--role NAME=MODEL[:backend=NAME][:template=FILE][:K=V...]``."""
     name, sep, spec = text.partition("=")
     name = name.strip()
     if not sep or not name.isidentifier():
         raise argparse.ArgumentTypeError(
-            f"expected ROLE=MODEL[:backend=NAME][:K=V...] such as reviser=smollm2-360m, "
+            f"expected ROLE=MODEL[:backend=NAME][:template=FILE][:K=V...] such as "
+            f"reviser=smollm2-360m, "
             f"got {text!r}"
         )
     try:
@@ -914,14 +919,19 @@ def canonical_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
 # Flags that write part of a setting.
 
 
-def _read_template(text: str) -> str:
+def read_template_file(text: str, what: str) -> str:
+    """The text of a prompt-template file named on the command line."""
     path = Path(text)
     if not path.is_file():
-        raise UsageError(f"--revision-template {path}: no such file")
+        raise UsageError(f"{what} {path}: no such file")
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"--revision-template {path}: cannot be read as text ({e})") from None
+        raise UsageError(f"{what} {path}: cannot be read as text ({e})") from None
+
+
+def _read_template(text: str) -> str:
+    return read_template_file(text, "--revision-template")
 
 
 def _role_setting(value: tuple[str, RoleSpec]) -> dict[str, Any]:
@@ -1006,11 +1016,12 @@ SHORTHANDS: tuple[Shorthand, ...] = (
     Shorthand(
         "--role",
         "roles",
-        "the model of a role other than the policy, ROLE=MODEL[:backend=NAME][:K=V...] "
-        "(K=V: the role's backend options; without backend=, the run's backend and options), "
-        "e.g. reviser=smollm2-360m; roles: reviser (the revisions strategy), verifier (as "
-        "--verifier-model) and those plug-ins declare; repeatable (default: every role "
-        "uses the policy's model)",
+        "the model of a role other than the policy, "
+        "ROLE=MODEL[:backend=NAME][:template=FILE][:K=V...] (K=V: the role's backend "
+        "options; without backend=, the run's backend and options; template=: the role's "
+        "prompt template), e.g. reviser=smollm2-360m; roles: reviser (the revisions "
+        "strategy), judge (self-judge), verifier (as --verifier-model) and those plug-ins "
+        "declare; repeatable (default: every role uses the policy's model)",
         metavar="ROLE=SPEC",
         parse=parse_role_flag,
         setting=_role_setting,

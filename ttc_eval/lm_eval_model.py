@@ -109,7 +109,7 @@ class TTCLM(LM):  # type: ignore[misc]
         )
         self.strategy = self._one_strategy(str(strategy))
         try:
-            check_components(self.config, [self.strategy])
+            check_components(plan_strategies(self.config))
         except UsageError as e:
             # The run's flags are --model_args keys here.
             raise UsageError(

@@ -26,7 +26,7 @@ from ttc_eval._rundir import IDENTITY_VERSION, questions_digest, spec_digest, te
 from ttc_eval.backends._base import Backend
 from ttc_eval.cache import CachedBackend, GenerationCache
 from ttc_eval.config import RoleSpec, RunConfig
-from ttc_eval.errors import UsageError
+from ttc_eval.errors import UsageError, did_you_mean
 from ttc_eval.models import cache_root
 from ttc_eval.registry import BACKENDS, EXPANSIONS, GRADERS, STRATEGIES, VERIFIERS
 from ttc_eval.store import TraceStore
@@ -90,7 +90,7 @@ def role_key(spec: RoleSpec | None) -> str:
     """Names a role's model and template in expansion keys: ``policy`` when the policy plays
     it with built-in templates, else a hash (the spelling of run directories written before
     roles, so their stored traces are found)."""
-    if spec is None or (spec.model is None and spec.template is None and spec.backend is None):
+    if spec is None or spec == RoleSpec():
         return POLICY
     blob = f"{spec.model or ''}\n{spec.template or ''}"
     if spec.backend is not None or spec.backend_args:
@@ -122,8 +122,26 @@ class StrategyPlan:
     """Distinct expansions to run, the difficulty pass (when asked for) first."""
     difficulty: ExpansionSpec | None
     """The sample pool difficulty is measured on."""
-    roles: tuple[str, ...]
-    """Model roles the run uses: ``policy`` plus every role its components declare."""
+    roles: Mapping[str, RoleSpec]
+    """Every model role the run uses (``policy`` first, then each role its strategies and
+    verifier declare), resolved: the model, backend and options that play it."""
+    verifier_roles: tuple[str, ...]
+    """The roles the verifier declares (``judge``: a generation backend it is handed;
+    ``verifier``: its own weights)."""
+
+
+def resolve_roles(config: RunConfig, declared: Sequence[str]) -> dict[str, RoleSpec]:
+    """Each declared role's model, backend and options. A verifier that judges with a
+    generation backend (self-judge's ``judge``) takes ``--verifier-model`` as that role's
+    model, as it always has: the shorthand of ``--role judge=MODEL``."""
+    out: dict[str, RoleSpec] = {}
+    verifier_model = config.verifier_args.get("model")
+    for role in declared:
+        spec = config.role(role)
+        if role == "judge" and role not in config.roles and verifier_model:
+            spec = replace(config.role(POLICY), model=str(verifier_model))
+        out[role] = spec
+    return out
 
 
 def plan_strategies(config: RunConfig) -> StrategyPlan:
@@ -141,10 +159,18 @@ def plan_strategies(config: RunConfig) -> StrategyPlan:
     for s in strategies:
         roles += [r for r in s.roles if r not in roles]
     # An imported run's scores come from a verifier that is not registered here.
+    verifier_roles: tuple[str, ...] = ()
     if config.verifier and config.verifier in VERIFIERS:
-        roles += [r for r in VERIFIERS.get(config.verifier).roles if r not in roles]
+        verifier_roles = tuple(VERIFIERS.get(config.verifier).roles)
+        roles += [r for r in verifier_roles if r not in roles]
     return StrategyPlan(
-        config, tuple(strategies), defaults, tuple(specs.values()), difficulty, tuple(roles)
+        config,
+        tuple(strategies),
+        defaults,
+        tuple(specs.values()),
+        difficulty,
+        resolve_roles(config, roles),
+        verifier_roles,
     )
 
 
@@ -203,7 +229,7 @@ def role_templates(plan: StrategyPlan, task: Task) -> dict[str, str]:
         defaults.update(s.roles)
     out: dict[str, str] = {}
     for role, default in defaults.items():
-        given = plan.config.role(role).template
+        given = plan.roles[role].template if role in plan.roles else None
         from_task = getattr(task.spec, _TASK_TEMPLATES.get(role, ""), None)
         template = given or from_task or default
         if template is None:
@@ -222,9 +248,9 @@ def role_templates(plan: StrategyPlan, task: Task) -> dict[str, str]:
 def _check_verifier_args(name: str, factory: VerifierFactory, args: Mapping[str, Any]) -> None:
     import inspect
 
-    roles = {"judge": None} if "judge" in factory.roles else {}
+    handed = {role: None for role in factory.roles if role != "verifier"}
     try:
-        inspect.signature(factory).bind(**{**roles, **args})
+        inspect.signature(factory).bind(**{**handed, **args})
     except TypeError as e:
         hint = (
             " (a PRM needs its weights: --verifier-model HUB_ID_OR_PATH)"
@@ -234,13 +260,21 @@ def _check_verifier_args(name: str, factory: VerifierFactory, args: Mapping[str,
         raise UsageError(f"verifier {name}: {e}{hint}") from None
 
 
-def check_components(config: RunConfig, strategies: Sequence[Strategy]) -> None:
-    """Every role's backend exists, the verifier exists and takes its arguments, and each
-    strategy that reads scores has a verifier: usage errors before any model loads."""
-    for role in (POLICY, *config.roles):
-        backend = config.role(role).backend or config.backend
-        if backend not in BACKENDS:
-            raise UsageError(BACKENDS.unknown_message(backend))
+def check_components(plan: StrategyPlan) -> None:
+    """Every named role is one a component declares, every role's backend exists, the
+    verifier exists and takes its arguments, and each strategy that reads scores has a
+    verifier: usage errors before any model loads."""
+    config, strategies = plan.config, plan.strategies
+    for role in config.roles:
+        if role not in plan.roles:
+            used = ", ".join(r for r in plan.roles if r != POLICY) or "none"
+            raise UsageError(
+                f"no component of this run uses the role {role!r}.{did_you_mean(role, plan.roles)}"
+                f" Roles it uses: {used} (`--role` names a role's model)"
+            )
+    for spec in plan.roles.values():
+        if spec.backend is not None and spec.backend not in BACKENDS:
+            raise UsageError(BACKENDS.unknown_message(spec.backend))
     if config.verifier:
         _check_verifier_args(config.verifier, VERIFIERS.get(config.verifier), config.verifier_args)
     elif any(s.needs_verifier for s in strategies):
@@ -258,7 +292,7 @@ def plan_run(config: RunConfig) -> RunPlan:
     # folder updates the same file.
     config = replace(config, leaderboard_dir=str(Path(config.leaderboard_dir).resolve()))
     splan = plan_strategies(config)
-    check_components(config, splan.strategies)
+    check_components(splan)
     templates = role_templates(splan, task)
     problems = task.problems(config.data_files, config.limit)
     identity = run_identity(splan, task, problems, templates)
@@ -298,7 +332,27 @@ def run_identity(
         if verifier is not None
         else None,
         "backend": {"name": config.backend, "version": str(BACKENDS.get(config.backend).version)},
+        **_role_identity(plan, templates),
     }
+
+
+def _role_identity(plan: StrategyPlan, templates: Mapping[str, str]) -> dict[str, Any]:
+    """What the roles add to the identity beyond the settings: the version of each backend
+    a role runs on other than the policy's, and the template in force of each role other
+    than the reviser (whose template has its own key). Empty (so identities of runs without
+    such roles are unchanged) when there is none."""
+    out: dict[str, Any] = {}
+    backends = {
+        role: {"name": spec.backend, "version": str(BACKENDS.get(spec.backend).version)}
+        for role, spec in plan.roles.items()
+        if spec.backend is not None and spec.backend != plan.config.backend and role != "verifier"
+    }
+    if backends:
+        out["role_backends"] = backends
+    others = {role: text_digest(t) for role, t in sorted(templates.items()) if role != "reviser"}
+    if others:
+        out["role_templates_sha256"] = others
+    return out
 
 
 # -- expanding ------------------------------------------------------------------------------
@@ -327,28 +381,29 @@ def build_context(
     cache = GenerationCache(cache_root() / "generations.sqlite") if config.cache else None
     backends: dict[str, Backend] = {}
     built: dict[str, Backend] = {}
-    for role in plan.roles:
+    for role, spec in plan.roles.items():
         if role == "verifier":
             continue  # a PRM's own weights, loaded by the verifier
-        spec = config.role(role)
         key = json.dumps([spec.model, spec.backend, dict(spec.backend_args)], sort_keys=True)
         if key not in built:
             built[key] = make_backend(spec, config, cache, progress)
         backends[role] = built[key]
     policy = backends[POLICY]
     verifier: Verifier | None = None
-    verifier_role: str | None = None
     if config.verifier:
-        factory = VERIFIERS.get(config.verifier)
         vargs = dict(config.verifier_args)
-        if "judge" in factory.roles and "model" not in vargs:
-            vargs["judge"] = backends["judge"]
-        verifier = factory(**vargs)
-        verifier_role = factory.roles[0] if factory.roles else None
+        # Every generation role it declares is handed over as a ready backend (the judge's
+        # model named by --verifier-model is that backend's, see resolve_roles).
+        for role in plan.verifier_roles:
+            if role != "verifier":
+                vargs[role] = backends[role]
+                if role == "judge":
+                    vargs.pop("model", None)
+        verifier = VERIFIERS.get(config.verifier)(**vargs)
     return ExpansionContext(
         backends=backends,
         verifier=verifier,
-        verifier_role=verifier_role,
+        verifier_role=plan.verifier_roles[0] if plan.verifier_roles else None,
         params=params or sampling_params(config),
         render=lambda p: task.render(p, policy),
         messages=task.messages,
@@ -492,6 +547,10 @@ def selection_cost(trace: Trace, read: Sequence[int], scored: bool = True) -> Co
         return Cost()
     if len(set(read)) == len(trace.candidates):
         cost = trace_cost(trace)
+    elif trace.cost is not None and any(trace.candidates[i].cost is None for i in read):
+        # Candidates that share a tree (search): their cost is not separable, so a choice
+        # that reads some of them pays their share of the whole.
+        cost = trace.cost.scaled(len(set(read)) / len(trace.candidates))
     else:
         own = Cost.total(_candidate_cost(trace, i) for i in read)
         cost = own + shared_prompt_cost(trace.prompt_tokens)
@@ -499,17 +558,8 @@ def selection_cost(trace: Trace, read: Sequence[int], scored: bool = True) -> Co
 
 
 def _without_verifier(cost: Cost, trace: Trace) -> Cost:
-    role = _verifier_role(trace)
-    roles = {k: v for k, v in cost.role_tokens.items() if k != role}
+    roles = {k: v for k, v in cost.role_tokens.items() if k != trace.verifier_role}
     return replace(cost, verifier_tokens=0, role_tokens=roles)
-
-
-def _verifier_role(trace: Trace) -> str | None:
-    """The role whose model scored the trace (None: no verifier, or one that runs no model)."""
-    if trace.verifier is None or trace.verifier not in VERIFIERS:
-        return None
-    roles = VERIFIERS.get(trace.verifier).roles
-    return roles[0] if roles else None
 
 
 def selections(strategy: Strategy, trace: Trace, budget: int) -> list[Selection]:

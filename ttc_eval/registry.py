@@ -11,9 +11,9 @@ import importlib
 import importlib.metadata
 import inspect
 import pkgutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ttc_eval.errors import UsageError, did_you_mean
 
@@ -93,7 +93,18 @@ class Registry(Generic[T]):
         return iter(self.names())
 
 
-P = TypeVar("P")
+class Recorded(Protocol):
+    """A product whose registry records how it was built."""
+
+    name: str
+    args: Mapping[str, Any]
+
+    def canonical_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        """``args`` less those that do not change what it does (equal products, one label)."""
+        ...
+
+
+P = TypeVar("P", bound=Recorded)
 
 
 class FactoryRegistry(Registry[Callable[..., P]]):
@@ -118,8 +129,8 @@ class FactoryRegistry(Registry[Callable[..., P]]):
                 recorded[key] = value
         product = factory(**args)
         # Set on the product, not left to its constructor: a component cannot forget one.
-        product.name = name  # type: ignore[attr-defined]
-        product.args = MappingProxyType(dict(sorted(recorded.items())))  # type: ignore[attr-defined]
+        product.name = name
+        product.args = MappingProxyType(dict(sorted(product.canonical_args(recorded).items())))
         return product
 
 

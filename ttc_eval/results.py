@@ -214,16 +214,13 @@ def recorded_params(run_dir: Path) -> dict[str, Any]:
 
 
 def _role_models(view: RunView, strategy: Strategy) -> dict[str, str | None]:
-    """The model playing each role a configuration used."""
-    config = view.config
+    """The model playing each role a configuration used (``None``: a verifier role with no
+    model named)."""
+    plan = view.plan
     roles = [POLICY, *strategy.roles]
-    if strategy.needs_verifier and config.verifier:
-        roles += list(VERIFIERS.get(config.verifier).roles) if config.verifier in VERIFIERS else []
-    out: dict[str, str | None] = {}
-    for role in roles:
-        # A verifier's own weights are never the policy's.
-        out[role] = config.role(role).model or (None if role == "verifier" else config.model)
-    return out
+    if strategy.needs_verifier:
+        roles += plan.verifier_roles
+    return {role: plan.roles[role].model for role in roles if role in plan.roles}
 
 
 def _config_results(view: RunView) -> list[ConfigResults]:
@@ -306,7 +303,7 @@ def build_results(
     )
     diff_spec = view.difficulty_pool
     flops = flops_summary([trace_cost(t) for t in all_traces], params)
-    roles = {role: config.role(role).model or config.model for role in view.plan.roles}
+    roles = {role: spec.model for role, spec in view.plan.roles.items()}
     results: dict[str, Any] = {
         "run_id": run_dir.name,
         "task": config.task,

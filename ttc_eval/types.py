@@ -30,13 +30,14 @@ class Cost:
     asked for and produced, never a nominal budget."""
 
     samples: float = 0
-    """Generations (policy and reviser samples; search: finished candidates plus rollouts)."""
+    """Generations (policy and reviser samples; search: step generations, rollouts included)."""
     prompt_tokens: float = 0
     """Prompt tokens as sent to the engines (a prompt sent with n samples counts n times)."""
     prompt_tokens_computed: float = 0
-    """Prompt tokens an engine with prefix sharing computes: each question's prompt once, and
-    of a later prompt only what is not a prefix already computed (text the model generated
-    itself is cached as it is generated)."""
+    """Prompt tokens an engine with prefix sharing computes: the question's prompt once per
+    choice however many samples share it, a prompt of its own (a revision prompt) in full,
+    and for search only the question's prompt (the rest of each step's prompt is text the
+    model generated, cached as it was generated)."""
     generated_tokens: float = 0
     """Tokens generated."""
     verifier_tokens: float = 0
@@ -271,6 +272,9 @@ class Trace:
     cost: Cost | None = None
     """Everything this trace cost, measured (``None``: stored before costs were recorded;
     :func:`ttc_eval.pipeline.trace_cost` derives it from the fields above)."""
+    verifier_role: str | None = None
+    """The model role whose tokens the verifier's reading is counted under (``None``: no
+    verifier, or one that runs no model of its own)."""
 
     @property
     def graded(self) -> bool:
@@ -280,6 +284,8 @@ class Trace:
         d = self._fields()
         if self.cost is not None:
             d["cost"] = self.cost.to_dict()
+        if self.verifier_role is not None:
+            d["verifier_role"] = self.verifier_role
         return d
 
     def _fields(self) -> dict[str, Any]:
@@ -310,6 +316,7 @@ class Trace:
             labels=dict(d.get("labels", {})),
             extra=dict(d.get("extra", {})),
             cost=Cost.from_dict(d["cost"]) if d.get("cost") is not None else None,
+            verifier_role=d.get("verifier_role"),
         )
 
 

@@ -219,6 +219,7 @@ def leaderboard_table(path: Path, budget: int | None = None, fmt: str = "github"
             r["strategy_args"],
             r.get("verifier") or "",
             r.get("shape") or "",
+            r.get("roles") or "",
         )
         when = r.get("created") or r.get("date") or ""
         # Without --budget, the largest budget first; then the newest run.
@@ -231,7 +232,8 @@ def leaderboard_table(path: Path, budget: int | None = None, fmt: str = "github"
             i + 1,
             r["model"],
             r["strategy"]
-            + (f" {r['strategy_args']}" if r["strategy_args"] not in ("{}", "") else ""),
+            + (f" {r['strategy_args']}" if r["strategy_args"] not in ("{}", "") else "")
+            + (f" roles {r['roles']}" if r.get("roles") else ""),
             r.get("verifier", ""),
             r["budget"],
             r["n_problems"],

@@ -30,9 +30,13 @@ COLUMNS = [
     "run_id",
     "ttc_eval_version",
     "date",
+    "roles",
 ]
 """``date`` is the run's creation time (ISO 8601, UTC; older rows hold the day only), so the
-newest run of a configuration is the one with the largest ``date``."""
+newest run of a configuration is the one with the largest ``date``. ``roles``: the models of
+the configuration's roles other than the policy (JSON; empty when the policy plays every
+role, and in rows written before roles), so that runs differing in their reviser or judge
+are different leaderboard entries."""
 
 
 def update_leaderboard(path: Path, rows: Sequence[Mapping[str, Any]], run_id: str) -> None:
@@ -60,6 +64,8 @@ def _replace_rows(path: Path, rows: Sequence[Mapping[str, Any]], run_id: str) ->
     for r in rows:
         out = dict(r)
         out["strategy_args"] = json.dumps(out.get("strategy_args", {}), sort_keys=True)
+        others = {k: v for k, v in (out.get("roles") or {}).items() if k != "policy"}
+        out["roles"] = json.dumps(others, sort_keys=True) if others else ""
         for k in ("accuracy", "ci_low", "ci_high", "mean_generated_tokens"):
             out[k] = f"{float(out[k]):.4f}"
         w.writerow(out)

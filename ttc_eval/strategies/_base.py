@@ -86,8 +86,8 @@ class ExpansionContext:
     messages: Callable[[Problem], list[dict[str, str]]]
     """A problem to the task's chat messages (for roles that wrap them in their own prompt)."""
     templates: Mapping[str, str]
-    """Prompt templates given for roles (the run's ``--role R=...:template``, else the
-    task's); a component falls back to its built-in template."""
+    """Prompt template in force per role that has one (the run's ``--role R=M:template=FILE``
+    or ``roles:`` map, else the task's, else the component's built-in one)."""
     step_delimiter: str
     """Separates the steps of a solution."""
     chunk_samples: int
@@ -129,6 +129,11 @@ class Strategy(Protocol):
         """Name with arguments: what tables and rows call this configuration."""
         ...
 
+    def canonical_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        """The recorded arguments less those that do not change what it does, so that equal
+        configurations share one label."""
+        ...
+
     def expansion(self, budget: int, defaults: RunDefaults) -> ExpansionSpec:
         """The expansion whose trace ``select`` reads at ``budget``; strategies that reuse
         one pool return the same spec for every budget."""
@@ -168,6 +173,9 @@ class StrategyBase(ABC):
     def label(self) -> str:
         inner = ",".join(f"{k}={v}" for k, v in sorted(self.args.items()))
         return f"{self.name}({inner})" if inner else self.name
+
+    def canonical_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(args)
 
     @abstractmethod
     def expansion(self, budget: int, defaults: RunDefaults) -> ExpansionSpec: ...
@@ -314,4 +322,5 @@ def scored_trace(
         labels=dict(problem.labels),
         extra=dict(extra or {}),
         cost=total + shared_prompt_cost(base) if completions else total,
+        verifier_role=ctx.verifier_role if ctx.verifier is not None else None,
     )

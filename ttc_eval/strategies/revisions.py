@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ttc_eval.analysis.estimators import disjoint_groups
 from ttc_eval.errors import UsageError
@@ -156,9 +156,16 @@ class Revisions(StrategyBase):
         self.sequential = sequential
         self.chains = chains
         self.length = length
-        # Default ``last``; left out of the label when not given (as labels always were).
         self.aggregation = aggregation or "last"
         self.needs_verifier = select == "verifier"
+
+    def canonical_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        # The aggregation matters only to select=verifier, and ``last`` is the default: as
+        # labels have always been written.
+        out = dict(args)
+        if out.get("select") != "verifier" or out.get("aggregation") == "last":
+            out.pop("aggregation", None)
+        return out
 
     def _pool(self, budgets: Sequence[int]) -> tuple[int, int]:
         top = max(budgets)

@@ -296,6 +296,7 @@ class SearchExpansion:
                     **({role: spent.read} if role and spent.read else {}),
                 },
             ),
+            verifier_role=role,
         )
 
     def _score_children(
