@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from ttc_eval.backends.fake import FakeBackend
 from ttc_eval.cache import CachedBackend
-from ttc_eval.config import RunConfig, StrategySpec
+from ttc_eval.config import RoleSpec, RunConfig, StrategySpec, parse_role_flag
 from ttc_eval.errors import UsageError
 from ttc_eval.pipeline import evaluate, expand, selections
 from ttc_eval.registry import STRATEGIES, verifier
@@ -635,3 +635,41 @@ def test_a_strategy_that_breaks_the_protocol_fails_mypy(tmp_path: Path) -> None:
     assert 'expected "Callable[..., Strategy]"' in failed.stdout
     passed = subprocess.run([*cmd, str(good)], capture_output=True, text=True)
     assert passed.returncode == 0, passed.stdout + passed.stderr
+
+
+@pytest.mark.parametrize(
+    "naming",
+    [{"roles": {"judge": RoleSpec(model="judge-m")}}, {"verifier_args": {"model": "judge-m"}}],
+)
+def test_the_judge_role_is_named_by_role_or_by_verifier_model(
+    tmp_path: Path, naming: dict[str, Any]
+) -> None:
+    """``--role judge=M`` and its shorthand ``--verifier-model M`` give a judging verifier
+    a backend of its own model (the run's backend), recorded as the judge role's."""
+    judge_cls = plugins.judge_verifier.LengthJudge
+    judge_cls.built.clear()
+    config = _config(
+        tmp_path,
+        strategies=(StrategySpec("best_of_n"),),
+        verifier="length-judge",
+        **naming,
+    )
+    results = run(config, progress=False, log=lambda _: None).results
+    (judge,) = judge_cls.built
+    assert judge.judge.fingerprint.startswith("fake:judge-m:")
+    assert results["roles"] == {"policy": config.model, "judge": "judge-m"}
+    assert all(r["roles"]["judge"] == "judge-m" for r in results["rows"] if r["verifier"])
+
+
+def test_a_role_no_component_uses_is_refused(tmp_path: Path) -> None:
+    config = _config(tmp_path, roles={"revisor": RoleSpec(model="m")})
+    with pytest.raises(UsageError, match="no component of this run uses the role 'revisor'"):
+        run(config, progress=False, log=lambda _: None)
+
+
+def test_role_template_from_a_file(tmp_path: Path) -> None:
+    template = tmp_path / "t.txt"
+    template.write_text("{question}\n\nTry again:\n{attempts}")
+    name, spec = parse_role_flag(f"reviser=m:backend=fake:template={template}:dtype=float32")
+    assert name == "reviser"
+    assert spec == RoleSpec("m", "fake", {"dtype": "float32"}, template.read_text())

@@ -245,12 +245,26 @@ def role_templates(plan: StrategyPlan, task: Task) -> dict[str, str]:
     return out
 
 
+def verifier_arguments(
+    roles: Sequence[str], args: Mapping[str, Any], backends: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The verifier's keyword arguments: its options, and every generation role it declares
+    handed over as a backend (``--verifier-model`` of a judging verifier names its judge's
+    model, see :func:`resolve_roles`, so it is not passed on)."""
+    out = dict(args)
+    for role in roles:
+        if role != "verifier":
+            out[role] = backends.get(role)
+            if role == "judge":
+                out.pop("model", None)
+    return out
+
+
 def _check_verifier_args(name: str, factory: VerifierFactory, args: Mapping[str, Any]) -> None:
     import inspect
 
-    handed = {role: None for role in factory.roles if role != "verifier"}
     try:
-        inspect.signature(factory).bind(**{**handed, **args})
+        inspect.signature(factory).bind(**verifier_arguments(factory.roles, args, {}))
     except TypeError as e:
         hint = (
             " (a PRM needs its weights: --verifier-model HUB_ID_OR_PATH)"
@@ -391,14 +405,7 @@ def build_context(
     policy = backends[POLICY]
     verifier: Verifier | None = None
     if config.verifier:
-        vargs = dict(config.verifier_args)
-        # Every generation role it declares is handed over as a ready backend (the judge's
-        # model named by --verifier-model is that backend's, see resolve_roles).
-        for role in plan.verifier_roles:
-            if role != "verifier":
-                vargs[role] = backends[role]
-                if role == "judge":
-                    vargs.pop("model", None)
+        vargs = verifier_arguments(plan.verifier_roles, config.verifier_args, backends)
         verifier = VERIFIERS.get(config.verifier)(**vargs)
     return ExpansionContext(
         backends=backends,
