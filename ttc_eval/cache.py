@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ttc_eval.backends._base import Backend
+from ttc_eval.backends._base import Backend, NextTokenScorer
 from ttc_eval.errors import TTCError, UsageError
 from ttc_eval.types import Completion, Request
 
@@ -107,11 +107,12 @@ class CachedBackend:
         self, prompts: Sequence[str], options: Sequence[str]
     ) -> tuple[list[dict[str, float]], int]:
         """Passed through uncached (a forward pass is cheap next to generation)."""
-        fn = getattr(self.inner, "next_token_logprobs", None)
-        if fn is None:
+        if not isinstance(self.inner, NextTokenScorer):
             raise UsageError(f"backend {self.name} cannot score next tokens (needed by self-judge)")
-        result: tuple[list[dict[str, float]], int] = fn(prompts, options)
-        return result
+        return self.inner.next_token_logprobs(prompts, options)
+
+    def parameter_counts(self) -> dict[str, int] | None:
+        return self.inner.parameter_counts()
 
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
         keys = [

@@ -5,9 +5,12 @@ non-embedding parameter count."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ttc_eval.types import Cost
+
+if TYPE_CHECKING:
+    from ttc_eval.backends._base import Backend
 
 
 def parameter_counts(module: Any) -> dict[str, int]:
@@ -25,15 +28,9 @@ def parameter_counts(module: Any) -> dict[str, int]:
     return {"total": int(total), "non_embedding": int(total - embedding)}
 
 
-def of_backend(backend: Any) -> dict[str, int] | None:
-    """Counts of a backend's model, when it holds one in this process (hf)."""
-    inner = getattr(backend, "inner", backend)
-    counter = getattr(inner, "parameter_counts", None)
-    if counter is not None:
-        result: dict[str, int] | None = counter()
-        return result
-    model = getattr(inner, "model", None)
-    return parameter_counts(model) if model is not None and hasattr(model, "parameters") else None
+def of_backend(backend: Backend) -> dict[str, int] | None:
+    """Counts of a backend's model (``None`` where they cannot be known)."""
+    return backend.parameter_counts()
 
 
 def of_verifier(verifier: Any) -> dict[str, int] | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from ttc_eval.types import Completion, Request
 
@@ -26,6 +26,23 @@ class Backend(Protocol):
 
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
         """One completion per sample id of each request, in order."""
+        ...
+
+    def parameter_counts(self) -> dict[str, int] | None:
+        """Total and non-embedding parameters of the model (FLOPs accounting); ``None`` when
+        they cannot be known (a scripted backend, a remote model without a local config)."""
+        ...
+
+
+@runtime_checkable
+class NextTokenScorer(Protocol):
+    """A backend that can score candidate next tokens after each prompt (self-judge)."""
+
+    def next_token_logprobs(
+        self, prompts: Sequence[str], options: Sequence[str]
+    ) -> tuple[list[dict[str, float]], int]:
+        """Log-probability of each option as the next token after each prompt, and the
+        prompt tokens read."""
         ...
 
 

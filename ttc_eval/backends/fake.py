@@ -72,6 +72,9 @@ class FakeBackend:
         self.script = script or arithmetic_script(p_correct)
         self.calls: list[list[Request]] = []
 
+    def parameter_counts(self) -> dict[str, int] | None:
+        return None  # scripted: there is no model
+
     def render(self, messages: Sequence[Mapping[str, str]]) -> str:
         return "".join(f"<{m['role']}>{m['content']}\n" for m in messages) + "<assistant>"
 

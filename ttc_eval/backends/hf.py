@@ -118,6 +118,11 @@ class HFBackend:
             add_special_tokens=not self.has_chat_template,
         ).to(self.device)
 
+    def parameter_counts(self) -> dict[str, int] | None:
+        from ttc_eval.analysis.flops import parameter_counts
+
+        return parameter_counts(self.model)
+
     def next_token_logprobs(
         self, prompts: Sequence[str], options: Sequence[str]
     ) -> tuple[list[dict[str, float]], int]:
