@@ -357,7 +357,7 @@ def test_bad_roles_exit_2(
 def test_run_help_explains_roles(capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_code(["run", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "--role ROLE=SPEC" in out and "ROLE=MODEL[:backend=NAME][:K=V...]" in out
+    assert "--role ROLE=SPEC" in out and "ROLE=MODEL[:backend=NAME][:template=FILE][:K=V...]" in out
     assert "e.g. reviser=" in out and "as --role reviser=MODEL" in out
 
 

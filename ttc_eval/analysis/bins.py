@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ttc_eval.types import Trace
-from ttc_eval.verifiers._base import aggregate
+from ttc_eval.aggregation import aggregate
+from ttc_eval.types import BIN_KINDS, Trace
 
 N_BINS = 5
 """Bins per cut (the paper uses 5)."""
 
-BIN_KINDS = ("oracle", "predicted", "label")
-"""Kinds of difficulty bins ``--bins`` accepts."""
+__all__ = ["BIN_KINDS", "N_BINS", "difficulty", "mean_verifier_score", "pass_at_1", "quantile_bins"]
 
 
 def quantile_bins(values: Mapping[str, float], n_bins: int = N_BINS) -> dict[str, str]:

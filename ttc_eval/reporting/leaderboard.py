@@ -29,8 +29,8 @@ COLUMNS = [
     "mean_generated_tokens",
     "run_id",
     "ttc_eval_version",
-    "date",
     "roles",
+    "date",
 ]
 """``date`` is the run's creation time (ISO 8601, UTC; older rows hold the day only), so the
 newest run of a configuration is the one with the largest ``date``. ``roles``: the models of

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
+from ttc_eval.aggregation import aggregate, check_aggregation
 from ttc_eval.analysis.estimators import disjoint_groups
 from ttc_eval.errors import UsageError
 from ttc_eval.registry import STRATEGIES, expansion, strategy
@@ -30,7 +31,6 @@ from ttc_eval.strategies._base import (
     vote,
 )
 from ttc_eval.types import POLICY, Candidate, Completion, Problem, Request, Selection, Trace
-from ttc_eval.verifiers._base import aggregate, check_aggregation
 
 REVISER = "reviser"
 """The model role that writes revisions."""

@@ -18,6 +18,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
+from ttc_eval.aggregation import aggregate, check_aggregation
 from ttc_eval.errors import UsageError
 from ttc_eval.registry import expansion
 from ttc_eval.strategies._base import (
@@ -40,13 +41,7 @@ from ttc_eval.types import (
     Selection,
     Trace,
 )
-from ttc_eval.verifiers._base import (
-    Solution,
-    Verifier,
-    aggregate,
-    check_aggregation,
-    split_steps,
-)
+from ttc_eval.verifiers._base import Solution, Verifier, split_steps
 
 
 @dataclass(frozen=True)

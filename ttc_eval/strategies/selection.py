@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ttc_eval.aggregation import aggregate, check_aggregation
 from ttc_eval.analysis.estimators import pass_at_k
 from ttc_eval.errors import UsageError
 from ttc_eval.registry import strategy
 from ttc_eval.strategies._base import ExpansionSpec, PoolStrategy, RunDefaults, vote
 from ttc_eval.types import Candidate, Trace
-from ttc_eval.verifiers._base import aggregate, check_aggregation
 
 
 @strategy("greedy")

@@ -1,4 +1,5 @@
-"""The verifier protocol and step-score aggregation.
+"""The verifier protocol (step-score aggregation lives in :mod:`ttc_eval.aggregation` and is
+re-exported here).
 
 A *verifier* scores the steps of candidate solutions to guide selection and search; it never
 sees the gold answer (that is the grader's job, used only by the runner).
@@ -6,12 +7,11 @@ sees the gold answer (that is the grader's job, used only by the runner).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ttc_eval.errors import UsageError
+from ttc_eval.aggregation import AGGREGATIONS, aggregate, check_aggregation
 from ttc_eval.types import Completion, Problem
 
 DEFAULT_STEP_DELIMITER = "\n\n"
@@ -87,28 +87,14 @@ class VerifierFactory(Protocol):
     def __call__(self, *args: Any, **kwargs: Any) -> Verifier: ...
 
 
-AGGREGATIONS = ("last", "min", "prod", "mean")
-
-
-def check_aggregation(how: str, owner: str) -> str:
-    """``how`` when it is a known aggregation, else a usage error naming ``owner``."""
-    if how not in AGGREGATIONS:
-        raise UsageError(f"{owner}: aggregation={how!r}; choose one of {', '.join(AGGREGATIONS)}")
-    return how
-
-
-def aggregate(step_scores: Sequence[float], how: str = "last") -> float:
-    """A solution's score from its step scores: ``last`` (Snell et al.'s choice), ``min``,
-    ``prod`` or ``mean``."""
-    if not step_scores:
-        return 0.0
-    if how == "last":
-        return float(step_scores[-1])
-    if how == "min":
-        return float(min(step_scores))
-    if how == "prod":
-        return float(math.prod(step_scores))
-    if how == "mean":
-        return float(sum(step_scores) / len(step_scores))
-    check_aggregation(how, "aggregate")
-    raise AssertionError(how)
+__all__ = [
+    "AGGREGATIONS",
+    "DEFAULT_STEP_DELIMITER",
+    "Solution",
+    "Verifier",
+    "VerifierFactory",
+    "aggregate",
+    "check_aggregation",
+    "split_steps",
+    "to_solution",
+]
