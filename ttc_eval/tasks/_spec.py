@@ -7,13 +7,16 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from ttc_eval.errors import DataError, UsageError, did_you_mean
 from ttc_eval.registry import GRADERS, LOADERS, PROMPTS, TASK_SOURCES
 from ttc_eval.types import Problem
+
+if TYPE_CHECKING:
+    from ttc_eval.backends._base import Backend
 
 _KEYS = {
     "name",
@@ -241,7 +244,7 @@ class Task:
             return [{"role": "user", "content": result}]
         return list(result)
 
-    def render(self, problem: Problem, backend: Any) -> str:
+    def render(self, problem: Problem, backend: Backend) -> str:
         """The prompt text: through the backend's chat template, unless the prompt builder
         returns raw text (lm-eval's prompts without ``--apply_chat_template``)."""
         result = self._prompt(problem, **self.spec.prompt_args)

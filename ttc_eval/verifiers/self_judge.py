@@ -12,6 +12,8 @@ import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from ttc_eval.backends._base import Backend, NextTokenScorer
+from ttc_eval.errors import UsageError
 from ttc_eval.registry import BACKENDS, verifier
 from ttc_eval.types import Problem
 from ttc_eval.verifiers._base import Solution
@@ -34,12 +36,13 @@ class SelfJudge:
 
     def __init__(
         self,
-        judge: Any = None,
+        judge: Backend | None = None,
         model: str | None = None,
         backend: str = "hf",
         template: str = JUDGE_TEMPLATE,
         **backend_args: Any,
     ) -> None:
+        self.judge: Backend
         if model is None and judge is not None:
             self.judge = judge
         else:
@@ -64,6 +67,11 @@ class SelfJudge:
                     )
                     wanted[key] = self.judge.render([{"role": "user", "content": text}])
         if wanted:
+            if not isinstance(self.judge, NextTokenScorer):
+                raise UsageError(
+                    f"self-judge needs a judge backend that scores next tokens; "
+                    f"{self.judge.name} cannot (use --role judge=MODEL on hf or vllm)"
+                )
             lps, read = self.judge.next_token_logprobs(list(wanted.values()), ["Yes", "No"])
             self.tokens_read += read
             for key, lp in zip(wanted, lps, strict=True):
