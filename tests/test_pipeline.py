@@ -427,7 +427,8 @@ def _candidates(param: inspect.Parameter) -> list[Any]:
     elif isinstance(d, int):
         values = [d + 1, d + 2]
     elif isinstance(d, float):
-        values = [d + 0.5, d * 2 + 1]
+        # Larger and smaller: a probability threshold (0.95) accepts only the latter.
+        values = [d + 0.5, d * 2 + 1, round(d - 0.05, 6), round((d + 0.5) / 2, 6)]
     elif isinstance(d, str):
         values = list(STRINGS)
     else:
