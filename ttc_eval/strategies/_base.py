@@ -225,12 +225,17 @@ class PoolStrategy(StrategyBase):
     @abstractmethod
     def choose(self, group: Sequence[Candidate]) -> Candidate | None: ...
 
+    def read(self, group: Sequence[Candidate]) -> Sequence[Candidate]:
+        """The candidates a choice reads, in pool order: the whole group, unless the strategy
+        stops early (an adaptive rule); what it reads is what it is charged."""
+        return group
+
     def select(self, trace: Trace, budget: int) -> list[Selection]:
-        """One selection per disjoint group of ``budget`` samples."""
+        """One selection per disjoint group of ``budget`` samples, chosen among what it read."""
         out = []
         for g in disjoint_groups(len(trace.candidates), budget):
-            group = [trace.candidates[i] for i in g]
-            out.append(choice(self.choose(group), group))
+            read = self.read([trace.candidates[i] for i in g])
+            out.append(choice(self.choose(read), read))
         return out
 
 

@@ -14,11 +14,10 @@ from collections.abc import Sequence
 
 from scipy.special import betainc
 
-from ttc_eval.analysis.estimators import disjoint_groups
 from ttc_eval.errors import UsageError
 from ttc_eval.registry import strategy
-from ttc_eval.strategies._base import PoolStrategy, choice, vote
-from ttc_eval.types import Candidate, Selection, Trace
+from ttc_eval.strategies.selection import Majority
+from ttc_eval.types import Candidate
 
 
 def leader_is_majority(v1: int, v2: int) -> float:
@@ -42,7 +41,7 @@ def read_until_confident(group: Sequence[Candidate], threshold: float) -> list[C
 
 
 @strategy("adaptive_consistency")
-class AdaptiveConsistency(PoolStrategy):
+class AdaptiveConsistency(Majority):
     """Majority over samples read one at a time until the Beta stopping rule is confident
     (``threshold``, 0.95) that the leader is the majority answer; at most the budget's."""
 
@@ -55,13 +54,5 @@ class AdaptiveConsistency(PoolStrategy):
             )
         self.threshold = float(threshold)
 
-    def choose(self, group: Sequence[Candidate]) -> Candidate | None:
-        read = read_until_confident(group, self.threshold)
-        return vote(read, [1.0] * len(read))
-
-    def select(self, trace: Trace, budget: int) -> list[Selection]:
-        out = []
-        for g in disjoint_groups(len(trace.candidates), budget):
-            read = read_until_confident([trace.candidates[i] for i in g], self.threshold)
-            out.append(choice(vote(read, [1.0] * len(read)), read))
-        return out
+    def read(self, group: Sequence[Candidate]) -> Sequence[Candidate]:
+        return read_until_confident(group, self.threshold)

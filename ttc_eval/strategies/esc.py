@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ttc_eval.analysis.estimators import disjoint_groups
 from ttc_eval.errors import UsageError
 from ttc_eval.registry import strategy
-from ttc_eval.strategies._base import PoolStrategy, choice, vote
-from ttc_eval.types import Candidate, Selection, Trace
+from ttc_eval.strategies.selection import Majority
+from ttc_eval.types import Candidate
 
 
 def read_until_unanimous(group: Sequence[Candidate], window: int) -> list[Candidate]:
@@ -28,7 +27,7 @@ def read_until_unanimous(group: Sequence[Candidate], window: int) -> list[Candid
 
 
 @strategy("esc")
-class EarlyStoppingSelfConsistency(PoolStrategy):
+class EarlyStoppingSelfConsistency(Majority):
     """Majority over windows of ``window`` samples read in order, stopping at the first
     unanimous window (Li et al. 2024); at most the budget's samples."""
 
@@ -37,13 +36,5 @@ class EarlyStoppingSelfConsistency(PoolStrategy):
             raise UsageError(f"esc: window must be a positive integer, got {window!r}")
         self.window = window
 
-    def choose(self, group: Sequence[Candidate]) -> Candidate | None:
-        read = read_until_unanimous(group, self.window)
-        return vote(read, [1.0] * len(read))
-
-    def select(self, trace: Trace, budget: int) -> list[Selection]:
-        out = []
-        for g in disjoint_groups(len(trace.candidates), budget):
-            read = read_until_unanimous([trace.candidates[i] for i in g], self.window)
-            out.append(choice(vote(read, [1.0] * len(read)), read))
-        return out
+    def read(self, group: Sequence[Candidate]) -> Sequence[Candidate]:
+        return read_until_unanimous(group, self.window)
