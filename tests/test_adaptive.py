@@ -145,3 +145,50 @@ def test_adaptive_rules_read_fewer_samples_of_the_same_pool(tmp_path: Path) -> N
         assert rows[name]["budget"] == 16  # the nominal budget
         assert 1 <= rows[name]["cost"]["samples"] < 16  # what it read
         assert rows[name]["cost"]["generated_tokens"] < rows["majority"]["cost"]["generated_tokens"]
+
+
+# -- the accuracy-compute frontier ---------------------------------------------------------------
+
+
+def test_pareto_frontier_keeps_what_nothing_cheaper_beats() -> None:
+    from ttc_eval.analysis.frontier import pareto_frontier
+
+    points = [(10, 0.5), (20, 0.4), (20, 0.6), (40, 0.6), (5, 0.2), (80, 0.9), (5, 0.1)]
+    # (20, 0.4) is beaten by (10, 0.5); (40, 0.6) ties (20, 0.6) at more cost; (5, 0.1) by
+    # (5, 0.2).
+    assert pareto_frontier(points) == [4, 0, 2, 5]
+    assert pareto_frontier([]) == []
+
+
+def test_frontier_figures_and_section_from_a_run(tmp_path: Path) -> None:
+    config = RunConfig(
+        backend="fake",
+        backend_args={"p_correct": 0.8},
+        task="arith",
+        strategies=(StrategySpec("majority"), StrategySpec("esc", {"window": 2})),
+        verifier=None,
+        budgets=(1, 2, 4, 8),
+        limit=6,
+        cache=False,
+        output_dir=str(tmp_path / "runs"),
+        leaderboard_dir=str(tmp_path / "lb"),
+    )
+    outcome = run(config, progress=False, log=lambda _: None)
+    front = [f for f in outcome.results["frontier"]["tokens"] if f["label_kind"] == "all"]
+    rows = [
+        r
+        for r in outcome.results["rows"]
+        if r["label_kind"] == "all" and r["strategy"] != "coverage"
+    ]
+    # Every frontier point is a row, and no row is cheaper and at least as accurate.
+    for f in front:
+        assert any((r["config"], r["budget"]) == (f["config"], f["budget"]) for r in rows)
+        for r in rows:
+            cheaper = r["cost"]["generated_tokens"] <= f["cost"]
+            assert not (cheaper and r["accuracy"] > f["accuracy"]), (r["config"], f)
+    # Rows carry the tail of seconds per question next to the mean.
+    assert all(r["cost"]["seconds_p90"] >= 0 for r in rows)
+    assert (outcome.run_dir / "report" / "frontier_tokens_all.png").stat().st_size > 0
+    assert (outcome.run_dir / "report" / "frontier_tokens_oracle.png").exists()
+    # The fake backend has no parameter count: no FLOPs axis to draw.
+    assert not (outcome.run_dir / "report" / "frontier_flops_all.png").exists()

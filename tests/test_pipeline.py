@@ -393,7 +393,7 @@ def test_rows_carry_measured_cost_next_to_the_budget(tmp_path: Path) -> None:
     assert len(traces) == 4
     whole = Cost.mean([t.cost for t in traces if t.cost is not None])
     keys = {"samples", "prompt_tokens", "prompt_tokens_computed", "generated_tokens"}
-    keys |= {"verifier_tokens", "seconds", "flops", "flops_total"}
+    keys |= {"verifier_tokens", "seconds", "seconds_p90", "flops", "flops_total"}
     for r in rows:
         cost = r["cost"]
         assert set(cost) == keys

@@ -16,6 +16,7 @@ from typing import Any
 from ttc_eval._rundir import read_record, spec_digest, write_atomic, write_json
 from ttc_eval.analysis.bins import difficulty as bin_difficulty
 from ttc_eval.analysis.flops import flops_summary, inference_flops
+from ttc_eval.analysis.frontier import AXES, frontiers
 from ttc_eval.analysis.optimal import compute_optimal
 from ttc_eval.analysis.results import ConfigResults, label_groups, summarize
 from ttc_eval.config import RunConfig
@@ -322,6 +323,9 @@ def build_results(
             "questions": view.difficulty,
         },
         "compute_optimal": optimal,
+        # Per label: the configurations and budgets no other beats at equal or lower measured
+        # cost (ttc_eval.analysis.frontier; figures report/frontier_*.png).
+        "frontier": {axis: frontiers(rows, axis) for axis in AXES},
         "rows": rows,
     }
     write_json(run_dir / "results.json", results)

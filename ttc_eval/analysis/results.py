@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ttc_eval.analysis.stats import bootstrap_ci
 from ttc_eval.types import Cost, QuestionResult
 
@@ -37,6 +39,7 @@ def mean_cost(costs: Sequence[Cost], params: Mapping[str, int | None]) -> dict[s
     """Mean measured cost per question, with FLOPs per role (2 x non-embedding parameters x
     tokens the role processed; ``None`` where a role's parameter count is unknown)."""
     c = Cost.mean(costs)
+    seconds = sorted(x.seconds for x in costs)
     flops: dict[str, float | None] = {}
     for role, tokens in sorted(c.role_tokens.items()):
         n = params.get(role)
@@ -49,6 +52,8 @@ def mean_cost(costs: Sequence[Cost], params: Mapping[str, int | None]) -> dict[s
         "generated_tokens": c.generated_tokens,
         "verifier_tokens": c.verifier_tokens,
         "seconds": c.seconds,
+        # Sequential strategies are cheap in FLOPs and slow per question: the tail shows it.
+        "seconds_p90": float(np.percentile(seconds, 90)) if seconds else 0.0,
         "flops": flops,
         "flops_total": sum(known) if len(known) == len(flops) else None,
     }

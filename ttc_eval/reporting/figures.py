@@ -185,6 +185,57 @@ def flops_comparison(table: Sequence[dict[str, Any]], path: Path) -> bool:
     return True
 
 
+def frontier(
+    rows: Sequence[dict[str, Any]],
+    front: Sequence[dict[str, Any]],
+    kind: str,
+    axis: str,
+    path: Path,
+) -> bool:
+    """One panel per bin of ``kind``: accuracy against measured mean cost per question
+    (``axis``: generated tokens or FLOPs), one line per configuration through its budgets,
+    and the Pareto frontier across them drawn over the lines. False when no row of ``kind``
+    has that cost."""
+    from ttc_eval.analysis.frontier import cost_of
+
+    mine = [r for r in rows if r["label_kind"] == kind and cost_of(r, axis) is not None]
+    if not mine:
+        return False
+    plt = _pyplot()
+    values = sorted({r["label"] for r in mine}, key=_natural)
+    fig, axes = _panels(plt, len(values))
+    for ax, value in zip(axes, values, strict=True):
+        sub = [r for r in mine if r["label"] == value]
+        for config in sorted({r["config"] for r in sub}):
+            line = sorted((r for r in sub if r["config"] == config), key=lambda r: r["budget"])
+            xs = [cost_of(r, axis) for r in line]
+            ax.plot(xs, [r["accuracy"] for r in line], marker="o", ms=3, label=config)
+        edge = sorted(
+            (f for f in front if (f["label_kind"], f["label"]) == (kind, value)),
+            key=lambda f: f["cost"],
+        )
+        if edge:
+            ax.step(
+                [f["cost"] for f in edge],
+                [f["accuracy"] for f in edge],
+                where="post",
+                color="black",
+                linewidth=1.6,
+                linestyle="-",
+                alpha=0.6,
+                label="Pareto frontier",
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("generated tokens per question" if axis == "tokens" else "FLOPs per question")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        n = sub[0]["n_problems"]
+        ax.set_title(f"{kind} = {value} (n={n})" if kind != "all" else f"all questions (n={n})")
+    _save(fig, axes, path)
+    plt.close(fig)
+    return True
+
+
 def write_figures(
     rows: Sequence[dict[str, Any]], optimal: Sequence[dict[str, Any]], out: Path
 ) -> list[Path]:
@@ -201,4 +252,12 @@ def write_figures(
     path = out / "revisions_ratio.png"
     if revision_sweep(rows, path):
         written.append(path)
+    from ttc_eval.analysis.frontier import AXES, frontiers
+
+    for axis in AXES:
+        front = frontiers(rows, axis)
+        for kind in ("all", "oracle"):
+            path = out / f"frontier_{axis}_{kind}.png"
+            if frontier(rows, front, kind, axis, path):
+                written.append(path)
     return written
