@@ -33,10 +33,11 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def without_seconds(obj: Any) -> Any:
-    """``obj`` (parsed JSON) without its measured wall times (``seconds`` keys, at any
-    depth): the only numbers of a run that no rerun can reproduce."""
+    """``obj`` (parsed JSON) without its measured wall times (``seconds`` and
+    ``seconds_p90`` keys, at any depth): the only numbers of a run that no rerun can
+    reproduce."""
     if isinstance(obj, dict):
-        return {k: without_seconds(v) for k, v in obj.items() if k != "seconds"}
+        return {k: without_seconds(v) for k, v in obj.items() if not k.startswith("seconds")}
     if isinstance(obj, list):
         return [without_seconds(v) for v in obj]
     return obj

@@ -198,7 +198,8 @@ def frontier(
     has that cost."""
     from ttc_eval.analysis.frontier import cost_of
 
-    mine = [r for r in rows if r["label_kind"] == kind and cost_of(r, axis) is not None]
+    # A log axis needs a positive cost (imported dumps record no token counts).
+    mine = [r for r in rows if r["label_kind"] == kind and (cost_of(r, axis) or 0) > 0]
     if not mine:
         return False
     plt = _pyplot()
