@@ -41,10 +41,6 @@ from ttc_eval.tasks import Task, find_task_spec
 from ttc_eval.types import POLICY, Cost, Problem, QuestionResult, SamplingParams, Selection, Trace
 from ttc_eval.verifiers._base import Verifier, VerifierFactory
 
-# Roles a task spec may give a template for, by the spec field that holds it.
-_TASK_TEMPLATES = {"reviser": "revision_template"}
-
-
 # -- resolving a run once -------------------------------------------------------------------
 
 
@@ -230,7 +226,7 @@ def role_templates(plan: StrategyPlan, task: Task) -> dict[str, str]:
     out: dict[str, str] = {}
     for role, default in defaults.items():
         given = plan.roles[role].template if role in plan.roles else None
-        from_task = getattr(task.spec, _TASK_TEMPLATES.get(role, ""), None)
+        from_task = task.spec.role_templates.get(role)
         template = given or from_task or default
         if template is None:
             continue
@@ -565,6 +561,8 @@ def selection_cost(trace: Trace, read: Sequence[int], scored: bool = True) -> Co
 
 
 def _without_verifier(cost: Cost, trace: Trace) -> Cost:
+    if not cost.verifier_tokens and trace.verifier_role not in cost.role_tokens:
+        return cost  # nothing of the verifier's to take out
     roles = {k: v for k, v in cost.role_tokens.items() if k != trace.verifier_role}
     return replace(cost, verifier_tokens=0, role_tokens=roles)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +49,18 @@ class Evaluated:
     """Per budget, the trace of the expansion it reads, per question id."""
     budgets: Sequence[int]
     """Budgets it is reported at."""
+    evaluated: dict[int, dict[str, QuestionResult]] = field(default_factory=dict)
+    """Per budget, each question's result once computed (rows, the compute-optimal choice
+    and comparisons all read them: each is evaluated once)."""
 
 
 def per_question(ev: Evaluated, budget: int) -> dict[str, QuestionResult]:
-    traces = ev.traces[budget]
-    return {pid: evaluate(ev.strategy, t, budget) for pid, t in sorted(traces.items())}
+    if budget not in ev.evaluated:
+        traces = ev.traces[budget]
+        ev.evaluated[budget] = {
+            pid: evaluate(ev.strategy, t, budget) for pid, t in sorted(traces.items())
+        }
+    return ev.evaluated[budget]
 
 
 @dataclass(frozen=True)
@@ -275,6 +282,8 @@ def build_results(
     where the run recorded. Differences between the code that computed the run and the
     installed code are reported through ``say`` (stderr) and recorded in results.json.
     """
+    # Longer than most on purpose: most of it is results.json's schema, one dict literal that
+    # reads in one place.
     say = say or (lambda m: print(m, file=sys.stderr))
     view = load_run(run_dir, problem_ids)
     record, config = view.record, view.config

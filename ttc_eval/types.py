@@ -51,18 +51,7 @@ class Cost:
     read): the FLOPs of a role are 2 x its non-embedding parameters x these."""
 
     def __add__(self, other: Cost) -> Cost:
-        roles = dict(self.role_tokens)
-        for k, v in other.role_tokens.items():
-            roles[k] = roles.get(k, 0) + v
-        return Cost(
-            self.samples + other.samples,
-            self.prompt_tokens + other.prompt_tokens,
-            self.prompt_tokens_computed + other.prompt_tokens_computed,
-            self.generated_tokens + other.generated_tokens,
-            self.verifier_tokens + other.verifier_tokens,
-            self.seconds + other.seconds,
-            roles,
-        )
+        return Cost.total((self, other))
 
     def scaled(self, factor: float) -> Cost:
         """Every quantity times ``factor`` (a share, or 1/n for a mean)."""
@@ -78,10 +67,25 @@ class Cost:
 
     @staticmethod
     def total(costs: Iterable[Cost]) -> Cost:
-        out = Cost()
+        # One pass, one dict: sums of many candidates sit on the report's hot path.
+        # Integers stay integers (token counts), as a stored trace writes them.
+        samples: float = 0
+        sent: float = 0
+        computed: float = 0
+        generated: float = 0
+        verifier: float = 0
+        seconds: float = 0
+        roles: dict[str, float] = {}
         for c in costs:
-            out = out + c
-        return out
+            samples += c.samples
+            sent += c.prompt_tokens
+            computed += c.prompt_tokens_computed
+            generated += c.generated_tokens
+            verifier += c.verifier_tokens
+            seconds += c.seconds
+            for k, v in c.role_tokens.items():
+                roles[k] = roles.get(k, 0) + v
+        return Cost(samples, sent, computed, generated, verifier, seconds, roles)
 
     @staticmethod
     def mean(costs: Sequence[Cost]) -> Cost:

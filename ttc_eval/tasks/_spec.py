@@ -65,6 +65,12 @@ class TaskSpec:
     source: str = ""
     """The file the spec came from."""
 
+    @property
+    def role_templates(self) -> dict[str, str]:
+        """Prompt templates the task gives model roles (its ``revision_template`` is the
+        ``reviser``'s)."""
+        return {"reviser": self.revision_template} if self.revision_template else {}
+
 
 def task_dirs(extra: Sequence[str] = ()) -> list[Path]:
     """Where task specs are looked up: ``extra``, ``$TTC_EVAL_TASKS_PATH``, then built-ins."""
