@@ -1,8 +1,10 @@
 """Generation cache: one SQLite row per sample, keyed on everything that decides it.
 
-Key = model fingerprint, backend, rendered prompt, sampling parameters (seed included) and
-the sample's index in its pool; so sampled outputs are cached too, and a larger pool reuses
-the samples a smaller one already drew.
+Key = model fingerprint, backend, rendered prompt, sampling parameters (seed included), the
+sample's index in its pool and, when the backend records token confidences, their k; so
+sampled outputs are cached too, and a larger pool reuses the samples a smaller one already
+drew. Entries written before confidences were recorded are keyed without a k: a backend that
+records them does not read those (it draws the sample again, with its confidences).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from ttc_eval.backends._base import Backend, NextTokenScorer
@@ -54,11 +57,16 @@ class GenerationCache:
         )
 
     @staticmethod
-    def key(fingerprint: str, backend: str, request: Request, sample_id: int) -> str:
-        blob = json.dumps(
-            [fingerprint, backend, request.prompt, request.params.to_dict(), sample_id],
-            sort_keys=True,
-        )
+    def key(
+        fingerprint: str, backend: str, request: Request, sample_id: int, top_logprobs: int = 0
+    ) -> str:
+        parts: list[object] = [
+            fingerprint, backend, request.prompt, request.params.to_dict(), sample_id,
+        ]  # fmt: skip
+        if top_logprobs:
+            # Confidences over another k are other numbers: never served across k.
+            parts.append({"top_logprobs": top_logprobs})
+        blob = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Completion]:
@@ -96,6 +104,8 @@ class CachedBackend:
         self.name = inner.name
         self.fingerprint = inner.fingerprint
         self.version = inner.version
+        self.top_logprobs = inner.top_logprobs
+        self.keep_top_logprobs = inner.keep_top_logprobs
         self.generated_samples = 0
         self.generated_tokens = 0
         self.cached_samples = 0
@@ -114,12 +124,22 @@ class CachedBackend:
     def parameter_counts(self) -> dict[str, int] | None:
         return self.inner.parameter_counts()
 
+    def _key(self, request: Request, sample_id: int) -> str:
+        return GenerationCache.key(
+            self.fingerprint, self.name, request, sample_id, self.top_logprobs
+        )
+
+    def _usable(self, c: Completion) -> Completion | None:
+        """A cached entry as this backend would have returned it; ``None`` when it lacks
+        the raw top-k log-probabilities this backend keeps (drawn again)."""
+        if self.keep_top_logprobs:
+            return c if c.top_logprobs is not None else None
+        return replace(c, top_logprobs=None) if c.top_logprobs is not None else c
+
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
-        keys = [
-            [GenerationCache.key(self.fingerprint, self.name, r, s) for s in r.sample_ids]
-            for r in requests
-        ]
-        hits = self.cache.get_many([k for ks in keys for k in ks]) if self.cache else {}
+        keys = [[self._key(r, s) for s in r.sample_ids] for r in requests]
+        found = self.cache.get_many([k for ks in keys for k in ks]) if self.cache else {}
+        hits = {k: u for k, c in found.items() if (u := self._usable(c)) is not None}
         missing: list[Request] = []
         where: list[int] = []
         for ri, (r, ks) in enumerate(zip(requests, keys, strict=True)):
@@ -131,7 +151,7 @@ class CachedBackend:
         if missing:
             for ri, req, comps in zip(where, missing, self.inner.generate(missing), strict=True):
                 for s, c in zip(req.sample_ids, comps, strict=True):
-                    fresh[GenerationCache.key(self.fingerprint, self.name, requests[ri], s)] = c
+                    fresh[self._key(requests[ri], s)] = c
             if self.cache:
                 self.cache.put_many(fresh)
         self.generated_samples += len(fresh)

@@ -540,24 +540,52 @@ def _candidate_cost(trace: Trace, index: int) -> Cost:
     )
 
 
-def selection_cost(trace: Trace, read: Sequence[int], scored: bool = True) -> Cost:
+def selection_cost(
+    trace: Trace, read: Sequence[int], scored: bool = True, cut: Sequence[tuple[int, int]] = ()
+) -> Cost:
     """What a choice that read the candidates ``read`` cost: the whole trace when it read
     them all (a search tree's shared beams included), else those candidates plus the
-    question's prompt, computed once. ``scored=False`` (a strategy that reads no verifier
-    scores) leaves out the verifier's reading, which a run without the verifier would not
-    have spent."""
+    question's prompt, computed once. ``cut`` lists (index, tokens spent) of candidates the
+    strategy stopped part-way: only those tokens of their generation are charged.
+    ``scored=False`` (a strategy that reads no verifier scores) leaves out the verifier's
+    reading, which a run without the verifier would not have spent."""
     if not read:
         return Cost()
-    if len(set(read)) == len(trace.candidates):
+    kept = dict(cut)
+    if len(set(read)) == len(trace.candidates) and not kept:
         cost = trace_cost(trace)
     elif trace.cost is not None and any(trace.candidates[i].cost is None for i in read):
         # Candidates that share a tree (search): their cost is not separable, so a choice
         # that reads some of them pays their share of the whole.
         cost = trace.cost.scaled(len(set(read)) / len(trace.candidates))
     else:
-        own = Cost.total(_candidate_cost(trace, i) for i in read)
+        own = Cost.total(
+            _cut_cost(trace, i, kept[i]) if i in kept else _candidate_cost(trace, i) for i in read
+        )
         cost = own + shared_prompt_cost(trace.prompt_tokens)
     return cost if scored else _without_verifier(cost, trace)
+
+
+def _cut_cost(trace: Trace, index: int, spent: int) -> Cost:
+    """A candidate's cost had its generation stopped after ``spent`` tokens: the same prompt,
+    one sample, ``spent`` generated tokens, and that share of its wall time and of any
+    verifier reading."""
+    cost = _candidate_cost(trace, index)
+    n = trace.candidates[index].n_tokens
+    spent = max(0, min(spent, n))
+    share = spent / n if n else 1.0
+    unspent = n - spent
+    roles = {
+        k: v * share if k == trace.verifier_role else v - unspent
+        for k, v in cost.role_tokens.items()
+    }
+    return replace(
+        cost,
+        generated_tokens=spent,
+        verifier_tokens=cost.verifier_tokens * share,
+        seconds=cost.seconds * share,
+        role_tokens=roles,
+    )
 
 
 def _without_verifier(cost: Cost, trace: Trace) -> Cost:
@@ -570,7 +598,7 @@ def _without_verifier(cost: Cost, trace: Trace) -> Cost:
 def selections(strategy: Strategy, trace: Trace, budget: int) -> list[Selection]:
     """The strategy's choices at ``budget``, each with its measured cost attached."""
     return [
-        replace(s, cost=selection_cost(trace, s.read, strategy.needs_verifier))
+        replace(s, cost=selection_cost(trace, s.read, strategy.needs_verifier, s.cut))
         for s in strategy.select(trace, budget)
     ]
 

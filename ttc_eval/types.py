@@ -12,6 +12,9 @@ may import it (and ``import ttc_eval.types`` stays light).
 
 from __future__ import annotations
 
+import base64
+import math
+import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -22,6 +25,39 @@ score (``predicted``), the dataset's own labels (``label``)."""
 
 POLICY = "policy"
 """The role of the model that proposes solutions; every run has one."""
+
+CONFIDENCE_DECIMALS = 3
+"""Token confidences are kept to 3 decimals, the precision DeepConf itself rounds them to."""
+
+
+def token_confidence(top_logprobs: Iterable[float]) -> float:
+    """DeepConf's token confidence (Fu et al. 2025): minus the mean of the top-k
+    log-probabilities at one position, rounded as DeepConf rounds it. High when the model's
+    distribution is peaked, low when it hesitates among alternatives."""
+    values = [float(v) for v in top_logprobs if v is not None and math.isfinite(v)]
+    if not values:
+        return 0.0
+    return round(-sum(values) / len(values), CONFIDENCE_DECIMALS)
+
+
+def pack_confidences(values: Sequence[float]) -> str:
+    """Token confidences as they are stored: little-endian 16-bit thousandths in base64, about
+    2.7 characters a token instead of 6 or more for JSON numbers (lossless at DeepConf's own
+    precision; values above 65.535, a top-k mean log-probability below -65.5 nats, which does
+    not occur in practice, are clipped there)."""
+    scaled = [min(max(round(v * 1000), 0), 65535) for v in values]
+    return base64.b64encode(struct.pack(f"<{len(scaled)}H", *scaled)).decode("ascii")
+
+
+def unpack_confidences(data: str | Sequence[float]) -> tuple[float, ...]:
+    """The stored form back to confidences; a plain list of numbers is read as it is (an
+    imported or hand-written trace)."""
+    if not isinstance(data, str):
+        return tuple(float(x) for x in data)
+    raw = base64.b64decode(data.encode("ascii"), validate=True)
+    if len(raw) % 2:
+        raise ValueError("packed token confidences must be whole 16-bit values")
+    return tuple(v / 1000 for v in struct.unpack(f"<{len(raw) // 2}H", raw))
 
 
 @dataclass(frozen=True)
@@ -176,14 +212,28 @@ class Completion:
     """Log-probability of each generated token under the model's untempered distribution."""
     token_ends: tuple[int, ...] | None = None
     """Character offset in ``text`` where each generated token ends (aligns logprobs to steps)."""
+    token_confidences: tuple[float, ...] | None = None
+    """DeepConf confidence of each generated token (:func:`token_confidence` of the top-k
+    log-probabilities there); ``None``: the backend recorded none (or an older cache entry)."""
+    top_logprobs: tuple[tuple[float, ...], ...] | None = None
+    """The raw top-k log-probabilities of each generated token, best first (only when the
+    backend is asked to keep them: ``keep_top_logprobs=true``)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        for key in ("token_confidences", "top_logprobs"):
+            if d[key] is None:
+                d.pop(key)  # entries stay as they were for backends that record none
+        if self.token_confidences is not None:
+            d["token_confidences"] = pack_confidences(self.token_confidences)
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Completion:
         lp = d.get("token_logprobs")
         te = d.get("token_ends")
+        tc = d.get("token_confidences")
+        top = d.get("top_logprobs")
         return cls(
             text=d["text"],
             n_tokens=int(d["n_tokens"]),
@@ -192,6 +242,10 @@ class Completion:
             prompt_tokens=int(d.get("prompt_tokens", 0)),
             token_logprobs=tuple(lp) if lp is not None else None,
             token_ends=tuple(te) if te is not None else None,
+            token_confidences=unpack_confidences(tc) if tc is not None else None,
+            top_logprobs=tuple(tuple(float(x) for x in t) for t in top)
+            if top is not None
+            else None,
         )
 
 
@@ -218,6 +272,11 @@ class Candidate:
     cost: Cost | None = None
     """What producing and scoring this candidate cost, beyond the question's shared prompt
     (``None``: a trace from before costs were recorded, or a search tree's shared beams)."""
+    confidences: tuple[float, ...] | None = None
+    """DeepConf confidence of each generated token (``None``: the backend recorded none, or
+    a trace from before they were recorded); stored packed (:func:`pack_confidences`)."""
+    top_logprobs: tuple[tuple[float, ...], ...] | None = None
+    """Raw top-k log-probabilities of each generated token, when the backend kept them."""
 
     @property
     def graded(self) -> bool:
@@ -229,6 +288,11 @@ class Candidate:
             d.pop("cost")
         else:
             d["cost"] = {k: v for k, v in self.cost.to_dict().items() if v}
+        for key in ("confidences", "top_logprobs"):
+            if d[key] is None:
+                d.pop(key)  # traces stay as they were when nothing was recorded
+        if self.confidences is not None:
+            d["confidences"] = pack_confidences(self.confidences)
         return d
 
     @classmethod
@@ -236,6 +300,8 @@ class Candidate:
         ss = d.get("step_scores")
         correct = d.get("correct")
         cost = d.get("cost")
+        conf = d.get("confidences")
+        top = d.get("top_logprobs")
         return cls(
             index=int(d["index"]),
             text=d["text"],
@@ -246,6 +312,10 @@ class Candidate:
             correct=None if correct is None else bool(correct),
             step_scores=tuple(float(x) for x in ss) if ss is not None else None,
             cost=Cost.from_dict(cost) if cost is not None else None,
+            confidences=unpack_confidences(conf) if conf is not None else None,
+            top_logprobs=tuple(tuple(float(x) for x in t) for t in top)
+            if top is not None
+            else None,
         )
 
 
@@ -341,6 +411,9 @@ class Selection:
     a caller that wants the output (the lm-eval ``ttc`` model) returns."""
     read: tuple[int, ...] = ()
     """Pool indices of every candidate this choice read: its measured cost is theirs."""
+    cut: tuple[tuple[int, int], ...] = ()
+    """(pool index, generated tokens spent) of each candidate in ``read`` that the strategy
+    stopped part-way (DeepConf online): only those tokens of its generation are charged."""
     cost: Cost | None = None
     """Measured cost, attached by the pipeline (never by the strategy)."""
 

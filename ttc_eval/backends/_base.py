@@ -6,7 +6,8 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from ttc_eval.types import Completion, Request
+from ttc_eval.errors import UsageError
+from ttc_eval.types import Completion, Request, token_confidence
 
 
 class Backend(Protocol):
@@ -19,6 +20,11 @@ class Backend(Protocol):
     version: str
     """Bumped whenever the same request could give other samples; part of a run's identity
     (a class attribute: read without loading a model)."""
+    top_logprobs: int
+    """k of the token confidences it records (DeepConf: minus the mean of the top-k
+    log-probabilities of each generated token); 0: it records none."""
+    keep_top_logprobs: bool
+    """Whether its completions also carry the raw top-k log-probabilities of each token."""
 
     def render(self, messages: Sequence[Mapping[str, str]]) -> str:
         """The prompt text for a chat (the model's chat template when it has one)."""
@@ -73,6 +79,31 @@ def truncate_at_stop(
     start, end, stop = best
     kept = next((k + 1 for k, e in enumerate(token_ends) if e >= end), len(token_ends))
     return (text[:end] if include_stop else text[:start]), kept, stop
+
+
+def top_k_record(
+    top: Sequence[Sequence[float]], k: int, keep: bool
+) -> tuple[tuple[float, ...] | None, tuple[tuple[float, ...], ...] | None]:
+    """Token confidences, and the raw top-k when ``keep``, from each generated token's
+    log-probabilities of its top alternatives (any order, possibly more than ``k`` of them:
+    the engine's extra sampled token is left out by keeping the ``k`` largest)."""
+    if k <= 0:
+        return None, None
+    best = [tuple(sorted((float(v) for v in row), reverse=True)[:k]) for row in top]
+    confidences = tuple(token_confidence(row) for row in best)
+    raw = tuple(tuple(round(v, 6) for v in row) for row in best) if keep else None
+    return confidences, raw
+
+
+def check_top_logprobs(k: object) -> int:
+    """The backend option ``top_logprobs`` checked: a whole number from 0 (record no
+    confidences) up to 20, the most vLLM and OpenAI-compatible servers return."""
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= 20:
+        raise UsageError(
+            f"top_logprobs must be a whole number from 0 (no token confidences) to 20, "
+            f"got {k!r}; e.g. --backend-args top_logprobs=5"
+        )
+    return k
 
 
 def request_seed(seed: int, request: Request) -> int:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import ClassVar
 
-from ttc_eval.backends._base import truncate_at_stop
+from ttc_eval.backends._base import check_top_logprobs, top_k_record, truncate_at_stop
 from ttc_eval.registry import backend
 from ttc_eval.types import Completion, Request
 
@@ -67,8 +67,12 @@ class FakeBackend:
         script: Script | None = None,
         p_correct: float = 0.5,
         progress: bool = False,
+        top_logprobs: int = 5,
+        keep_top_logprobs: bool = False,
     ) -> None:
         self.fingerprint = f"fake:{model}:{p_correct}"
+        self.top_logprobs = check_top_logprobs(top_logprobs)
+        self.keep_top_logprobs = bool(keep_top_logprobs)
         self.script = script or arithmetic_script(p_correct)
         self.calls: list[list[Request]] = []
 
@@ -98,6 +102,13 @@ class FakeBackend:
                     words, reason = re.findall(r"\S+\s*", text) or [text], "stop"
                 ends = _ends(words)
                 lps = tuple(-_u("lp", r.prompt, idx, i) for i in range(len(words)))
+                # Scripted alternatives: the sampled token's log-probability and k - 1 lower
+                # ones, so that confidences are deterministic and vary by token.
+                top = [
+                    [lp, *(lp - 1 - _u("alt", r.prompt, idx, i, j) * 4 for j in range(1, 20))]
+                    for i, lp in enumerate(lps)
+                ]
+                confidences, raw = top_k_record(top, self.top_logprobs, self.keep_top_logprobs)
                 comps.append(
                     Completion(
                         text=text,
@@ -107,6 +118,8 @@ class FakeBackend:
                         prompt_tokens=len(r.prompt.split()),
                         token_logprobs=lps,
                         token_ends=tuple(ends),
+                        token_confidences=confidences,
+                        top_logprobs=raw,
                     )
                 )
             out.append(comps)

@@ -20,7 +20,12 @@ from typing import Any, ClassVar
 
 from tqdm.auto import tqdm
 
-from ttc_eval.backends._base import render_chat, truncate_at_stop
+from ttc_eval.backends._base import (
+    check_top_logprobs,
+    render_chat,
+    top_k_record,
+    truncate_at_stop,
+)
 from ttc_eval.models import model_fingerprint, resolve_model
 from ttc_eval.registry import backend
 from ttc_eval.types import Completion, Request, SamplingParams
@@ -50,10 +55,14 @@ class HFBackend:
         device: str = "cpu",
         progress: bool = True,
         share_prefill: bool = True,
+        top_logprobs: int = 5,
+        keep_top_logprobs: bool = False,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        self.top_logprobs = check_top_logprobs(top_logprobs)
+        self.keep_top_logprobs = bool(keep_top_logprobs)
         path = resolve_model(model)
         self.fingerprint = f"{model_fingerprint(path)}|hf-{self.version}"
         self.batch_size = batch_size
@@ -185,6 +194,10 @@ class HFBackend:
         tail = max((len(s) for s in stops), default=0) + 2
         ids: list[list[int]] = [[] for _ in prompts]
         lps: list[list[float]] = [[] for _ in prompts]
+        # The top-k log-probabilities of each position, from the distribution just computed
+        # (token confidences cost one top-k per step, no extra forward pass).
+        tops: list[list[list[float]]] = [[] for _ in prompts]
+        k = self.top_logprobs
         live = list(range(len(prompts)))
         with torch.inference_mode():
             cache, logits = self._prefill(prompts, enc)
@@ -199,10 +212,13 @@ class HFBackend:
                 else:
                     tok = logits.argmax(dim=-1)
                 chosen = logp.gather(1, tok[:, None]).squeeze(1).tolist()
+                top = logp.topk(k, dim=-1).values.tolist() if k else None
                 keep: list[int] = []
                 for j, (row, t) in enumerate(zip(live, tok.tolist(), strict=True)):
                     ids[row].append(t)
                     lps[row].append(chosen[j])
+                    if top is not None:
+                        tops[row].append(top[j])
                     ended = t in self.eos_ids or (
                         bool(stops)
                         and any(s in self.tokenizer.decode(ids[row][-tail:]) for s in stops)
@@ -230,7 +246,7 @@ class HFBackend:
                 positions = positions + 1
                 logits = out.logits[:, -1, :]
         return [
-            self._completion(ids[i], lps[i], int(prompt_tokens[i]), params)
+            self._completion(ids[i], lps[i], tops[i], int(prompt_tokens[i]), params)
             for i in range(len(prompts))
         ]
 
@@ -270,7 +286,12 @@ class HFBackend:
         return cache, logits
 
     def _completion(
-        self, ids: list[int], logprobs: list[float], prompt_tokens: int, params: SamplingParams
+        self,
+        ids: list[int],
+        logprobs: list[float],
+        tops: list[list[float]],
+        prompt_tokens: int,
+        params: SamplingParams,
     ) -> Completion:
         end = next((i for i, t in enumerate(ids) if t in self.eos_ids), None)
         if end is not None:
@@ -298,6 +319,7 @@ class HFBackend:
                 text, kept, stop_reason = cut
                 n_tokens, reason = kept, "stop"
                 ends = [min(e, len(text)) for e in ends[:kept]]
+        confidences, raw = top_k_record(tops[:n_tokens], self.top_logprobs, self.keep_top_logprobs)
         return Completion(
             text=text,
             n_tokens=n_tokens,
@@ -306,6 +328,8 @@ class HFBackend:
             prompt_tokens=prompt_tokens,
             token_logprobs=tuple(round(x, 6) for x in logprobs[:n_tokens]),
             token_ends=tuple(ends[:n_tokens]) + (len(text),) * max(0, n_tokens - len(ends)),
+            token_confidences=confidences,
+            top_logprobs=raw,
         )
 
 

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from tqdm.auto import tqdm
 
-from ttc_eval.backends._base import render_chat, request_seed
+from ttc_eval.backends._base import check_top_logprobs, render_chat, request_seed, top_k_record
 from ttc_eval.backends.vllm import vllm_completion
 from ttc_eval.errors import TTCError, UsageError
 from ttc_eval.models import resolve_model
@@ -52,9 +52,13 @@ class OpenAIBackend:
         served_model: str | None = None,
         progress: bool = True,
         seed: int = 0,
+        top_logprobs: int = 5,
+        keep_top_logprobs: bool = False,
     ) -> None:
         from openai import OpenAI
 
+        self.top_logprobs = check_top_logprobs(top_logprobs)
+        self.keep_top_logprobs = bool(keep_top_logprobs)
         urls = [u.strip().rstrip("/") for u in str(base_url).split(",") if u.strip()]
         if not urls:
             raise UsageError("--base-url needs at least one URL, e.g. http://127.0.0.1:8000/v1")
@@ -154,7 +158,9 @@ class OpenAIBackend:
             "temperature": p.temperature,
             "top_p": p.top_p if p.temperature > 0 else 1.0,
             "max_tokens": p.max_tokens,
-            "logprobs": 0,
+            # The sampled token's log-probability, and the top k of each position (token
+            # confidences); 0: the sampled token's only.
+            "logprobs": self.top_logprobs,
             "extra_body": extra,
         }
         if p.stop:
@@ -171,6 +177,11 @@ class OpenAIBackend:
         lp = choice.logprobs
         tokens = list(lp.tokens) if lp is not None and lp.tokens else []
         values = list(lp.token_logprobs) if lp is not None and lp.token_logprobs else []
+        # One {token text: log-probability} per position: the top k, plus the sampled token
+        # when it ranks lower (the k largest are kept). Two alternatives that decode to the
+        # same text share one entry, so a position can list fewer than k.
+        top = list(lp.top_logprobs) if lp is not None and lp.top_logprobs else []
+        tops = [list((alts or {}).values()) for alts in top]
         return vllm_completion(
             text,
             tokens,
@@ -179,4 +190,5 @@ class OpenAIBackend:
             getattr(choice, "stop_reason", None),  # vLLM's extension of the OpenAI API
             prompt_tokens,
             params,
+            top_k_record(tops, self.top_logprobs, self.keep_top_logprobs) if tops else (None, None),
         )

@@ -19,7 +19,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from ttc_eval.backends._base import render_chat, request_seed, truncate_at_stop
+from ttc_eval.backends._base import (
+    check_top_logprobs,
+    render_chat,
+    request_seed,
+    top_k_record,
+    truncate_at_stop,
+)
 from ttc_eval.models import model_fingerprint, resolve_model
 from ttc_eval.registry import backend
 from ttc_eval.types import Completion, Request, SamplingParams
@@ -117,8 +123,12 @@ class VLLMBackend:
         per_request_seed: bool | None = None,
         enforce_eager: bool | None = None,
         max_model_len: int = 4096,
+        top_logprobs: int = 5,
+        keep_top_logprobs: bool = False,
         **engine_args: Any,
     ) -> None:
+        self.top_logprobs = check_top_logprobs(top_logprobs)
+        self.keep_top_logprobs = bool(keep_top_logprobs)
         path = resolve_model(model)
         self.llm, dtype, on_gpu = vllm_engine(
             path, dtype, seed=seed, enforce_eager=enforce_eager, max_model_len=max_model_len,
@@ -150,7 +160,9 @@ class VLLMBackend:
             "max_tokens": p.max_tokens,
             "stop": list(p.stop) or None,
             "include_stop_str_in_output": p.include_stop,
-            "logprobs": 0,  # the sampled token's log-probability (raw, untempered)
+            # The sampled token's log-probability (raw, untempered) and the top k of each
+            # position (token confidences); 0: the sampled token's only.
+            "logprobs": self.top_logprobs,
         }
         if self.per_request_seed and p.temperature > 0:
             kwargs["seed"] = request_seed(p.seed, request)
@@ -206,12 +218,19 @@ class VLLMBackend:
     def _completion(self, o: Any, prompt_tokens: int, params: SamplingParams) -> Completion:
         token_ids = list(o.token_ids)
         logprobs = []
+        tops: list[list[float]] = []
+        k = self.top_logprobs
         for tid, entry in zip(token_ids, o.logprobs or [], strict=False):
             logprobs.append(round(float(entry[tid].logprob), 6) if tid in entry else 0.0)
+            # The entry holds the top k by rank, plus the sampled token when it ranks lower.
+            tops.append(
+                [float(e.logprob) for e in entry.values() if e.rank is not None and e.rank <= k]
+            )
         pieces = self.tokenizer.batch_decode([[t] for t in token_ids])
         return vllm_completion(
-            str(o.text), pieces, logprobs, o.finish_reason, o.stop_reason, prompt_tokens, params
-        )
+            str(o.text), pieces, logprobs, o.finish_reason, o.stop_reason, prompt_tokens, params,
+            top_k_record(tops, k, self.keep_top_logprobs),
+        )  # fmt: skip
 
 
 def vllm_completion(
@@ -222,11 +241,17 @@ def vllm_completion(
     stop_reason: object,
     prompt_tokens: int,
     params: SamplingParams,
+    confidence: tuple[tuple[float, ...] | None, tuple[tuple[float, ...], ...] | None] = (
+        None,
+        None,
+    ),
 ) -> Completion:
     """A :class:`Completion` from vLLM's account of one sample, from the offline engine or
     through an OpenAI-compatible server: the text, each token's text (``pieces``: character
     ends, token count) and log-probability, and the finish and stop reasons (``stop_reason``
-    is the stop string that ended the sample; a token id or ``None`` otherwise)."""
+    is the stop string that ended the sample; a token id or ``None`` otherwise);
+    ``confidence``: each token's confidence and raw top-k (:func:`top_k_record`)."""
+    confidences, raw = confidence
     ends, acc = [], 0
     for piece in pieces:
         acc += len(piece)
@@ -249,4 +274,6 @@ def vllm_completion(
         prompt_tokens=prompt_tokens,
         token_logprobs=tuple(logprobs[:n_tokens]),
         token_ends=tuple(ends[:n_tokens]),
+        token_confidences=confidences[:n_tokens] if confidences is not None else None,
+        top_logprobs=raw[:n_tokens] if raw is not None else None,
     )

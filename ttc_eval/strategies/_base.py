@@ -309,7 +309,16 @@ def scored_trace(
             role_tokens=role_tokens,
         )
         candidates.append(
-            Candidate(i, comp.text, comp.n_tokens, comp.finish_reason, step_scores=s, cost=cost)
+            Candidate(
+                i,
+                comp.text,
+                comp.n_tokens,
+                comp.finish_reason,
+                step_scores=s,
+                cost=cost,
+                confidences=comp.token_confidences,
+                top_logprobs=comp.top_logprobs,
+            )
         )
     base = next(
         (c.prompt_tokens for c, sh in zip(completions, shares_prompt, strict=True) if sh), 0
