@@ -24,6 +24,7 @@ class Scripted:
     def __init__(self, failures: list[int]) -> None:
         self.failures = list(failures)
         self.posts = 0
+        self.asked_logprobs: list[int] = []
         self.lock = threading.Lock()
         owner = self
 
@@ -48,11 +49,23 @@ class Scripted:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with owner.lock:
                     owner.posts += 1
+                    owner.asked_logprobs.append(body.get("logprobs"))
                     status = owner.failures.pop(0) if owner.failures else 200
                 if status != 200:
                     self._send(status, {"error": {"message": "scripted", "code": status}})
                     return
-                lp = {"tokens": ["4", "2"], "token_logprobs": [-0.5, -0.25]}
+                # Position 0: the top 5 and a sixth entry (vLLM adds the sampled token when it
+                # ranks below k); position 1: two alternatives only (texts that coincide
+                # share an entry).
+                top = [
+                    {"4": -0.5, "5": -1.5, "6": -2.5, "7": -3.0, "8": -3.5, "9": -9.0},
+                    {"2": -0.25, "3": -2.0},
+                ]
+                lp = {
+                    "tokens": ["4", "2"],
+                    "token_logprobs": [-0.5, -0.25],
+                    "top_logprobs": top,
+                }
                 choices = [
                     {"index": i, "text": "42", "finish_reason": "stop", "logprobs": lp}
                     for i in range(body["n"])
@@ -97,6 +110,9 @@ def test_rate_limits_and_server_errors_are_retried(servers: list[Scripted]) -> N
     (out,) = _backend([servers[0].url], max_retries=3).generate(_requests(1))
     assert servers[0].posts == 4  # three failures, then the answer
     assert [c.text for c in out] == ["42", "42"] and out[0].token_logprobs == (-0.5, -0.25)
+    # DeepConf confidences of the 5 largest: -(-0.5-1.5-2.5-3.0-3.5)/5 and -(-0.25-2.0)/2.
+    assert out[0].token_confidences == (2.2, 1.125) and out[0].top_logprobs is None
+    assert set(servers[0].asked_logprobs) == {5}  # the top 5 of each token were asked for
 
 
 def test_exhausted_retries_fail_over_to_the_next_url(servers: list[Scripted]) -> None:

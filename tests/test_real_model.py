@@ -261,3 +261,82 @@ def test_revisions_done_when_command(capsys: pytest.CaptureFixture[str]) -> None
     assert main([*args, "--revision-model", "smollm2-135m"]) == 0
     assert list(Path("runs").iterdir()) == [run_dir]
     assert "generated 0 samples" in capsys.readouterr().err
+
+
+def test_hf_token_confidences_are_deepconfs_from_the_models_own_distribution(
+    hf: object,
+) -> None:
+    """Each generated token's confidence is minus the mean of the top-5 log-probabilities of
+    the model's untempered next-token distribution there: recomputed here by one
+    teacher-forced forward pass over prompt plus generated tokens, outside the decoding loop."""
+    import torch
+
+    from ttc_eval.backends.hf import HFBackend
+
+    backend: Any = hf
+    assert backend.top_logprobs == 5
+    keep = HFBackend("smollm2-135m", progress=False, keep_top_logprobs=True)
+    prompt = backend.render([{"role": "user", "content": "What is 17 + 25?"}])
+    params = SamplingParams(temperature=0.8, max_tokens=20, seed=5)
+    (samples,) = keep.generate([Request(prompt, params, (0, 1))])
+    (plain,) = backend.generate([Request(prompt, params, (0, 1))])
+    for c, d in zip(samples, plain, strict=True):
+        assert c.text == d.text and d.top_logprobs is None  # raw top-k only when asked
+        assert c.token_confidences == d.token_confidences
+        assert c.token_confidences is not None and c.top_logprobs is not None
+        assert len(c.token_confidences) == len(c.top_logprobs) == c.n_tokens
+        enc = keep.tokenizer(prompt + c.text, return_tensors="pt", add_special_tokens=False)
+        n_prompt = len(keep.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        with torch.inference_mode():
+            logits = keep.model(**enc).logits[0].float()
+        logp = torch.log_softmax(logits, dim=-1)
+        text_tokens = enc["input_ids"].shape[1] - n_prompt  # the end-of-sequence is not text
+        for i in range(min(text_tokens, c.n_tokens)):
+            top = logp[n_prompt - 1 + i].topk(5).values.tolist()
+            assert c.top_logprobs[i] == pytest.approx(top, abs=1e-3)
+            assert c.token_confidences[i] == pytest.approx(-sum(top) / 5, abs=2e-3)
+            # The sampled token is one of the model's tokens: at most the best log-probability.
+            assert c.token_logprobs is not None and c.token_logprobs[i] <= top[0] + 1e-4
+    greedy = SamplingParams(temperature=0.0, max_tokens=12, seed=0)
+    ((g,),) = keep.generate([Request(prompt, greedy, (0,))])
+    assert g.token_logprobs is not None and g.top_logprobs is not None
+    # Greedy decoding takes the most likely token: its log-probability heads the top-k.
+    assert list(g.token_logprobs) == pytest.approx([t[0] for t in g.top_logprobs], abs=1e-5)
+    none = HFBackend("smollm2-135m", progress=False, top_logprobs=0)
+    ((n,),) = none.generate([Request(prompt, greedy, (0,))])
+    assert n.token_confidences is None and n.text == g.text
+
+
+def test_adaptive_rules_done_when_command_then_rules_read_the_pool_only() -> None:
+    """Issue 15's command: one pool of 32 per question; each rule reports accuracy with a CI
+    and what it measured it consumed. Then esc and deepconf_offline, in a run of their own,
+    read that pool from the generation cache: no new generation."""
+    rules = "majority,esc,adaptive_consistency,deepconf_offline,deepconf_online"
+    args = ["run", "--task", "arith", "--strategy", rules, "--budgets", "32", "--limit", "8"]
+    assert main([*args, "--quiet"]) == 0
+    (run_dir,) = list(Path("runs").iterdir())
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["compute"]["samples"] == 8 * 32  # one pool, shared by every rule
+    traces = [json.loads(x) for x in (run_dir / "traces.jsonl").read_text().splitlines()]
+    assert len(traces) == 8 and all(len(t["candidates"]) == 32 for t in traces)
+    assert all("confidences" in c for t in traces for c in t["candidates"])
+    rows = {r["config"]: r for r in results["rows"] if r["label_kind"] == "all"}
+    assert set(rows) == {
+        "majority", "esc(window=5)", "adaptive_consistency(threshold=0.95)",
+        *[k for k in rows if k.startswith("deepconf_")],
+    }  # fmt: skip
+    assert len([k for k in rows if k.startswith("deepconf_")]) == 2
+    for r in rows.values():
+        assert r["ci_low"] <= r["accuracy"] <= r["ci_high"]
+        cost = r["cost"]
+        assert 0 < cost["samples"] <= 32 and cost["generated_tokens"] > 0
+        assert cost["flops_total"] > 0 and cost["seconds"] > 0 and cost["seconds_p90"] > 0
+    assert rows["majority"]["cost"]["samples"] == 32
+    # Early stopping reads less of the pool than majority over all of it.
+    assert rows["esc(window=5)"]["cost"]["samples"] < 32
+
+    assert main(["run", "--task", "arith", "--strategy", "esc,deepconf_offline",
+                 "--budgets", "32", "--limit", "8", "--quiet"]) == 0  # fmt: skip
+    (second,) = [d for d in Path("runs").iterdir() if d != run_dir]
+    assert _log(second)[-1]["generated_samples"] == 0
+    assert _log(second)[-1]["cached_samples"] == 8 * 32

@@ -20,6 +20,7 @@ import pytest
 from ttc_eval.cli import main
 from ttc_eval.config import RunConfig, StrategySpec
 from ttc_eval.errors import TTCError
+from ttc_eval.types import unpack_confidences
 
 pytestmark = pytest.mark.slow
 
@@ -108,6 +109,10 @@ def test_run_through_the_server(server: Server) -> None:
         t = json.loads(line)
         assert len(t["candidates"]) == 4
         assert all(c["step_scores"] for c in t["candidates"])  # logprobs came back
+        for c in t["candidates"]:
+            # The server's top 5 of each token came back as DeepConf confidences.
+            confidences = unpack_confidences(c["confidences"])
+            assert len(confidences) == c["n_tokens"] and all(x > 0 for x in confidences)
 
 
 def test_server_killed_mid_run_then_rerun_finishes(server: Server) -> None:

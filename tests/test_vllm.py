@@ -62,6 +62,35 @@ def test_n_samples_are_distinct_and_carry_logprobs(engine: Any) -> None:
         assert c.finish_reason in ("stop", "length") and c.prompt_tokens > 5
 
 
+def test_token_confidences_are_deepconfs_from_the_engines_top_logprobs(engine: Any) -> None:
+    """Each token's confidence is minus the mean of exactly the top 5 log-probabilities the
+    engine returned there (not the extra sampled token vLLM adds when it ranks lower), and
+    matches transformers' on the same greedy tokens."""
+    from ttc_eval.backends.hf import HFBackend
+
+    p = _prompt(engine, "What is 17 + 25?")
+    sampled = SamplingParams(temperature=1.0, max_tokens=24, seed=0)
+    greedy = SamplingParams(temperature=0.0, max_tokens=16, seed=0)
+    engine.keep_top_logprobs = True
+    try:
+        (samples, (g,)) = engine.generate([Request(p, sampled, (0, 1, 2)), Request(p, greedy)])
+    finally:
+        engine.keep_top_logprobs = False
+    for c in [*samples, g]:
+        assert c.token_confidences is not None and c.top_logprobs is not None
+        assert len(c.token_confidences) == len(c.top_logprobs) == c.n_tokens
+        for conf, top in zip(c.token_confidences, c.top_logprobs, strict=True):
+            assert len(top) == 5 and list(top) == sorted(top, reverse=True)
+            assert conf == round(-sum(top) / 5, 3)
+    # Greedy takes the most likely token: its log-probability heads the top 5.
+    assert list(g.token_logprobs) == pytest.approx([t[0] for t in g.top_logprobs], abs=1e-5)
+    ((plain,),) = engine.generate([Request(p, greedy)])
+    assert plain.top_logprobs is None and plain.token_confidences == g.token_confidences
+    ((ref,),) = HFBackend("smollm2-135m", progress=False).generate([Request(p, greedy)])
+    assert ref.text == g.text
+    assert list(g.token_confidences) == pytest.approx(list(ref.token_confidences), abs=0.02)
+
+
 def test_stop_strings_are_kept_and_finish_reasons_recorded(engine: Any) -> None:
     p = _prompt(engine, "Solve 12 + 30 step by step, one step per paragraph.")
     # A space ends almost every sample early, whatever the engine's random stream draws (a
@@ -122,6 +151,7 @@ def test_per_request_seeds_follow_the_sample_index() -> None:
 
     b = object.__new__(VLLMBackend)
     b.per_request_seed = True
+    b.top_logprobs = 5
     params = SamplingParams(temperature=0.7, max_tokens=8, seed=3)
     whole = b._params(Request("p", params, (0, 1, 2, 3)))
     top_up = b._params(Request("p", params, (2, 3)))

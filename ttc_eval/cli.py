@@ -23,12 +23,14 @@ import yaml
 
 from ttc_eval.config import (
     GROUPS,
+    OPTIMAL_AXES,
     SHORTHANDS,
     TASK_DEFAULT,
     Option,
     RunConfig,
     Shorthand,
     bounded,
+    optimal_axis,
     positive_int,
     run_options,
     settings_from_flags,
@@ -351,6 +353,14 @@ def _run(args: argparse.Namespace) -> int:
 
 def _report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="run directory written by `ttc-eval run`")
+    p.add_argument(
+        "--optimal-axis",
+        type=optimal_axis,
+        metavar="{" + ",".join(OPTIMAL_AXES) + "}",
+        help="compute level of the compute-optimal choice: budget (equal nominal N), tokens "
+        "(equal measured generated tokens per question) or flops (equal measured FLOPs) "
+        "(default: the run's own setting, budget unless it was run with another)",
+    )
 
 
 @subcommand(
@@ -362,7 +372,7 @@ def _report(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if not (run_dir / "config.json").is_file():
         raise UsageError(f"{run_dir} is not a run directory (no config.json)")
-    _, table = build_results(run_dir)
+    _, table = build_results(run_dir, optimal_axis=args.optimal_axis)
     print(table)
     print(f"\nwrote {run_dir / 'results.json'} and {run_dir / 'report'}/", file=sys.stderr)
     return 0

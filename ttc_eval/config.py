@@ -92,6 +92,20 @@ def name_list(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+OPTIMAL_AXES = ("budget", "tokens", "flops")
+"""Compute levels the compute-optimal choice may be made at: the nominal budget N, or the
+measured generated tokens or FLOPs per question (``ttc_eval.analysis.optimal``)."""
+
+
+def optimal_axis(text: str) -> str:
+    """One of :data:`OPTIMAL_AXES`."""
+    if text not in OPTIMAL_AXES:
+        hint = did_you_mean(text, OPTIMAL_AXES, n=1)
+        message = f"expected one of {', '.join(OPTIMAL_AXES)}, got {text!r}"
+        raise argparse.ArgumentTypeError(f"{message}.{hint}" if hint else message)
+    return text
+
+
 # ----------------------------------------------------------------------------------------------
 # Declaring a setting's flag.
 
@@ -574,6 +588,19 @@ class RunConfig:
     ``--apply_chat_template``); default: the raw prompt, as lm-eval does."""
     stop: tuple[str, ...] | None = None
     """Stop strings of every sample (set from the task: lm-eval's ``until``)."""
+    optimal_axis: str = field(
+        default="budget",
+        metadata=option(
+            "compute level of the compute-optimal choice: budget (equal nominal N), tokens "
+            "(equal measured generated tokens per question) or flops (equal measured FLOPs; "
+            "needs every role's parameter count); changes the report only, not the run id",
+            metavar="{" + ",".join(OPTIMAL_AXES) + "}",
+            parse=optimal_axis,
+            group=GROUP_OUTPUT,
+        ),
+    )
+    """Compute level of the compute-optimal choice (:data:`OPTIMAL_AXES`); the report's
+    only, so not part of the run identity."""
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -620,6 +647,12 @@ class RunConfig:
             raise UsageError(f"--top-p must be in (0, 1] (1 = no nucleus cut), got {self.top_p}")
         if self.num_fewshot is not None and self.num_fewshot < 0:
             raise UsageError(f"--num-fewshot must be >= 0, got {self.num_fewshot}")
+        if self.optimal_axis not in OPTIMAL_AXES:
+            hint = did_you_mean(str(self.optimal_axis), OPTIMAL_AXES, n=1)
+            raise UsageError(
+                f"unknown optimal_axis {self.optimal_axis!r}.{hint} "
+                f"Choose from {', '.join(OPTIMAL_AXES)}"
+            )
 
     def _check_types(self) -> None:
         """Values from a config file arrive untyped: a wrong type is a usage error naming the
@@ -793,7 +826,15 @@ class RunConfig:
             ) from None
 
     # Settings that do not change any number: excluded from the run identity.
-    _NOT_IDENTITY = ("output_dir", "run_id", "leaderboard_dir", "cache", "chunk_samples", "bins")
+    _NOT_IDENTITY = (
+        "output_dir",
+        "run_id",
+        "leaderboard_dir",
+        "cache",
+        "chunk_samples",
+        "bins",
+        "optimal_axis",
+    )
     # Backend options that do not change any number.
     _NOT_IDENTITY_BACKEND_ARGS = ("batch_size", "progress")
 

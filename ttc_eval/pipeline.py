@@ -272,8 +272,9 @@ def _check_verifier_args(name: str, factory: VerifierFactory, args: Mapping[str,
 
 def check_components(plan: StrategyPlan) -> None:
     """Every named role is one a component declares, every role's backend exists, the
-    verifier exists and takes its arguments, and each strategy that reads scores has a
-    verifier: usage errors before any model loads."""
+    verifier exists and takes its arguments, each strategy that reads scores has a verifier
+    and each that reads token confidences a backend that records them: usage errors before
+    any model loads."""
     config, strategies = plan.config, plan.strategies
     for role in config.roles:
         if role not in plan.roles:
@@ -291,6 +292,12 @@ def check_components(plan: StrategyPlan) -> None:
         need = sorted({s.name for s in strategies if s.needs_verifier})
         raise UsageError(
             f"{', '.join(need)} needs a verifier: pass --verifier ({', '.join(VERIFIERS.names())})"
+        )
+    confident = sorted({s.name for s in strategies if s.needs_confidences})
+    if confident and config.backend_args.get("top_logprobs") == 0:
+        raise UsageError(
+            f"{', '.join(confident)} reads token confidences, which top_logprobs=0 turns off: "
+            "drop it from --backend-args (the default records the top 5 of each token)"
         )
 
 

@@ -17,9 +17,9 @@ from ttc_eval._rundir import read_record, spec_digest, write_atomic, write_json
 from ttc_eval.analysis.bins import difficulty as bin_difficulty
 from ttc_eval.analysis.flops import flops_summary, inference_flops
 from ttc_eval.analysis.frontier import AXES, frontiers
-from ttc_eval.analysis.optimal import compute_optimal
+from ttc_eval.analysis.optimal import PerQuestion, compute_optimal, compute_optimal_at_cost
 from ttc_eval.analysis.results import ConfigResults, label_groups, summarize
-from ttc_eval.config import RunConfig
+from ttc_eval.config import OPTIMAL_AXES, RunConfig
 from ttc_eval.errors import UsageError
 from ttc_eval.pipeline import StrategyPlan, evaluate, load_task, plan_strategies, trace_cost
 from ttc_eval.registry import BACKENDS, GRADERS, VERIFIERS
@@ -194,6 +194,88 @@ def per_question_accuracy(
     }
 
 
+def per_question_cost(
+    evaluated: Sequence[Evaluated], axis: str, params: Mapping[str, int | None]
+) -> tuple[dict[str, dict[int, dict[str, float]]], set[str]]:
+    """Each candidate's measured cost per question on ``axis`` (candidates as in
+    :func:`per_question_accuracy`): ``tokens``, the generated tokens of the row cost's
+    ``generated_tokens``; ``flops``, its ``flops_total`` (2 x non-embedding parameters x
+    tokens, summed over the roles, from ``params``). A (configuration, budget) whose FLOPs
+    cannot be known (a role without a parameter count) is left out; the second value names
+    those roles."""
+    out: dict[str, dict[int, dict[str, float]]] = {}
+    unknown: set[str] = set()
+    for ev in evaluated:
+        if ev.strategy.is_oracle:
+            continue
+        by_budget: dict[int, dict[str, float]] = {}
+        for b in ev.budgets:
+            costs: dict[str, float] = {}
+            for pid, r in per_question(ev, b).items():
+                if axis == "tokens":
+                    costs[pid] = float(r.cost.generated_tokens)
+                    continue
+                missing = {role for role in r.cost.role_tokens if params.get(role) is None}
+                if missing:
+                    unknown |= missing
+                    break
+                costs[pid] = sum(
+                    inference_flops(params[role] or 0, tokens)
+                    for role, tokens in r.cost.role_tokens.items()
+                )
+            else:
+                by_budget[b] = costs
+        if by_budget:
+            out[ev.label] = by_budget
+    return out, unknown
+
+
+def optimal_choice(
+    view: RunView, params: Mapping[str, Any], axis: str
+) -> tuple[list[dict[str, Any]], str | None]:
+    """results.json's ``compute_optimal`` rows on ``axis`` (``budget``: at equal nominal
+    budget, as always; ``tokens`` / ``flops``: at equal measured cost, see
+    :func:`~ttc_eval.analysis.optimal.compute_optimal_at_cost`), and a note when the axis
+    cannot be honoured in full (FLOPs without parameter counts)."""
+    if axis not in OPTIMAL_AXES:
+        raise UsageError(f"unknown --optimal-axis {axis!r}; choose from {', '.join(OPTIMAL_AXES)}")
+    per_q: PerQuestion = per_question_accuracy(view.evaluated)
+    groups = label_groups(view.labels, view.label_keys, view.bins)
+    base = baseline(view.evaluated)
+    if axis == "budget":
+        return compute_optimal(per_q, groups, baseline=base, seed=view.config.seed), None
+    if not base:
+        return [], (
+            f"no compute-optimal choice at equal {axis}: the levels are best-of-N's (else "
+            "majority's) measured costs, and the run has neither"
+        )
+    cost_q, unknown = per_question_cost(view.evaluated, axis, _role_params(params))
+    note = None
+    if unknown:
+        roles = ", ".join(sorted(unknown))
+        why = (
+            f"no parameter count is recorded for role{'s' if len(unknown) > 1 else ''} "
+            f"{roles} (backend {view.config.backend}; a scripted backend such as fake, or a "
+            "model served without a local config, reports none)"
+        )
+        if base not in cost_q:
+            return [], (
+                f"no compute-optimal choice at equal FLOPs: {why}; use --optimal-axis tokens "
+                "(or budget)"
+            )
+        left_out = [c for c in per_q if set(cost_q.get(c, {})) != set(per_q[c])]
+        note = f"left out of the choice at equal FLOPs, {why}: {', '.join(left_out)}"
+    rows = compute_optimal_at_cost(
+        per_q, cost_q, groups, baseline=base, axis=axis, seed=view.config.seed
+    )
+    return rows, note
+
+
+def _role_params(params: Mapping[str, Any]) -> dict[str, int | None]:
+    """Non-embedding parameter count per role, from the recorded counts (None: unknown)."""
+    return {role: (counts or {}).get("non_embedding") for role, counts in params.items()}
+
+
 # The paper compares against best-of-N weighted; majority stands in for runs without it.
 _BASELINES = ("best_of_n", "majority")
 
@@ -274,13 +356,16 @@ def build_results(
     problem_ids: Sequence[str] | None = None,
     leaderboard_dir: Path | None = None,
     say: Callable[[str], None] | None = None,
+    optimal_axis: str | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Rebuild results.json, the tables and the leaderboard rows from stored traces only.
 
     Returns the results and the tables to print (accuracy, one table per binning; every
     table is in ``report/tables.md``). The leaderboard goes to ``leaderboard_dir``, else
-    where the run recorded. Differences between the code that computed the run and the
-    installed code are reported through ``say`` (stderr) and recorded in results.json.
+    where the run recorded. The compute-optimal choice is made on ``optimal_axis``, else on
+    the run's recorded ``optimal_axis`` (``budget`` for runs that have none). Differences
+    between the code that computed the run and the installed code are reported through
+    ``say`` (stderr) and recorded in results.json.
     """
     # Longer than most on purpose: most of it is results.json's schema, one dict literal that
     # reads in one place.
@@ -305,12 +390,10 @@ def build_results(
     ]
     params = recorded_params(run_dir)
     rows = [{**r, **versions} for r in _rows(view, all_traces, params)]
-    optimal = compute_optimal(
-        per_question_accuracy(view.evaluated),
-        label_groups(view.labels, view.label_keys, view.bins),
-        baseline=baseline(view.evaluated),
-        seed=config.seed,
-    )
+    axis = optimal_axis or config.optimal_axis
+    optimal, optimal_note = optimal_choice(view, params, axis)
+    if optimal_note:
+        say(f"note: {optimal_note}")
     diff_spec = view.difficulty_pool
     flops = flops_summary([trace_cost(t) for t in all_traces], params)
     roles = {role: spec.model for role, spec in view.plan.roles.items()}
@@ -331,6 +414,10 @@ def build_results(
             "note": "bins: 1 = easiest; see ttc_eval.analysis.bins.quantile_bins",
             "questions": view.difficulty,
         },
+        # The compute level the choice is made at: nominal budget, or measured tokens or
+        # FLOPs per question (--optimal-axis; rows of a measured axis say it too).
+        "compute_optimal_axis": axis,
+        "compute_optimal_note": optimal_note,
         "compute_optimal": optimal,
         # Per label: the configurations and budgets no other beats at equal or lower measured
         # cost (ttc_eval.analysis.frontier; figures report/frontier_*.png).
@@ -339,7 +426,7 @@ def build_results(
     }
     write_json(run_dir / "results.json", results)
     extra = [cost_table(rows), flops_table(flops, roles)]
-    printed = _write_report(run_dir, rows, optimal, extra)
+    printed = _write_report(run_dir, rows, optimal, extra, optimal_note)
     _update_board(run_dir, record, config, rows, leaderboard_dir)
     return results, printed
 
@@ -349,7 +436,7 @@ def _rows(
 ) -> list[dict[str, Any]]:
     """One row per configuration x budget x label, with its measured cost (FLOPs per role
     from the recorded parameter counts)."""
-    role_params = {role: (counts or {}).get("non_embedding") for role, counts in params.items()}
+    role_params = _role_params(params)
     rows = summarize(
         _config_results(view),
         view.label_keys,
@@ -378,12 +465,12 @@ def _write_report(
     rows: Sequence[dict[str, Any]],
     optimal: Sequence[dict[str, Any]],
     extra: Sequence[str],
+    optimal_note: str | None = None,
 ) -> str:
     """report/tables.md (with the ``extra`` tables) and the figures; the tables to print."""
     accuracy = accuracy_tables(rows)
-    every = "\n\n".join(
-        filter(None, [accuracy, revision_tables(rows), optimal_tables(optimal), *extra])
-    )
+    optimal_text = optimal_tables(optimal, note=optimal_note)
+    every = "\n\n".join(filter(None, [accuracy, revision_tables(rows), optimal_text, *extra]))
     # The terminal gets one table per binning (each has the all-questions column, so the plain
     # overall table would repeat it); report/tables.md has every table.
     binned = accuracy_tables(rows, kinds="binned")

@@ -89,6 +89,9 @@ def run(
             run_dir,
             [p.id for p in plan.problems],
             leaderboard_dir=Path(plan.config.leaderboard_dir),
+            # The axis asked for now, not the one recorded when the run began (it does not
+            # change what is generated, so a resumed run may report on another).
+            optimal_axis=plan.config.optimal_axis,
         )
     finally:
         lock.release()

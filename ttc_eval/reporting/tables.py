@@ -108,36 +108,62 @@ def _efficiency(r: dict[str, Any]) -> str:
     return f"{ratio:.2f}"
 
 
-def optimal_tables(rows: Sequence[dict[str, Any]], fmt: str = "github") -> str:
-    """Compute-optimal (2-fold cross-validated) against the baseline, per bin kind."""
+# What the cost columns of a compute-optimal table measure, per axis other than budget.
+_AXIS_UNITS = {"tokens": "generated tokens/q", "flops": "FLOPs/q"}
+
+
+def _cost_cell(value: float, axis: str) -> str:
+    return _flops(value) if axis == "flops" else f"{value:.1f}"
+
+
+def optimal_tables(
+    rows: Sequence[dict[str, Any]], fmt: str = "github", note: str | None = None
+) -> str:
+    """Compute-optimal (2-fold cross-validated) against the baseline, per bin kind. Rows
+    chosen at equal measured cost (``axis`` tokens or flops) add the level's cost (the
+    baseline's at that budget) and the chosen pairs' cost on the test halves; ``note`` (why
+    the choice is missing or partial) follows the tables."""
     if not rows:
-        return ""
+        return f"compute-optimal vs baseline\n\nnote: {note}" if note else ""
+    axis = rows[0].get("axis", "budget")
+    unit = _AXIS_UNITS.get(axis)
     tables = []
     for kind in sorted({r["bin_kind"] for r in rows}, key=lambda k: (k != "all", k)):
         mine = [r for r in rows if r["bin_kind"] == kind]
-        body = [
-            [
-                r["bin"],
-                r["n_problems"],
-                r["budget"],
-                f"{r['optimal_accuracy']:.3f}",
+        body = []
+        for r in sorted(mine, key=lambda r: (_natural(r["bin"]), r["budget"])):
+            line: list[Any] = [r["bin"], r["n_problems"], r["budget"]]
+            if unit:
+                line.append(_cost_cell(r["level_cost"], axis))
+            line.append(f"{r['optimal_accuracy']:.3f}")
+            if unit:
+                line.append(_cost_cell(r["optimal_cost"], axis))
+            line += [
                 f"{r['chosen']} ({r['chosen_share']:.0%})",
                 f"{r['baseline_accuracy']:.3f}",
                 _efficiency(r),
             ]
-            for r in sorted(mine, key=lambda r: (_natural(r["bin"]), r["budget"]))
-        ]
-        headers = [
-            kind if kind != "all" else "questions",
-            "n",
-            "budget",
-            "compute-optimal (CV)",
+            body.append(line)
+        headers = [kind if kind != "all" else "questions", "n", "budget"]
+        if unit:
+            headers[-1] = "level: baseline budget"
+            headers.append(f"level {unit}")
+        headers.append("compute-optimal (CV)")
+        if unit:
+            headers.append(f"chosen {unit} (CV)")
+        headers += [
             "chosen (share of folds)",
             mine[0]["baseline"],
-            "efficiency (baseline budget / N)",
+            "efficiency (baseline budget / level budget)"
+            if unit
+            else "efficiency (baseline budget / N)",
         ]
         title = "compute-optimal vs baseline" + ("" if kind == "all" else f" by {kind} bin")
+        if unit:
+            title += f", at equal measured {unit} (axis {axis}; chosen: configuration@budget)"
         tables.append(f"{title}\n\n" + tabulate(body, headers=headers, tablefmt=fmt))
+    if note:
+        tables.append(f"note: {note}")
     return "\n\n".join(tables)
 
 

@@ -3,9 +3,10 @@
 A :class:`Strategy` names the expensive trace it reads (``expansion``) and picks answers from
 it (``select``: cheap and pure, no model, no I/O). An :class:`Expansion` produces that trace,
 batched across questions, from an :class:`ExpansionContext`: the backends of the run's model
-roles, the verifier, the sampling parameters. Capabilities (``is_oracle``, ``variants``,
-``shape``, ``roles``, ``estimate``) are declared on :class:`StrategyBase` with defaults, never
-probed; the registry sets ``name`` and ``args`` when it builds a strategy.
+roles, the verifier, the sampling parameters. Capabilities (``is_oracle``,
+``needs_confidences``, ``variants``, ``shape``, ``roles``, ``estimate``) are declared on
+:class:`StrategyBase` with defaults, never probed; the registry sets ``name`` and ``args``
+when it builds a strategy.
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ class Strategy(Protocol):
     """Whether ``select`` reads verifier scores."""
     is_oracle: bool
     """Reads correctness to choose (coverage): never a candidate of compute-optimal choices."""
+    needs_confidences: bool
+    """Whether ``select`` reads the candidates' token confidences (DeepConf)."""
 
     @property
     def roles(self) -> Mapping[str, str | None]:
@@ -168,6 +171,7 @@ class StrategyBase(ABC):
     args: Mapping[str, Any] = {}
     needs_verifier = False
     is_oracle = False
+    needs_confidences = False
     roles: ClassVar[Mapping[str, str | None]] = {}
 
     def label(self) -> str:
