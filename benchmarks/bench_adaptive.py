@@ -52,6 +52,12 @@ def _paired_ci(diffs: list[float], seed: int) -> tuple[float, float]:
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
+def _match(needed: float | None, how: str) -> str:
+    if needed is None:
+        return "more than the pool"
+    return f"<= {needed:.0f}" if how == "at most" else f"{needed:.1f}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--questions", type=int, default=60)
@@ -61,6 +67,7 @@ def main() -> None:
     ap.add_argument("--json", default="benchmarks/results/adaptive.json")
     a = ap.parse_args()
 
+    from ttc_eval.analysis.optimal import budget_to_match
     from ttc_eval.cli import main as cli
     from ttc_eval.results import load_run, per_question
 
@@ -102,8 +109,16 @@ def main() -> None:
             }
         )
     ref = next(x for x in rows if x["config"] == "majority" and x["budget"] == a.pool)
+    curve = {x["budget"]: x["accuracy"] for x in rows if x["config"] == "majority"}
     for x in rows:
         x["token_savings"] = 1 - x["generated_tokens"] / ref["generated_tokens"]
+        # Equal accuracy: the samples majority needs to reach this accuracy (log2-interpolated
+        # on its own curve), against what this rule read.
+        needed, how = budget_to_match(curve, x["accuracy"])
+        x["majority_samples_to_match"] = needed
+        x["match_note"] = how
+    esc = next(x for x in rows if x["config"].startswith("esc"))
+    goal = esc["sample_savings"] >= 0.40 and esc["vs_majority_at_pool"] >= -0.01
     report = {
         "questions": results["n_problems"],
         "pool": a.pool,
@@ -112,22 +127,29 @@ def main() -> None:
         "model": "smollm2-135m",
         "run_id": results["run_id"],
         "rows": rows,
+        "goal": {
+            "text": "esc: at least 40% fewer samples than majority@pool within 1 point",
+            "met": goal,
+        },
     }
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
     Path(a.json).write_text(json.dumps(report, indent=2) + "\n")
     print(
-        "| configuration | budget | accuracy (95% CI) | vs majority@32 (paired 95% CI) "
-        "| samples/question | tokens/question | fewer samples | fewer tokens |"
+        f"| configuration | budget | accuracy (95% CI) | vs majority@{a.pool} (paired 95% CI) "
+        "| samples/question | tokens/question | fewer samples | fewer tokens "
+        "| majority samples for this accuracy |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for x in rows:
         print(
             f"| {x['config']} | {x['budget']} | {x['accuracy']:.3f} "
             f"({x['ci'][0]:.3f}-{x['ci'][1]:.3f}) | {x['vs_majority_at_pool'] * 100:+.1f} pt "
             f"({x['vs_majority_ci'][0] * 100:+.1f} to {x['vs_majority_ci'][1] * 100:+.1f}) "
             f"| {x['samples']:.1f} | {x['generated_tokens']:.0f} "
-            f"| {x['sample_savings']:.0%} | {x['token_savings']:.0%} |"
+            f"| {x['sample_savings']:.0%} | {x['token_savings']:.0%} "
+            f"| {_match(x['majority_samples_to_match'], x['match_note'])} |"
         )
+    print(f"\ngoal ({report['goal']['text']}): {'met' if goal else 'not met'}")
     print(f"\nwritten to {a.json}; run directory {run_dir}")
 
 

@@ -188,6 +188,9 @@ def test_frontier_figures_and_section_from_a_run(tmp_path: Path) -> None:
             assert not (cheaper and r["accuracy"] > f["accuracy"]), (r["config"], f)
     # Rows carry the tail of seconds per question next to the mean.
     assert all(r["cost"]["seconds_p90"] >= 0 for r in rows)
+    tables = (outcome.run_dir / "report" / "tables.md").read_text()
+    cost_header = next(line for line in tables.splitlines() if "prompt computed" in line)
+    assert "seconds |" in cost_header and "seconds p90 |" in cost_header
     assert (outcome.run_dir / "report" / "frontier_tokens_all.png").stat().st_size > 0
     assert (outcome.run_dir / "report" / "frontier_tokens_oracle.png").exists()
     # The fake backend has no parameter count: no FLOPs axis to draw.

@@ -334,6 +334,11 @@ def test_adaptive_rules_done_when_command_then_rules_read_the_pool_only() -> Non
     assert rows["majority"]["cost"]["samples"] == 32
     # Early stopping reads less of the pool than majority over all of it.
     assert rows["esc(window=5)"]["cost"]["samples"] < 32
+    # The accuracy-compute frontier, against tokens and FLOPs, overall and per oracle bin.
+    for axis in ("tokens", "flops"):
+        for kind in ("all", "oracle"):
+            assert (run_dir / "report" / f"frontier_{axis}_{kind}.png").stat().st_size > 0
+    assert results["frontier"]["tokens"] and results["frontier"]["flops"]
 
     assert main(["run", "--task", "arith", "--strategy", "esc,deepconf_offline",
                  "--budgets", "32", "--limit", "8", "--quiet"]) == 0  # fmt: skip

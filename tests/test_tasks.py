@@ -20,6 +20,30 @@ def test_arith_is_deterministic_interleaved_and_correct() -> None:
     assert len({p.id for p in a}) == len(a)
 
 
+def test_arith_wide_has_60_distinct_questions_and_unique_only_replaces_repeats() -> None:
+    from ttc_eval.tasks.arith import load_arith
+
+    spec = find_task_spec("arith_wide")
+    wide = Task(spec).problems()
+    assert len(wide) == 60 and len({p.question for p in wide}) == 60
+    assert {p.labels["level"] for p in wide} == {1, 2, 3, 4, 5}
+    for p in wide:
+        expr = p.question.removeprefix("What is ").removesuffix("?")
+        assert str(eval(expr)) == p.answer
+    drawn = load_arith({**spec.loader_args, "unique": False})
+    repeats = [i for i, p in enumerate(drawn) if p.question in {q.question for q in drawn[:i]}]
+    assert repeats  # without it, some questions repeat (level 1 has 25 possible)
+    # A question that was not a repeat stays as drawn; each repeat is a new question.
+    assert [p for i, p in enumerate(drawn) if i not in repeats] == [
+        p for i, p in enumerate(wide) if i not in repeats
+    ]
+    assert all(wide[i].question != drawn[i].question for i in repeats)
+    tiny = {"seed": 0, "n_per_level": 5, "unique": True,
+            "levels": {1: {"terms": 2, "digits": [1], "max_value": 1, "ops": ["+"]}}}  # fmt: skip
+    with pytest.raises(DataError, match="level 1 has fewer than 5 questions"):
+        load_arith(tiny)
+
+
 def test_math500_local_file_keeps_level_and_subject() -> None:
     task = Task(find_task_spec("math500"))
     probs = task.problems(str(MATH500))

@@ -1,10 +1,11 @@
 """Generation cache: one SQLite row per sample, keyed on everything that decides it.
 
 Key = model fingerprint, backend, rendered prompt, sampling parameters (seed included), the
-sample's index in its pool and, when the backend records token confidences, their k; so
-sampled outputs are cached too, and a larger pool reuses the samples a smaller one already
-drew. Entries written before confidences were recorded are keyed without a k: a backend that
-records them does not read those (it draws the sample again, with its confidences).
+sample's index in its pool and, when the backend records token confidences, their k and
+whether it keeps the raw top-k; so sampled outputs are cached too, and a larger pool reuses
+the samples a smaller one already drew. Entries written before confidences were recorded
+are keyed without a k: a backend that records them does not read those (it draws the sample
+again, with its confidences, under its own key).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from ttc_eval.backends._base import Backend, NextTokenScorer
@@ -58,14 +58,21 @@ class GenerationCache:
 
     @staticmethod
     def key(
-        fingerprint: str, backend: str, request: Request, sample_id: int, top_logprobs: int = 0
+        fingerprint: str,
+        backend: str,
+        request: Request,
+        sample_id: int,
+        top_logprobs: int = 0,
+        keep_top_logprobs: bool = False,
     ) -> str:
         parts: list[object] = [
             fingerprint, backend, request.prompt, request.params.to_dict(), sample_id,
         ]  # fmt: skip
         if top_logprobs:
-            # Confidences over another k are other numbers: never served across k.
-            parts.append({"top_logprobs": top_logprobs})
+            # Confidences over another k are other numbers: never served across k. Entries
+            # with the raw top-k live apart, so that asking for them never replaces a stored
+            # sample (an unseeded engine would draw another one).
+            parts.append({"top_logprobs": top_logprobs, "raw": keep_top_logprobs})
         blob = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -126,20 +133,17 @@ class CachedBackend:
 
     def _key(self, request: Request, sample_id: int) -> str:
         return GenerationCache.key(
-            self.fingerprint, self.name, request, sample_id, self.top_logprobs
+            self.fingerprint,
+            self.name,
+            request,
+            sample_id,
+            self.top_logprobs,
+            self.keep_top_logprobs,
         )
-
-    def _usable(self, c: Completion) -> Completion | None:
-        """A cached entry as this backend would have returned it; ``None`` when it lacks
-        the raw top-k log-probabilities this backend keeps (drawn again)."""
-        if self.keep_top_logprobs:
-            return c if c.top_logprobs is not None else None
-        return replace(c, top_logprobs=None) if c.top_logprobs is not None else c
 
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
         keys = [[self._key(r, s) for s in r.sample_ids] for r in requests]
-        found = self.cache.get_many([k for ks in keys for k in ks]) if self.cache else {}
-        hits = {k: u for k, c in found.items() if (u := self._usable(c)) is not None}
+        hits = self.cache.get_many([k for ks in keys for k in ks]) if self.cache else {}
         missing: list[Request] = []
         where: list[int] = []
         for ri, (r, ks) in enumerate(zip(requests, keys, strict=True)):

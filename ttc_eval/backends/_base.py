@@ -86,8 +86,11 @@ def top_k_record(
 ) -> tuple[tuple[float, ...] | None, tuple[tuple[float, ...], ...] | None]:
     """Token confidences, and the raw top-k when ``keep``, from each generated token's
     log-probabilities of its top alternatives (any order, possibly more than ``k`` of them:
-    the engine's extra sampled token is left out by keeping the ``k`` largest)."""
-    if k <= 0:
+    the engine's extra sampled token is left out by keeping the ``k`` largest); none at all
+    when a position lists no alternatives."""
+    if k <= 0 or any(not row for row in top):
+        # A position without alternatives (a server that returned none there) has no
+        # confidence; 0.0 would read as the least confident token there is.
         return None, None
     best = [tuple(sorted((float(v) for v in row), reverse=True)[:k]) for row in top]
     confidences = tuple(token_confidence(row) for row in best)

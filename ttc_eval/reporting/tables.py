@@ -177,7 +177,7 @@ def cost_table(rows: Sequence[dict[str, Any]], fmt: str = "github") -> str:
     if not shown:
         return ""
     headers = ["strategy", "budget", "accuracy", "samples", "prompt sent", "prompt computed",
-               "generated", "verifier read", "FLOPs", "seconds"]  # fmt: skip
+               "generated", "verifier read", "FLOPs", "seconds", "seconds p90"]  # fmt: skip
     body = [
         [
             r["config"],
@@ -190,6 +190,8 @@ def cost_table(rows: Sequence[dict[str, Any]], fmt: str = "github") -> str:
             round(r["cost"]["verifier_tokens"], 1),
             _flops(r["cost"].get("flops_total")),
             round(r["cost"]["seconds"], 3),
+            # Rows written before the tail was measured have none.
+            round(r["cost"]["seconds_p90"], 3) if "seconds_p90" in r["cost"] else "",
         ]
         for r in shown
     ]

@@ -78,8 +78,9 @@ def _levels(args: dict[str, Any]) -> dict[int, dict[str, Any]]:
 
 @loader("arith")
 def load_arith(args: dict[str, Any], data_files: str | None = None) -> list[Problem]:
-    """Procedural arithmetic from ``loader_args``: ``seed``, ``n_per_level`` and ``levels``
-    (level -> terms, digits, ops).
+    """Procedural arithmetic from ``loader_args``: ``seed``, ``n_per_level``, ``levels``
+    (level -> terms, digits, ops) and ``unique`` (default false: arith's own questions, a
+    few of which repeat; true: each repeat within a level is replaced by a new question).
 
     Problems are interleaved across levels (L1, L2, ..., L1, L2, ...) so that ``--limit``
     keeps every level represented.
@@ -87,9 +88,42 @@ def load_arith(args: dict[str, Any], data_files: str | None = None) -> list[Prob
     if data_files:
         raise DataError("task arith is generated from a seed; it takes no --data-files")
     levels = _levels(args)
-    rng = random.Random(int(args.get("seed", 0)))
+    seed = int(args.get("seed", 0))
+    rng = random.Random(seed)
     per_level = {
         lv: [make_problem(rng, lv, spec, i) for i in range(int(args["n_per_level"]))]
         for lv, spec in sorted(levels.items())
     }
+    if args.get("unique", False):
+        seen: set[str] = set()  # across levels: an easy question can recur one level up
+        per_level = {
+            lv: _unique(problems, seed, lv, levels[lv], seen) for lv, problems in per_level.items()
+        }
     return [p for group in zip(*per_level.values(), strict=True) for p in group]
+
+
+_REDRAWS = 1000
+"""Draws tried for each repeated question before a level is declared too small."""
+
+
+def _unique(
+    problems: list[Problem], seed: int, level: int, spec: dict[str, Any], seen: set[str]
+) -> list[Problem]:
+    """``problems`` with each repeat of a question in ``seen`` or earlier in the level
+    replaced by a new one, drawn from a stream of its own (seed, level): questions that were
+    unique stay exactly as they are (and so do their stored samples). Adds them to ``seen``."""
+    rng = random.Random(f"{seed}|unique|{level}")
+    out = []
+    for i, p in enumerate(problems):
+        for _ in range(_REDRAWS):
+            if p.question not in seen:
+                break
+            p = make_problem(rng, level, spec, i)
+        else:
+            raise DataError(
+                f"loader arith: level {level} has fewer than {len(problems)} questions not "
+                "already asked; lower n_per_level or widen the level (digits, ops, terms)"
+            )
+        seen.add(p.question)
+        out.append(p)
+    return out
