@@ -72,7 +72,10 @@ class GenerationCache:
             # Confidences over another k are other numbers: never served across k. Entries
             # with the raw top-k live apart, so that asking for them never replaces a stored
             # sample (an unseeded engine would draw another one).
-            parts.append({"top_logprobs": top_logprobs, "raw": keep_top_logprobs})
+            keyed: dict[str, object] = {"top_logprobs": top_logprobs}
+            if keep_top_logprobs:
+                keyed["raw"] = True
+            parts.append(keyed)
         blob = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
