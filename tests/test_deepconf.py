@@ -13,21 +13,21 @@ from typing import Any
 import numpy as np
 import pytest
 
+from ttc_eval.analysis.confidence import (
+    bottom_confidence,
+    group_confidences,
+    lowest_confidence,
+    mean_confidence,
+    stop_position,
+    tail_confidence,
+    trace_confidence,
+)
 from ttc_eval.backends._base import top_k_record
 from ttc_eval.cli import main
 from ttc_eval.errors import UsageError
 from ttc_eval.pipeline import evaluate, selections
 from ttc_eval.registry import STRATEGIES
-from ttc_eval.strategies.deepconf import (
-    bottom_confidence,
-    group_confidences,
-    lowest_confidence,
-    mean_confidence,
-    replay_online,
-    stop_position,
-    tail_confidence,
-    trace_confidence,
-)
+from ttc_eval.strategies.deepconf_online import replay_online
 from ttc_eval.types import Candidate, Completion, Cost, Trace
 
 PROMPT = 7

@@ -425,7 +425,9 @@ def _candidates(param: inspect.Parameter) -> list[Any]:
     elif isinstance(d, bool):
         values = [not d]
     elif isinstance(d, int):
-        values = [d + 1, d + 2]
+        # Smaller too: a percentage at its maximum (deepconf_offline's keep=100) accepts only
+        # those.
+        values = [d + 1, d + 2, d - 1, d // 2]
     elif isinstance(d, float):
         # Larger and smaller: a probability threshold (0.95) accepts only the latter.
         values = [d + 0.5, d * 2 + 1, round(d - 0.05, 6), round((d + 0.5) / 2, 6)]
@@ -468,22 +470,27 @@ def _label(name: str, args: dict[str, Any]) -> str:
 
 
 def _revisions_trace(seed: int) -> Trace:
-    """4 chains x 4 attempts with split votes and step scores (what revisions reads)."""
+    """4 chains x 4 attempts with split votes, step scores and token confidences (what
+    revisions and DeepConf read; a pool strategy reads it as a pool of 16)."""
     cands = []
     for i in range(16):
         h = hashlib.sha256(f"{seed}|{i}".encode()).digest()
         key = "abc"[h[0] % 3]
         scores = (h[1] / 255, h[2] / 255, h[3] / 255)
-        cands.append(Candidate(i, f"t{i}", 3, "stop", key, key, key == "a", scores))
+        confidences = (h[4] / 100, h[5] / 100, h[6] / 100)  # DeepConf reads these
+        cands.append(
+            Candidate(i, f"t{i}", 3, "stop", key, key, key == "a", scores, confidences=confidences)
+        )
     return Trace("q", "revisions", tuple(cands), 5, 48, 16, extra={"chains": 4, "length": 4})
 
 
 def _same_choices(name: str, a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two configurations choose alike: the only excuse for one label. A strategy
     declares such equivalences in ``canonical_args`` (revisions: the aggregation matters
-    only to select=verifier); this checks the declaration against what they select."""
+    only to select=verifier; deepconf_offline: the window only to group measures); this
+    checks the declaration against what they select."""
     sa, sb = STRATEGIES.create(name, **a), STRATEGIES.create(name, **b)
-    if name != "revisions":
+    if name not in ("revisions", "deepconf_offline"):
         return False  # no other strategy declares equivalent arguments
     for seed in range(20):
         t = _revisions_trace(seed)
