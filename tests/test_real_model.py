@@ -267,8 +267,8 @@ def test_hf_token_confidences_are_deepconfs_from_the_models_own_distribution(
     hf: object,
 ) -> None:
     """Each generated token's confidence is minus the mean of the top-5 log-probabilities of
-    the model's untempered next-token distribution there: recomputed here by one
-    teacher-forced forward pass over prompt plus generated tokens, outside the decoding loop."""
+    the model's untempered next-token distribution there: recomputed here from the logits
+    of transformers' own ``generate`` (greedy, so both take the same tokens)."""
     import torch
 
     from ttc_eval.backends.hf import HFBackend
@@ -277,31 +277,36 @@ def test_hf_token_confidences_are_deepconfs_from_the_models_own_distribution(
     assert backend.top_logprobs == 5
     keep = HFBackend("smollm2-135m", progress=False, keep_top_logprobs=True)
     prompt = backend.render([{"role": "user", "content": "What is 17 + 25?"}])
+    greedy = SamplingParams(temperature=0.0, max_tokens=12, seed=0)
+    ((g,),) = keep.generate([Request(prompt, greedy, (0,))])
+    assert g.token_confidences is not None and g.top_logprobs is not None
+    assert len(g.token_confidences) == len(g.top_logprobs) == g.n_tokens
+    enc = keep.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+    with torch.inference_mode():
+        out = keep.model.generate(
+            **enc, do_sample=False, max_new_tokens=12, output_logits=True,
+            return_dict_in_generate=True,
+        )  # fmt: skip
+    assert len(out.logits) >= g.n_tokens
+    for i in range(g.n_tokens):
+        top = torch.log_softmax(out.logits[i][0].float(), dim=-1).topk(5).values.tolist()
+        assert list(g.top_logprobs[i]) == pytest.approx(top, abs=1e-3), i
+        assert g.token_confidences[i] == pytest.approx(-sum(top) / 5, abs=2e-3), i
+    # Greedy decoding takes the most likely token: its log-probability heads the top-k.
+    assert g.token_logprobs is not None
+    assert list(g.token_logprobs) == pytest.approx([t[0] for t in g.top_logprobs], abs=1e-5)
+    # Sampled: the same confidences with or without the raw top-k kept, one per token, and
+    # each sampled token's log-probability at most the best one.
     params = SamplingParams(temperature=0.8, max_tokens=20, seed=5)
     (samples,) = keep.generate([Request(prompt, params, (0, 1))])
     (plain,) = backend.generate([Request(prompt, params, (0, 1))])
     for c, d in zip(samples, plain, strict=True):
         assert c.text == d.text and d.top_logprobs is None  # raw top-k only when asked
         assert c.token_confidences == d.token_confidences
-        assert c.token_confidences is not None and c.top_logprobs is not None
-        assert len(c.token_confidences) == len(c.top_logprobs) == c.n_tokens
-        enc = keep.tokenizer(prompt + c.text, return_tensors="pt", add_special_tokens=False)
-        n_prompt = len(keep.tokenizer(prompt, add_special_tokens=False)["input_ids"])
-        with torch.inference_mode():
-            logits = keep.model(**enc).logits[0].float()
-        logp = torch.log_softmax(logits, dim=-1)
-        text_tokens = enc["input_ids"].shape[1] - n_prompt  # the end-of-sequence is not text
-        for i in range(min(text_tokens, c.n_tokens)):
-            top = logp[n_prompt - 1 + i].topk(5).values.tolist()
-            assert c.top_logprobs[i] == pytest.approx(top, abs=1e-3)
-            assert c.token_confidences[i] == pytest.approx(-sum(top) / 5, abs=2e-3)
-            # The sampled token is one of the model's tokens: at most the best log-probability.
-            assert c.token_logprobs is not None and c.token_logprobs[i] <= top[0] + 1e-4
-    greedy = SamplingParams(temperature=0.0, max_tokens=12, seed=0)
-    ((g,),) = keep.generate([Request(prompt, greedy, (0,))])
-    assert g.token_logprobs is not None and g.top_logprobs is not None
-    # Greedy decoding takes the most likely token: its log-probability heads the top-k.
-    assert list(g.token_logprobs) == pytest.approx([t[0] for t in g.top_logprobs], abs=1e-5)
+        assert c.top_logprobs is not None and c.token_logprobs is not None
+        assert len(c.top_logprobs) == c.n_tokens
+        for lp, top5 in zip(c.token_logprobs, c.top_logprobs, strict=True):
+            assert lp <= top5[0] + 1e-4
     none = HFBackend("smollm2-135m", progress=False, top_logprobs=0)
     ((n,),) = none.generate([Request(prompt, greedy, (0,))])
     assert n.token_confidences is None and n.text == g.text
@@ -320,7 +325,11 @@ def test_adaptive_rules_done_when_command_then_rules_read_the_pool_only() -> Non
     traces = [json.loads(x) for x in (run_dir / "traces.jsonl").read_text().splitlines()]
     assert len(traces) == 8 and all(len(t["candidates"]) == 32 for t in traces)
     assert all("confidences" in c for t in traces for c in t["candidates"])
-    rows = {r["config"]: r for r in results["rows"] if r["label_kind"] == "all"}
+    rows = {
+        r["config"]: r
+        for r in results["rows"]
+        if r["label_kind"] == "all" and r["strategy"] != "coverage"  # added to every pool
+    }
     assert set(rows) == {
         "majority", "esc(window=5)", "adaptive_consistency(threshold=0.95)",
         *[k for k in rows if k.startswith("deepconf_")],
