@@ -133,6 +133,7 @@ def test_every_option_of_every_command_shows_its_default() -> None:
         "merge",
         "compare-flops",
         "list",
+        "policy",
     }
     for name, command in parser.commands.items():
         for action in command._actions:
@@ -510,6 +511,7 @@ def test_valid_sampling_values_pass(monkeypatch: pytest.MonkeyPatch) -> None:
         (["import", "qwen", "x.jsonl", "--task", "arith"], "Did you mean: qwen-math?"),
         (["import", "generic", "x.jsonl", "--task", "arith"], "x.jsonl: no such file"),
         (["leaderboard", "notrun"], "notrun: is a folder"),
+        (["policy", "fit", "notrun", "--probe", "2", "--output", "p.yaml"], "is not a run"),
     ],
 )
 def test_other_commands_usage_errors(

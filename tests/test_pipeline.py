@@ -414,7 +414,7 @@ def test_rows_carry_measured_cost_next_to_the_budget(tmp_path: Path) -> None:
 
 # -- 3. labels: configurations that differ in an argument never share one --------------------
 
-STRINGS = ("naive", "weighted", "min", "prod", "mean", "last", "majority", "verifier")
+STRINGS = ("naive", "weighted", "min", "prod", "mean", "last", "majority", "verifier", "extra")
 _OMIT = object()
 
 
@@ -438,9 +438,34 @@ def _candidates(param: inspect.Parameter) -> list[Any]:
     return [v for v in values if v != d]
 
 
+def _policy_file() -> str:
+    """A small fitted policy for the registry-wide label tests: ``policy`` cannot be built
+    without one (its file is a required argument, fixed here, never varied)."""
+    import tempfile
+
+    from ttc_eval.policy import Choice, Policy, write_policy
+
+    choices = {
+        b: {0: Choice("majority", {}, "majority", 1.0),
+            2: Choice("best_of_n", {"mode": "naive"}, "best_of_n(mode=naive)", 1.0)}
+        for b in (1, 2, 4)
+    }  # fmt: skip
+    path = Path(tempfile.mkdtemp(prefix="ttc-policy-")) / "policy.yaml"
+    write_policy(Policy("vote_agreement", {}, 1, (1.0,), choices, ("t:q",)), path)
+    return str(path)
+
+
+REQUIRED: dict[str, dict[str, Any]] = {"policy": {"file": _policy_file()}}
+"""Arguments a strategy cannot be built without, given to every build of it."""
+
+
+def _create(name: str, args: dict[str, Any]) -> Strategy:
+    return STRATEGIES.create(name, **{**REQUIRED.get(name, {}), **args})
+
+
 def _builds(name: str, args: dict[str, Any]) -> bool:
     try:
-        STRATEGIES.create(name, **args)
+        _create(name, args)
     except (UsageError, TypeError, ValueError):
         return False
     return True
@@ -458,7 +483,9 @@ def _params(name: str) -> dict[str, inspect.Parameter]:
 def _accepted(name: str) -> dict[str, list[Any]]:
     """Per parameter, the candidate values the factory accepts when only it is given."""
     return {
-        k: [v for v in _candidates(p) if _builds(name, {k: v})] for k, p in _params(name).items()
+        k: [v for v in _candidates(p) if _builds(name, {k: v})]
+        for k, p in _params(name).items()
+        if k not in REQUIRED.get(name, {})
     }
 
 
@@ -466,7 +493,7 @@ ACCEPTED = {name: _accepted(name) for name in STRATEGIES.names()}
 
 
 def _label(name: str, args: dict[str, Any]) -> str:
-    return STRATEGIES.create(name, **args).label()
+    return _create(name, args).label()
 
 
 def _revisions_trace(seed: int) -> Trace:
@@ -487,10 +514,10 @@ def _revisions_trace(seed: int) -> Trace:
 def _same_choices(name: str, a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two configurations choose alike: the only excuse for one label. A strategy
     declares such equivalences in ``canonical_args`` (revisions: the aggregation matters
-    only to select=verifier; deepconf_offline: the window only to group measures); this
-    checks the declaration against what they select."""
-    sa, sb = STRATEGIES.create(name, **a), STRATEGIES.create(name, **b)
-    if name not in ("revisions", "deepconf_offline"):
+    only to select=verifier; deepconf_offline: the window only to group measures; policy:
+    the probe is its file's); this checks the declaration against what they select."""
+    sa, sb = _create(name, a), _create(name, b)
+    if name not in ("revisions", "deepconf_offline", "policy"):
         return False  # no other strategy declares equivalent arguments
     for seed in range(20):
         t = _revisions_trace(seed)
@@ -538,7 +565,7 @@ def test_changing_one_argument_changes_the_label(name: str) -> None:
 @given(data=st.data())
 def test_labels_differ_exactly_when_an_argument_does(data: st.DataObject) -> None:
     name = data.draw(st.sampled_from(sorted(n for n in ACCEPTED if ACCEPTED[n])))
-    params = _params(name)
+    params = {k: p for k, p in _params(name).items() if k not in REQUIRED.get(name, {})}
     base: dict[str, Any] = {}
     for k, values in ACCEPTED[name].items():
         v = data.draw(st.sampled_from([_OMIT, *values]), label=k)

@@ -44,6 +44,13 @@ def test_arith_wide_has_60_distinct_questions_and_unique_only_replaces_repeats()
         load_arith(tiny)
 
 
+def test_arith_120_has_120_distinct_questions_24_per_level() -> None:
+    problems = Task(find_task_spec("arith_120")).problems()
+    assert len({p.question for p in problems}) == len(problems) == 120
+    levels = [p.labels["level"] for p in problems]
+    assert all(levels.count(lv) == 24 for lv in range(1, 6))
+
+
 def test_math500_local_file_keeps_level_and_subject() -> None:
     task = Task(find_task_spec("math500"))
     probs = task.problems(str(MATH500))

@@ -29,6 +29,7 @@ from ttc_eval.config import (
     Option,
     RunConfig,
     Shorthand,
+    StrategySpec,
     bounded,
     optimal_axis,
     positive_int,
@@ -375,6 +376,58 @@ def _report(args: argparse.Namespace) -> int:
     _, table = build_results(run_dir, optimal_axis=args.optimal_axis)
     print(table)
     print(f"\nwrote {run_dir / 'results.json'} and {run_dir / 'report'}/", file=sys.stderr)
+    return 0
+
+
+def _policy_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["fit"], help="fit: learn a policy from calibration runs")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="calibration run directories")
+    p.add_argument(
+        "--probe",
+        type=positive_int,
+        required=True,
+        help="K: probe samples per question the difficulty estimate is read from",
+    )
+    p.add_argument(
+        "--estimator",
+        default="vote_agreement",
+        help="difficulty estimator, NAME[:key=value...] (`ttc-eval list estimators`; "
+        "default: %(default)s)",
+    )
+    p.add_argument(
+        "--bins", type=positive_int, default=5, help="quantile bins (default: %(default)s)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="cross-validation seed (default: 0)")
+    p.add_argument("--output", required=True, help="the policy file to write (YAML)")
+
+
+@subcommand(
+    "policy",
+    "fit a difficulty-adaptive policy on calibration runs (apply: --strategy policy:file=F)",
+    _policy_arguments,
+)
+def _policy(args: argparse.Namespace) -> int:
+    from ttc_eval.policy import fit_policy, write_policy
+
+    runs = [Path(r) for r in args.runs]
+    for r in runs:
+        if not (r / "config.json").is_file():
+            raise UsageError(f"{r} is not a run directory (no config.json)")
+    spec = StrategySpec.parse(args.estimator)
+    policy = fit_policy(
+        runs, args.probe, spec.name, dict(spec.args), n_bins=args.bins, seed=args.seed
+    )
+    write_policy(policy, Path(args.output))
+    for budget, by_bin in sorted(policy.choices.items()):
+        picks = ", ".join(f"bin {k}: {c.label}" for k, c in sorted(by_bin.items()) if k)
+        print(f"budget {budget}: {picks} (fallback: {by_bin[0].label})")
+    for note in policy.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(
+        f"\nwrote {args.output}: {policy.estimator} on {policy.probe} probe samples, "
+        f"{policy.n_bins} bins, fitted on {len(policy.fitted_on)} questions",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -24,6 +24,7 @@ import yaml
 
 from ttc_eval.errors import UsageError, did_you_mean
 from ttc_eval.models import DEFAULT_MODEL
+from ttc_eval.tasks._split import SPLITS, split_of
 from ttc_eval.types import BIN_KINDS, POLICY
 
 # ----------------------------------------------------------------------------------------------
@@ -102,6 +103,15 @@ def optimal_axis(text: str) -> str:
     if text not in OPTIMAL_AXES:
         hint = did_you_mean(text, OPTIMAL_AXES, n=1)
         message = f"expected one of {', '.join(OPTIMAL_AXES)}, got {text!r}"
+        raise argparse.ArgumentTypeError(f"{message}.{hint}" if hint else message)
+    return text
+
+
+def split_name(text: str) -> str:
+    """One of :data:`~ttc_eval.tasks._split.SPLITS`."""
+    if text not in SPLITS:
+        hint = did_you_mean(text, SPLITS, n=1)
+        message = f"expected one of {', '.join(SPLITS)}, got {text!r}"
         raise argparse.ArgumentTypeError(f"{message}.{hint}" if hint else message)
     return text
 
@@ -555,6 +565,41 @@ class RunConfig:
     )
     """``i/n``: run only questions i, i+n, i+2n, ... (0-based); ``ttc-eval merge`` joins the
     n shard runs into one."""
+    split: str | None = field(
+        default=None,
+        metadata=option(
+            "run only the questions of one seeded split: calibration (a share "
+            "--split-fraction of them) or test (the rest); chosen per question from a hash "
+            "of (split seed, task, problem id), before --limit and --shard apply",
+            metavar="{" + ",".join(SPLITS) + "}",
+            parse=split_name,
+            default_text="every question",
+            group=GROUP_TASK,
+        ),
+    )
+    """Run only the questions of one split (:data:`~ttc_eval.tasks._split.SPLITS`), e.g. to
+    fit a policy on ``calibration`` and evaluate it on ``test``; None: every question."""
+    split_fraction: float = field(
+        default=0.5,
+        metadata=option(
+            "share of the questions in the calibration split, in (0, 1)",
+            metavar="F",
+            parse=bounded("a share strictly between 0 and 1", lambda v: 0 < v < 1),
+            group=GROUP_TASK,
+        ),
+    )
+    """Share of the questions in the calibration split (strictly between 0 and 1)."""
+    split_seed: int | None = field(
+        default=None,
+        metadata=option(
+            "seed of the question split",
+            metavar="N",
+            parse=nonnegative_int,
+            default_text="the run's --seed",
+            group=GROUP_TASK,
+        ),
+    )
+    """Seed of the question split (default: the run's ``seed``)."""
     grader: str | None = field(
         default=None,
         metadata=option(
@@ -630,6 +675,15 @@ class RunConfig:
             )
         if self.shard is not None:
             self.shard_index()
+        if self.split is not None and self.split not in SPLITS:
+            hint = did_you_mean(str(self.split), SPLITS, n=1)
+            raise UsageError(f"unknown split {self.split!r}.{hint} Choose from {', '.join(SPLITS)}")
+        if not 0 < self.split_fraction < 1:
+            raise UsageError(
+                f"--split-fraction must be strictly between 0 and 1, got {self.split_fraction}"
+            )
+        if self.split_seed is not None and self.split_seed < 0:
+            raise UsageError(f"--split-seed must be an integer >= 0, got {self.split_seed}")
         if self.temperature is not None and (
             isinstance(self.temperature, bool)
             or not isinstance(self.temperature, int | float)
@@ -658,17 +712,29 @@ class RunConfig:
         """Values from a config file arrive untyped: a wrong type is a usage error naming the
         setting, not a traceback later. Numbers are coerced where that loses nothing, so
         ``temperature: 1`` and ``--temperature 1`` are one setting."""
-        ints = ("seed", "limit", "max_tokens", "chunk_samples", "difficulty_samples", "num_fewshot")
+        ints = (
+            "seed",
+            "limit",
+            "max_tokens",
+            "chunk_samples",
+            "difficulty_samples",
+            "num_fewshot",
+            "split_seed",
+        )
         for name in ints:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
                 raise UsageError(f"setting {name} must be an integer, got {v!r}")
-        for name in ("temperature", "top_p"):
+        for name in ("temperature", "top_p", "split_fraction"):
             v = getattr(self, name)
             if v is not None:
                 if isinstance(v, bool) or not isinstance(v, int | float):
                     raise UsageError(f"setting {name} must be a number, got {v!r}")
                 object.__setattr__(self, name, float(v))
+        if self.split is not None and not isinstance(self.split, str):
+            raise UsageError(
+                f"setting split must be one of {', '.join(SPLITS)} or null, got {self.split!r}"
+            )
         for name in ("backend_args", "verifier_args", "roles"):
             if not isinstance(getattr(self, name), Mapping):
                 raise UsageError(
@@ -742,6 +808,27 @@ class RunConfig:
         if self.apply_chat_template:
             args["apply_chat_template"] = True
         return args
+
+    @property
+    def question_split_seed(self) -> int:
+        """The seed the question split is drawn with: ``split_seed``, else the run's seed."""
+        return self.seed if self.split_seed is None else self.split_seed
+
+    def question_split(self, problem_id: str) -> str:
+        """The split (``calibration`` or ``test``) question ``problem_id`` of this run's task
+        is in under this run's split settings, whether or not the run is limited to one: so
+        a policy fitted on one run can tell whether another run's questions were its own."""
+        return split_of(problem_id, self.task, self.question_split_seed, self.split_fraction)
+
+    def split_record(self) -> dict[str, Any] | None:
+        """The split as results.json records it (the seed in force); None: every question."""
+        if self.split is None:
+            return None
+        return {
+            "name": self.split,
+            "fraction": self.split_fraction,
+            "seed": self.question_split_seed,
+        }
 
     def shard_index(self) -> tuple[int, int] | None:
         """(i, n) of ``--shard i/n``; None for an unsharded run."""
@@ -849,6 +936,15 @@ class RunConfig:
         for k in ("grader", "num_fewshot", "apply_chat_template", "stop"):
             if not d[k]:
                 d.pop(k)
+        # The split settings choose the questions only when a split is: a run of every
+        # question keeps its run id whatever they hold. The seed counts as drawn, so leaving
+        # it to default to --seed and writing that seed are one run.
+        d.pop("split_fraction")
+        d.pop("split_seed")
+        if d["split"] is None:
+            d.pop("split")
+        else:
+            d["split"] = self.split_record()
         d["backend_args"] = self._identity_backend_args(d["backend_args"])
         roles: dict[str, dict[str, Any]] = {}
         for name, spec in d.pop("roles").items():

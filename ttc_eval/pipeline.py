@@ -38,6 +38,7 @@ from ttc_eval.strategies._base import (
     shared_prompt_cost,
 )
 from ttc_eval.tasks import Task, find_task_spec
+from ttc_eval.tasks._split import in_split
 from ttc_eval.types import POLICY, Cost, Problem, QuestionResult, SamplingParams, Selection, Trace
 from ttc_eval.verifiers._base import Verifier, VerifierFactory
 
@@ -311,12 +312,47 @@ def plan_run(config: RunConfig) -> RunPlan:
     splan = plan_strategies(config)
     check_components(splan)
     templates = role_templates(splan, task)
-    problems = task.problems(config.data_files, config.limit)
+    problems = split_problems(config, task)
+    check_not_fitted_on(splan, problems)
     identity = run_identity(splan, task, problems, templates)
     shard = config.shard_index()
     if shard is not None:
         problems = problems[shard[0] :: shard[1]]
     return RunPlan(splan, task, tuple(problems), templates, identity)
+
+
+def check_not_fitted_on(plan: StrategyPlan, problems: Sequence[Problem]) -> None:
+    """Refuse to evaluate a strategy fitted on data (a difficulty-adaptive policy) on any of
+    the questions it was fitted on: its accuracy there would be a leak, not a result."""
+    asked = {f"{plan.config.task}:{p.id}" for p in problems}
+    for s in plan.strategies:
+        seen = sorted(asked & s.fitted_on)
+        if seen:
+            raise UsageError(
+                f"{s.label()} was fitted on {len(seen)} of this run's questions (e.g. "
+                f"{seen[0]}): evaluate it on questions it has not seen, e.g. fit on a "
+                "--split calibration run and run this one with --split test"
+            )
+
+
+def split_problems(config: RunConfig, task: Task) -> list[Problem]:
+    """The questions of the run before sharding: those of ``--split`` (all without it), then
+    the first ``--limit`` of them, so that ``--split test --limit 30`` is the first 30 test
+    questions and a larger limit only adds questions after them."""
+    if config.split is None:
+        return task.problems(config.data_files, config.limit)
+    everything = task.problems(config.data_files)
+    problems = in_split(
+        everything, config.split, config.task, config.question_split_seed, config.split_fraction
+    )
+    if everything and not problems:
+        raise UsageError(
+            f"the {config.split} split of task {config.task} is empty: none of its "
+            f"{len(everything)} questions falls in it at --split-fraction "
+            f"{config.split_fraction} (split seed {config.question_split_seed}); choose "
+            "another fraction or --split-seed"
+        )
+    return problems[: config.limit]
 
 
 def run_identity(

@@ -20,6 +20,7 @@ from ttc_eval.errors import UsageError, did_you_mean
 if TYPE_CHECKING:  # the protocols live with their components; only mypy needs them here
     from ttc_eval.backends._base import BackendFactory
     from ttc_eval.cli import Command
+    from ttc_eval.estimators._base import Estimator
     from ttc_eval.graders._base import GraderFactory
     from ttc_eval.importers._base import Importer
     from ttc_eval.strategies._base import Expansion, Strategy
@@ -146,6 +147,8 @@ PROMPTS: Registry[PromptBuilder] = Registry("prompt", "ttc_eval.tasks")
 IMPORTERS: Registry[Importer] = Registry("importer", "ttc_eval.importers")
 TASK_SOURCES: Registry[TaskSource] = Registry("task source", "ttc_eval.tasks", "task_sources")
 """Other harnesses' task collections, named ``SOURCE:TASK`` on the command line."""
+ESTIMATORS: FactoryRegistry[Estimator] = FactoryRegistry("estimator", "ttc_eval.estimators")
+"""Difficulty estimators: a question's predicted difficulty from K probe samples."""
 COMMANDS: Registry[Command] = Registry("command", None)
 """Subcommands of ``ttc-eval`` (registered by ``ttc_eval.cli``)."""
 
@@ -159,6 +162,7 @@ ALL_REGISTRIES: tuple[Registry[Any], ...] = (
     PROMPTS,
     TASK_SOURCES,
     IMPORTERS,
+    ESTIMATORS,
     COMMANDS,
 )
 """Every registry, for ``ttc-eval list``."""
@@ -172,4 +176,5 @@ loader = LOADERS.register
 prompt = PROMPTS.register
 task_source = TASK_SOURCES.register
 importer = IMPORTERS.register
+estimator = ESTIMATORS.register
 command = COMMANDS.register

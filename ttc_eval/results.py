@@ -400,6 +400,8 @@ def build_results(
     results: dict[str, Any] = {
         "run_id": run_dir.name,
         "task": config.task,
+        # The seeded question split the run was limited to (--split); null: every question.
+        "split": config.split_record(),
         "model": config.model,
         "backend": config.backend,
         "verifier": config.verifier,

@@ -122,6 +122,9 @@ class Strategy(Protocol):
     """Reads correctness to choose (coverage): never a candidate of compute-optimal choices."""
     needs_confidences: bool
     """Whether ``select`` reads the candidates' token confidences (DeepConf)."""
+    fitted_on: frozenset[str]
+    """Questions (``task:problem id``) it was fitted on (a difficulty-adaptive policy): a run
+    of any of them is refused."""
 
     @property
     def roles(self) -> Mapping[str, str | None]:
@@ -172,6 +175,7 @@ class StrategyBase(ABC):
     needs_verifier = False
     is_oracle = False
     needs_confidences = False
+    fitted_on: frozenset[str] = frozenset()
     roles: ClassVar[Mapping[str, str | None]] = {}
 
     def label(self) -> str:

@@ -1,0 +1,159 @@
+"""The difficulty-adaptive policy: its file, fitting it on calibration runs, applying it as a
+strategy on the fake backend, and what a choice with a probe is charged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ttc_eval.cli import main
+from ttc_eval.errors import UsageError
+from ttc_eval.policy import Choice, Policy, quantile_edges, read_policy, write_policy
+from ttc_eval.registry import STRATEGIES
+from ttc_eval.types import Candidate, Cost, Trace
+
+FAKE = ["--backend", "fake", "--task", "arith_wide", "--quiet", "--verifier", "logprob"]
+
+
+def _policy(**over: Any) -> Policy:
+    fields: dict[str, Any] = {
+        "estimator": "vote_agreement",
+        "estimator_args": {},
+        "probe": 2,
+        "edges": (0.75, 1.0),
+        "choices": {
+            4: {
+                0: Choice("majority", {}, "majority", 1.0),
+                1: Choice("majority", {}, "majority", 0.8),
+                3: Choice("best_of_n", {"mode": "naive"}, "best_of_n(mode=naive)", 0.6),
+            }
+        },
+        "fitted_on": ("arith_wide:arith-L1-0000",),
+    }
+    fields.update(over)
+    return Policy(**fields)
+
+
+def test_bins_run_from_easiest_above_every_edge_to_hardest_below_every_one() -> None:
+    p = _policy()
+    assert p.n_bins == 3
+    assert [p.bin_of(f) for f in (1.0, 0.99, 0.75, 0.74, 0.0)] == [1, 2, 2, 3, 3]
+    assert p.choice(4, 3).label == "best_of_n(mode=naive)"
+    assert p.choice(4, 2).label == "majority"  # no choice of its own: the fallback
+    assert quantile_edges([0.0, 1.0, 2.0, 3.0, 4.0], 4) == (1.0, 2.0, 3.0)
+
+
+def test_policy_files_round_trip_and_bad_files_say_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    write_policy(_policy(), path)
+    read, digest = read_policy(path)
+    assert read == _policy() and len(digest) == 64
+    with pytest.raises(UsageError, match="ttc-eval policy fit"):
+        read_policy(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("estimator: 3\n")
+    with pytest.raises(UsageError, match="not a policy file"):
+        read_policy(tmp_path / "bad.yaml")
+
+
+def _trace(keys: list[str | None]) -> Trace:
+    cands = tuple(
+        Candidate(
+            i, f"t{i}", 10, "stop", k, k, k == "a", (0.9 if k == "b" else 0.1,),
+            cost=Cost(samples=1, prompt_tokens=5, generated_tokens=10,
+                      role_tokens={"policy": 10}),
+        )
+        for i, k in enumerate(keys)
+    )  # fmt: skip
+    return Trace("q", "sample(n=8)", cands, 5, 10 * len(keys), len(keys))
+
+
+def test_the_probe_picks_the_bin_and_is_charged(tmp_path: Path) -> None:
+    """A probe that disagrees (``a, c``: agreement 0.5, bin 3) runs best_of_n naive, where
+    majority would answer otherwise; one that agrees (``b, b``: bin 1) runs majority. With
+    charge=extra the choice reads its budget after the probe and pays the probe on top."""
+    from ttc_eval.pipeline import selections
+
+    path = tmp_path / "p.yaml"
+    write_policy(_policy(), path)
+    total = STRATEGIES.create("policy", file=str(path))
+    extra = STRATEGIES.create("policy", file=str(path), charge="extra")
+    assert total.label().startswith("policy(charge=total,file=")
+    assert "sha256=" in total.label() and total.label() != extra.label()
+    hard = _trace(["a", "c", "b", "a", "b", "b", "a", "a"])
+    first, second = total.select(hard, 4)
+    assert first.answer == "b"  # best_of_n(mode=naive) over the first 4: b scores 0.9
+    assert STRATEGIES.create("majority").select(hard, 4)[0].answer == "a"
+    # The second group's probe agrees (b, b): bin 1, majority over b, b, a, a (b first).
+    assert second.answer == "b" and second.read == (4, 5, 6, 7)
+    x = selections(total, hard, 4)[0]
+    assert x.cost is not None and x.cost.samples == 4  # the probe is part of the 4
+    # charge=extra: 4 samples after the probe, the probe's 2 on top.
+    (y,) = selections(extra, hard, 4)  # one group of 6 in a pool of 8
+    assert y.cost is not None and y.cost.samples == 6 and set(y.read) == set(range(6))
+    assert y.cost.generated_tokens == 60
+
+
+def test_probe_and_budget_must_match_the_fit(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    write_policy(_policy(), path)
+    with pytest.raises(UsageError, match="fitted on 2 probe samples"):
+        STRATEGIES.create("policy", file=str(path), probe=3)
+    with pytest.raises(UsageError, match="no choices at budget"):
+        STRATEGIES.create("policy", file=str(path)).budgets([4, 8])
+    with pytest.raises(UsageError, match="charge must be one of total, extra"):
+        STRATEGIES.create("policy", file=str(path), charge="some")
+
+
+def _run_dir(out: str) -> Path:
+    (d,) = list(Path(out).iterdir())
+    return d
+
+
+def test_fit_then_apply_on_the_fake_backend(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["run", *FAKE, "--strategy", "majority,best_of_n,esc", "--budgets", "4,8"]
+    assert main([*args, "--split", "calibration", "--output-dir", "cal"]) == 0
+    cal = _run_dir("cal")
+    assert main(["policy", "fit", str(cal), "--probe", "2", "--output", "policy.yaml"]) == 0
+    data = yaml.safe_load(Path("policy.yaml").read_text())
+    assert data["probe"] == 2 and data["estimator"]["name"] == "vote_agreement"
+    assert sorted(data["choices"]) == [4, 8] and len(data["edges"]) == 4
+    fitted = set(data["fitted_on"])
+    cal_ids = {json.loads(x)["problem_id"] for x in (cal / "traces.jsonl").read_text().splitlines()}
+    assert (
+        fitted == {f"arith_wide:{q}" for q in cal_ids} and data["sources"][0]["run_id"] == cal.name
+    )
+    assert "bin 1:" in capsys.readouterr().out
+    strategies = "policy:file=policy.yaml,policy:file=policy.yaml:charge=extra,majority"
+    run_args = ["run", *FAKE, "--strategy", strategies, "--budgets", "4,8"]
+    # Evaluated on the questions it was fitted on: refused, before anything is generated.
+    assert main([*run_args, "--split", "calibration", "--output-dir", "leak"]) == 2
+    assert "was fitted on" in capsys.readouterr().err and not Path("leak").exists()
+    assert main([*run_args, "--output-dir", "leak"]) == 2  # all questions hold them too
+    assert main([*run_args, "--split", "test", "--output-dir", "test"]) == 0
+    results = json.loads((_run_dir("test") / "results.json").read_text())
+    rows = {
+        (r["config"].split(",sha256")[0], r["budget"]): r
+        for r in results["rows"]
+        if r["label_kind"] == "all"
+    }
+    for budget in (4, 8):
+        assert rows[("policy(charge=total,file=policy.yaml,probe=2", budget)]["cost"][
+            "samples"
+        ] == pytest.approx(budget)
+        # The probe paid on top: K more samples per question than the budget.
+        assert rows[("policy(charge=extra,file=policy.yaml,probe=2", budget)]["cost"][
+            "samples"
+        ] == pytest.approx(budget + 2)
+
+
+def test_fit_errors_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["policy", "fit", "nowhere", "--probe", "2", "--output", "p.yaml"]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+    args = ["run", *FAKE, "--strategy", "majority", "--budgets", "2", "--limit", "4"]
+    assert main([*args, "--output-dir", "cal"]) == 0
+    code = main(["policy", "fit", str(_run_dir("cal")), "--probe", "3", "--output", "p.yaml"])
+    assert code == 2 and "fewer than the probe's 3" in capsys.readouterr().err
