@@ -44,7 +44,17 @@ def test_bins_run_from_easiest_above_every_edge_to_hardest_below_every_one() -> 
     assert [p.bin_of(f) for f in (1.0, 0.99, 0.75, 0.74, 0.0)] == [1, 2, 2, 3, 3]
     assert p.choice(4, 3).label == "best_of_n(mode=naive)"
     assert p.choice(4, 2).label == "majority"  # no choice of its own: the fallback
-    assert quantile_edges([0.0, 1.0, 2.0, 3.0, 4.0], 4) == (1.0, 2.0, 3.0)
+    assert quantile_edges([0.0, 1.0, 2.0, 3.0, 4.0], 4) == (1.5, 2.5, 3.5)
+
+
+def test_edges_of_a_discrete_feature_never_coincide() -> None:
+    """Vote agreement over 2 probe samples: 0, 0.5 or 1. Eight questions of 1.0 and one each
+    of 0 and 0.5: the inner quantiles (0.9, 1, 1, 1) would make bins no feature reaches; the
+    edges are midpoints between observed values instead, one per distinct gap."""
+    features = [0.0, 0.5] + [1.0] * 8
+    assert quantile_edges(features, 5) == (0.75,)
+    assert quantile_edges([0.0] * 5 + [0.5] * 5 + [1.0] * 5, 3) == (0.25, 0.75)
+    assert quantile_edges([1.0] * 4, 5) == ()  # one value: one bin
 
 
 def test_policy_files_round_trip_and_bad_files_say_what_to_do(tmp_path: Path) -> None:
@@ -106,6 +116,8 @@ def test_probe_and_budget_must_match_the_fit(tmp_path: Path) -> None:
         STRATEGIES.create("policy", file=str(path)).budgets([4, 8])
     with pytest.raises(UsageError, match="charge must be one of total, extra"):
         STRATEGIES.create("policy", file=str(path), charge="some")
+    with pytest.raises(UsageError, match="below the probe's 2 samples"):
+        STRATEGIES.create("policy", file=str(path)).budgets([1, 4])
 
 
 def _run_dir(out: str) -> Path:
@@ -120,7 +132,9 @@ def test_fit_then_apply_on_the_fake_backend(capsys: pytest.CaptureFixture[str]) 
     assert main(["policy", "fit", str(cal), "--probe", "2", "--output", "policy.yaml"]) == 0
     data = yaml.safe_load(Path("policy.yaml").read_text())
     assert data["probe"] == 2 and data["estimator"]["name"] == "vote_agreement"
-    assert sorted(data["choices"]) == [4, 8] and len(data["edges"]) == 4
+    edges = data["edges"]
+    assert sorted(data["choices"]) == [4, 8] and 1 <= len(edges) <= 4
+    assert edges == sorted(set(edges))  # ascending, none coincide
     fitted = set(data["fitted_on"])
     cal_ids = {json.loads(x)["problem_id"] for x in (cal / "traces.jsonl").read_text().splitlines()}
     assert (
@@ -157,3 +171,7 @@ def test_fit_errors_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None
     assert main([*args, "--output-dir", "cal"]) == 0
     code = main(["policy", "fit", str(_run_dir("cal")), "--probe", "3", "--output", "p.yaml"])
     assert code == 2 and "fewer than the probe's 3" in capsys.readouterr().err
+    args = ["run", *FAKE, "--strategy", "esc", "--budgets", "2", "--limit", "4"]
+    assert main([*args, "--output-dir", "nobase"]) == 0
+    code = main(["policy", "fit", str(_run_dir("nobase")), "--probe", "1", "--output", "p.yaml"])
+    assert code == 2 and "needs best_of_n or majority" in capsys.readouterr().err

@@ -814,11 +814,14 @@ class RunConfig:
         """The seed the question split is drawn with: ``split_seed``, else the run's seed."""
         return self.seed if self.split_seed is None else self.split_seed
 
-    def question_split(self, problem_id: str) -> str:
+    def question_split(self, problem_id: str, task_name: str | None = None) -> str:
         """The split (``calibration`` or ``test``) question ``problem_id`` of this run's task
         is in under this run's split settings, whether or not the run is limited to one: so
-        a policy fitted on one run can tell whether another run's questions were its own."""
-        return split_of(problem_id, self.task, self.question_split_seed, self.split_fraction)
+        a policy fitted on one run can tell whether another run's questions were its own.
+        ``task_name``: the task spec's own name (the run draws with it; ``--task`` as
+        written when omitted, the same for a built-in task named by its name)."""
+        task = task_name or self.task
+        return split_of(problem_id, task, self.question_split_seed, self.split_fraction)
 
     def split_record(self) -> dict[str, Any] | None:
         """The split as results.json records it (the seed in force); None: every question."""

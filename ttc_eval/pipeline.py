@@ -313,7 +313,7 @@ def plan_run(config: RunConfig) -> RunPlan:
     check_components(splan)
     templates = role_templates(splan, task)
     problems = split_problems(config, task)
-    check_not_fitted_on(splan, problems)
+    check_not_fitted_on(splan, task, problems)
     identity = run_identity(splan, task, problems, templates)
     shard = config.shard_index()
     if shard is not None:
@@ -321,10 +321,11 @@ def plan_run(config: RunConfig) -> RunPlan:
     return RunPlan(splan, task, tuple(problems), templates, identity)
 
 
-def check_not_fitted_on(plan: StrategyPlan, problems: Sequence[Problem]) -> None:
+def check_not_fitted_on(plan: StrategyPlan, task: Task, problems: Sequence[Problem]) -> None:
     """Refuse to evaluate a strategy fitted on data (a difficulty-adaptive policy) on any of
-    the questions it was fitted on: its accuracy there would be a leak, not a result."""
-    asked = {f"{plan.config.task}:{p.id}" for p in problems}
+    the questions it was fitted on: its accuracy there would be a leak, not a result.
+    Questions are named by the task spec's own name, however ``--task`` wrote it."""
+    asked = {f"{task.spec.name}:{p.id}" for p in problems}
     for s in plan.strategies:
         seen = sorted(asked & s.fitted_on)
         if seen:
@@ -343,7 +344,12 @@ def split_problems(config: RunConfig, task: Task) -> list[Problem]:
         return task.problems(config.data_files, config.limit)
     everything = task.problems(config.data_files)
     problems = in_split(
-        everything, config.split, config.task, config.question_split_seed, config.split_fraction
+        # The spec's own name: ``arith_120`` and ``tasks/arith_120.yaml`` are one split.
+        everything,
+        config.split,
+        task.spec.name,
+        config.question_split_seed,
+        config.split_fraction,
     )
     if everything and not problems:
         raise UsageError(

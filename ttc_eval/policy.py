@@ -170,12 +170,24 @@ def question_key(task: str, problem_id: str) -> str:
 
 
 def quantile_edges(features: Sequence[float], n_bins: int) -> tuple[float, ...]:
-    """The ``n_bins - 1`` inner quantiles of ``features`` (numpy's linear interpolation),
-    ascending: equal-count bins as the paper's five difficulty bins."""
+    """Up to ``n_bins - 1`` ascending edges between equal-count bins of ``features``: the
+    inner quantiles, each moved to the midpoint between the observed values around it, and
+    duplicates dropped. A discrete feature (vote agreement over K samples takes K + 1 values)
+    then gets fewer bins, each holding distinct values, rather than edges that coincide and
+    bins no feature can reach."""
     import numpy as np
 
-    qs = [i / n_bins for i in range(1, n_bins)]
-    return tuple(float(x) for x in np.quantile(np.asarray(features, dtype=float), qs))
+    values = np.unique(np.asarray(features, dtype=float))
+    edges: list[float] = []
+    for q in np.quantile(np.asarray(features, dtype=float), [i / n_bins for i in range(1, n_bins)]):
+        above = values[values > q]
+        below = values[values <= q]
+        if not len(above) or not len(below):
+            continue  # every value on one side: no edge to draw
+        edge = float((below[-1] + above[0]) / 2)
+        if edge not in edges:
+            edges.append(edge)
+    return tuple(sorted(edges))
 
 
 def fit_policy(
@@ -196,8 +208,10 @@ def fit_policy(
     budget the same over all questions is the fallback (bin 0) for a bin with fewer than 2
     questions."""
     from ttc_eval.analysis.optimal import compute_optimal
+    from ttc_eval.pipeline import load_task
     from ttc_eval.registry import ESTIMATORS
     from ttc_eval.results import baseline, load_run, per_question_accuracy
+    from ttc_eval.strategies._base import PoolStrategy
 
     if probe < 1:
         raise UsageError(f"--probe must be a positive number of samples, got {probe}")
@@ -211,7 +225,8 @@ def fit_policy(
     base = ""
     for run_dir in run_dirs:
         view = load_run(run_dir)
-        task = view.config.task
+        # The spec's own name, as a run of the policy names its questions.
+        task = load_task(view.config).spec.name
         if view.difficulty_pool is None:
             raise UsageError(
                 f"{run_dir}: no sample pool to read probes from; fit on a run of pool "
@@ -227,15 +242,17 @@ def fit_policy(
             value = est.feature(trace.candidates[:probe])
             if value is not None:
                 features[question_key(task, pid)] = value
-        for label, by_budget in per_question_accuracy(view.evaluated).items():
+        # Only configurations the policy strategy can run: those that read the sample pool.
+        pooled = [ev for ev in view.evaluated if isinstance(ev.strategy, PoolStrategy)]
+        for label, by_budget in per_question_accuracy(pooled).items():
             into = per_q.setdefault(label, {})
             for budget, accs in by_budget.items():
                 into.setdefault(budget, {}).update(
                     {question_key(task, pid): a for pid, a in accs.items()}
                 )
-        for ev in view.evaluated:
+        for ev in pooled:
             specs.setdefault(ev.label, (ev.strategy.name, dict(ev.strategy.args)))
-        base = base or baseline(view.evaluated)
+        base = base or baseline(pooled)
         sources.append(
             {
                 "run_id": view.record.get("run_id", run_dir.name),
@@ -246,6 +263,11 @@ def fit_policy(
         )
     if len(features) < 2:
         raise UsageError("fitting a policy needs at least 2 calibration questions with a feature")
+    if not base:
+        raise UsageError(
+            "fitting a policy needs best_of_n or majority in the calibration runs: the choice "
+            "per bin is cross-validated against it, as in the compute-optimal report"
+        )
     edges = quantile_edges(list(features.values()), n_bins)
     draft = Policy(est.name, dict(est.args), probe, edges, {}, ())
     bins: dict[int, list[str]] = {}
@@ -255,7 +277,10 @@ def fit_policy(
     groups += [("policy", str(b), sorted(qs)) for b, qs in sorted(bins.items())]
     rows = compute_optimal(per_q, groups, baseline=base, repeats=repeats, seed=seed)
     choices: dict[int, dict[int, Choice]] = {}
+    fallback_budgets = {int(r["budget"]) for r in rows if r["bin_kind"] == "all"}
     for r in rows:
+        if int(r["budget"]) not in fallback_budgets:
+            continue  # a budget not every calibration question has: no fallback, left out
         name, args = specs[r["chosen"]]
         choices.setdefault(int(r["budget"]), {})[int(r["bin"])] = Choice(
             name, args, r["chosen"], float(r["chosen_share"])
@@ -264,7 +289,7 @@ def fit_policy(
         f"budget {b}: bin {k} ({len(bins.get(k, []))} calibration questions) runs the "
         "fallback, the best over all questions"
         for b, by_bin in sorted(choices.items())
-        for k in range(1, n_bins + 1)
+        for k in range(1, draft.n_bins + 1)
         if k not in by_bin
     ]
     return Policy(

@@ -83,6 +83,11 @@ class PolicyStrategy(StrategyBase):
         return {**args, "probe": self.probe, "sha256": self.digest[:12]}
 
     def budgets(self, requested: Sequence[int]) -> list[int]:
+        if self.charge == "total" and any(b < self.probe for b in requested):
+            raise UsageError(
+                f"policy: budget {min(requested)} is below the probe's {self.probe} samples; "
+                "use budgets of at least the probe, or charge=extra"
+            )
         missing = [b for b in requested if b not in self.policy.choices]
         if missing:
             raise UsageError(
@@ -109,13 +114,16 @@ class PolicyStrategy(StrategyBase):
             chosen = self.chosen[self.policy.choice(budget, bin_).label]
             body = group[self.probe :] if extra else group
             (sel,) = chosen.select(replace(trace, candidates=tuple(body)), budget)
+            # The probe is spent whatever the configuration reads of it (an adaptive rule
+            # may stop before its end).
+            unread = [c for c in probe if c.index not in set(sel.read)]
             read = sorted({*(c.index for c in probe), *sel.read})
             out.append(
                 replace(
                     sel,
                     read=tuple(read),
                     n_generations=len(read),
-                    n_tokens=sum(trace.candidates[i].n_tokens for i in read),
+                    n_tokens=sel.n_tokens + sum(c.n_tokens for c in unread),
                 )
             )
         return out
