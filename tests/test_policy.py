@@ -171,7 +171,42 @@ def test_fit_errors_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None
     assert main([*args, "--output-dir", "cal"]) == 0
     code = main(["policy", "fit", str(_run_dir("cal")), "--probe", "3", "--output", "p.yaml"])
     assert code == 2 and "fewer than the probe's 3" in capsys.readouterr().err
-    args = ["run", *FAKE, "--strategy", "esc", "--budgets", "2", "--limit", "4"]
-    assert main([*args, "--output-dir", "nobase"]) == 0
-    code = main(["policy", "fit", str(_run_dir("nobase")), "--probe", "1", "--output", "p.yaml"])
-    assert code == 2 and "needs best_of_n or majority" in capsys.readouterr().err
+    # Budgets below the probe are left out of the policy (it refuses to run at them).
+    args = ["run", *FAKE, "--strategy", "esc", "--budgets", "1,2", "--limit", "4"]
+    assert main([*args, "--output-dir", "small"]) == 0
+    assert (
+        main(["policy", "fit", str(_run_dir("small")), "--probe", "2", "--output", "p.yaml"]) == 0
+    )
+    assert sorted(yaml.safe_load(Path("p.yaml").read_text())["choices"]) == [2]
+
+
+def _pool(keys: list[str | None], scores: list[float], gold: str) -> Trace:
+    cands = tuple(
+        Candidate(i, f"t{i}", 10, "stop", k, k, k == gold, (s,))
+        for i, (k, s) in enumerate(zip(keys, scores, strict=True))
+    )
+    return Trace("q", "sample(n=8)", cands, 5, 80, 8)
+
+
+def test_the_fit_sends_easy_questions_to_majority_and_hard_ones_to_the_verifier() -> None:
+    """Easy questions: each probe agrees and majority is right, while the verifier prefers a
+    wrong outlier. Hard ones: probes disagree and majority is wrong, the verifier scores the
+    right answer highest. The fit per group, binning each group by its own probe, chooses
+    majority in the easy bin and best-of-N in the hard one."""
+    from ttc_eval.policy import Calibration, fit_on
+    from ttc_eval.registry import ESTIMATORS
+
+    easy = _pool(["a", "a", "a", "x"] * 2, [0.1, 0.1, 0.1, 0.9] * 2, gold="a")
+    hard = _pool(["x", "y", "x", "a"] * 2, [0.1, 0.1, 0.1, 0.9] * 2, gold="a")
+    pools = {f"t:e{i}": easy for i in range(6)} | {f"t:h{i}": hard for i in range(6)}
+    configs = {
+        "majority": STRATEGIES.create("majority"),
+        "best_of_n(aggregation=last,mode=naive)": STRATEGIES.create("best_of_n", mode="naive"),
+    }
+    cal = Calibration(pools, configs, [4], [])
+    policy = fit_on(cal, ESTIMATORS.create("vote_agreement"), probe=2, n_bins=5)
+    assert policy.edges == (0.75,)  # probes agree (1.0) or not (0.5): two bins
+    assert policy.choice(4, 1).label == "majority"
+    assert policy.choice(4, 2).label == "best_of_n(aggregation=last,mode=naive)"
+    assert policy.choice(4, 1).share == 1.0 and policy.choice(4, 2).share == 1.0
+    assert set(policy.fitted_on) == set(pools) and policy.notes == ()

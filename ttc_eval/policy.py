@@ -17,11 +17,16 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from ttc_eval.errors import UsageError
+from ttc_eval.types import Candidate, Trace
+
+if TYPE_CHECKING:
+    from ttc_eval.estimators._base import Estimator
+    from ttc_eval.strategies._base import Strategy
 
 POLICY_VERSION = "1"
 """Bumped whenever the same calibration runs could give another policy; recorded in the
@@ -190,39 +195,29 @@ def quantile_edges(features: Sequence[float], n_bins: int) -> tuple[float, ...]:
     return tuple(sorted(edges))
 
 
-def fit_policy(
-    run_dirs: Sequence[Path],
-    probe: int,
-    estimator: str = "vote_agreement",
-    estimator_args: Mapping[str, Any] | None = None,
-    n_bins: int = 5,
-    repeats: int = 10,
-    seed: int = 0,
-) -> Policy:
-    """Fit a policy on the calibration runs ``run_dirs`` (stored traces only, no model).
+@dataclass(frozen=True)
+class Calibration:
+    """What the fit reads from the calibration runs."""
 
-    Each question's feature is the estimator's reading of the first ``probe`` samples of its
-    pool; the bin edges are the feature's quantiles over every calibration question; per bin
-    and budget the configuration is the one 2-fold cross-validation chooses most often (the
-    compute-optimal report's rule, with best-of-N else majority as the baseline), and per
-    budget the same over all questions is the fallback (bin 0) for a bin with fewer than 2
-    questions."""
-    from ttc_eval.analysis.optimal import compute_optimal
+    pools: dict[str, Trace]
+    """Question (``task:problem id``) -> its sample pool."""
+    configs: dict[str, Strategy]
+    """Label -> pool strategy: the candidates of every choice, in run order."""
+    budgets: list[int]
+    """Budgets every candidate configuration was reported at."""
+    sources: list[dict[str, Any]]
+    """Run id, task, model and versions of each calibration run."""
+
+
+def read_calibration(run_dirs: Sequence[Path], probe: int) -> Calibration:
     from ttc_eval.pipeline import load_task
-    from ttc_eval.registry import ESTIMATORS
-    from ttc_eval.results import baseline, load_run, per_question_accuracy
+    from ttc_eval.results import load_run
     from ttc_eval.strategies._base import PoolStrategy
 
-    if probe < 1:
-        raise UsageError(f"--probe must be a positive number of samples, got {probe}")
-    if n_bins < 1:
-        raise UsageError(f"--bins must be at least 1, got {n_bins}")
-    est = ESTIMATORS.create(estimator, **dict(estimator_args or {}))
-    features: dict[str, float] = {}
-    per_q: dict[str, dict[int, dict[str, float]]] = {}
-    specs: dict[str, tuple[str, Mapping[str, Any]]] = {}
+    pools: dict[str, Trace] = {}
+    configs: dict[str, Strategy] = {}
+    budgets: set[int] | None = None
     sources: list[dict[str, Any]] = []
-    base = ""
     for run_dir in run_dirs:
         view = load_run(run_dir)
         # The spec's own name, as a run of the policy names its questions.
@@ -232,27 +227,19 @@ def fit_policy(
                 f"{run_dir}: no sample pool to read probes from; fit on a run of pool "
                 "strategies (majority, best_of_n, ...)"
             )
-        pool = view.store.by_expansion(view.difficulty_pool.key)
-        for pid, trace in sorted(pool.items()):
+        for pid, trace in view.store.by_expansion(view.difficulty_pool.key).items():
             if len(trace.candidates) < probe:
                 raise UsageError(
                     f"{run_dir}: question {pid} has {len(trace.candidates)} pool samples, "
                     f"fewer than the probe's {probe}"
                 )
-            value = est.feature(trace.candidates[:probe])
-            if value is not None:
-                features[question_key(task, pid)] = value
-        # Only configurations the policy strategy can run: those that read the sample pool.
-        pooled = [ev for ev in view.evaluated if isinstance(ev.strategy, PoolStrategy)]
-        for label, by_budget in per_question_accuracy(pooled).items():
-            into = per_q.setdefault(label, {})
-            for budget, accs in by_budget.items():
-                into.setdefault(budget, {}).update(
-                    {question_key(task, pid): a for pid, a in accs.items()}
-                )
-        for ev in pooled:
-            specs.setdefault(ev.label, (ev.strategy.name, dict(ev.strategy.args)))
-        base = base or baseline(pooled)
+            pools[question_key(task, pid)] = trace
+        # Only configurations the policy strategy can run (those that read the sample pool),
+        # and never an oracle.
+        for ev in view.evaluated:
+            if isinstance(ev.strategy, PoolStrategy) and not ev.strategy.is_oracle:
+                configs.setdefault(ev.label, ev.strategy)
+                budgets = set(ev.budgets) if budgets is None else budgets & set(ev.budgets)
         sources.append(
             {
                 "run_id": view.record.get("run_id", run_dir.name),
@@ -261,33 +248,112 @@ def fit_policy(
                 "versions": {k: v for k, v in view.record.items() if k.endswith("_version") and v},
             }
         )
-    if len(features) < 2:
-        raise UsageError("fitting a policy needs at least 2 calibration questions with a feature")
-    if not base:
+    return Calibration(pools, configs, sorted(budgets or ()), sources)
+
+
+def fit_policy(
+    run_dirs: Sequence[Path],
+    probe: int,
+    estimator: str = "vote_agreement",
+    estimator_args: Mapping[str, Any] | None = None,
+    n_bins: int = 5,
+    repeats: int = 10,
+    seed: int = 0,
+) -> Policy:
+    """Fit a policy on the calibration runs ``run_dirs`` (stored traces only, no model),
+    exactly as the ``policy`` strategy applies it: on each group of N samples of a pool the
+    first ``probe`` give the feature, hence the bin, and the configuration runs on that group.
+
+    The bin edges are the quantiles of the feature over every window of ``probe`` samples of
+    the calibration pools (:func:`quantile_edges`). Per budget N and bin, each question's
+    accuracy under each pool configuration is the mean over its groups of N whose probe fell
+    in the bin; the configuration is the one 2-fold cross-validation over questions chooses
+    most often (a question's groups stay in one fold), and per budget the same over every
+    group is the fallback (bin 0) for a bin with fewer than 2 questions."""
+    from ttc_eval.registry import ESTIMATORS
+
+    if probe < 1:
+        raise UsageError(f"--probe must be a positive number of samples, got {probe}")
+    if n_bins < 1:
+        raise UsageError(f"--bins must be at least 1, got {n_bins}")
+    est = ESTIMATORS.create(estimator, **dict(estimator_args or {}))
+    return fit_on(read_calibration(run_dirs, probe), est, probe, n_bins, repeats, seed)
+
+
+def fit_on(
+    cal: Calibration, est: Estimator, probe: int, n_bins: int = 5, repeats: int = 10, seed: int = 0
+) -> Policy:
+    """:func:`fit_policy` on calibration data already read (pools and configurations)."""
+    from collections import Counter
+
+    from ttc_eval.analysis.estimators import disjoint_groups
+    from ttc_eval.analysis.optimal import cross_validate
+
+    if len(cal.pools) < 2:
+        raise UsageError("fitting a policy needs at least 2 calibration questions")
+    if not cal.configs:
         raise UsageError(
-            "fitting a policy needs best_of_n or majority in the calibration runs: the choice "
-            "per bin is cross-validated against it, as in the compute-optimal report"
+            "the calibration runs hold no pool configuration (majority, best_of_n, esc, ...) "
+            "for the policy to choose"
         )
-    edges = quantile_edges(list(features.values()), n_bins)
+
+    def windows(trace: Trace, size: int) -> list[list[Candidate]]:
+        return [
+            [trace.candidates[i] for i in g] for g in disjoint_groups(len(trace.candidates), size)
+        ]
+
+    probes = [
+        f
+        for trace in cal.pools.values()
+        for w in windows(trace, probe)
+        if (f := est.feature(w)) is not None
+    ]
+    if not probes:
+        raise UsageError(f"the estimator {est.label()} could not read any probe")
+    edges = quantile_edges(probes, n_bins)
     draft = Policy(est.name, dict(est.args), probe, edges, {}, ())
-    bins: dict[int, list[str]] = {}
-    for q, f in features.items():
-        bins.setdefault(draft.bin_of(f), []).append(q)
-    groups = [("all", "0", sorted(features))]
-    groups += [("policy", str(b), sorted(qs)) for b, qs in sorted(bins.items())]
-    rows = compute_optimal(per_q, groups, baseline=base, repeats=repeats, seed=seed)
+    order = list(cal.configs)
     choices: dict[int, dict[int, Choice]] = {}
-    fallback_budgets = {int(r["budget"]) for r in rows if r["bin_kind"] == "all"}
-    for r in rows:
-        if int(r["budget"]) not in fallback_budgets:
-            continue  # a budget not every calibration question has: no fallback, left out
-        name, args = specs[r["chosen"]]
-        choices.setdefault(int(r["budget"]), {})[int(r["bin"])] = Choice(
-            name, args, r["chosen"], float(r["chosen_share"])
+    counts: dict[int, dict[int, int]] = {}
+    for budget in cal.budgets:
+        if budget < probe:
+            continue  # a probe larger than the group: the policy refuses such budgets
+        # bin -> configuration -> question -> accuracies of its groups in that bin
+        acc: dict[int, dict[str, dict[str, list[float]]]] = {}
+        for q, trace in sorted(cal.pools.items()):
+            for group in windows(trace, budget):
+                feature = est.feature(group[:probe])
+                bin_ = draft.bin_of(feature) if feature is not None else 0
+                sub = _replace_candidates(trace, group)
+                for label, strategy in cal.configs.items():
+                    (sel,) = strategy.select(sub, budget)
+                    for b in (0, bin_) if bin_ else (0,):
+                        acc.setdefault(b, {}).setdefault(label, {}).setdefault(q, []).append(
+                            float(sel.correct)
+                        )
+        # Questions with a group in each bin (every configuration saw the same groups).
+        counts[budget] = {b: len(by_label[order[0]]) for b, by_label in acc.items()}
+        for b, by_label in sorted(acc.items()):
+            per_q = {c: {q: sum(v) / len(v) for q, v in by_label[c].items()} for c in order}
+            questions = sorted(per_q[order[0]])
+            if len(questions) < 2:
+                continue
+            folds = cross_validate(per_q, questions, repeats, seed=f"{seed}|{budget}|{b}")
+            tally = Counter(f.chosen for f in folds)
+            top = max(tally.values())
+            label = next(c for c in order if tally.get(c) == top)
+            strategy = cal.configs[label]
+            choices.setdefault(budget, {})[b] = Choice(
+                strategy.name, dict(strategy.args), label, top / len(folds)
+            )
+    if not choices:
+        raise UsageError(
+            f"no budget of the calibration runs ({cal.budgets}) holds a group of at least "
+            f"the probe's {probe} samples"
         )
     notes = [
-        f"budget {b}: bin {k} ({len(bins.get(k, []))} calibration questions) runs the "
-        "fallback, the best over all questions"
+        f"budget {b}: bin {k} ({counts[b].get(k, 0)} calibration questions) runs the "
+        "fallback, the choice over all questions"
         for b, by_bin in sorted(choices.items())
         for k in range(1, draft.n_bins + 1)
         if k not in by_bin
@@ -298,7 +364,13 @@ def fit_policy(
         probe=probe,
         edges=edges,
         choices=choices,
-        fitted_on=tuple(sorted(features)),
-        sources=tuple(sources),
+        fitted_on=tuple(sorted(cal.pools)),
+        sources=tuple(cal.sources),
         notes=tuple(notes),
     )
+
+
+def _replace_candidates(trace: Trace, candidates: Sequence[Candidate]) -> Trace:
+    from dataclasses import replace
+
+    return replace(trace, candidates=tuple(candidates))
