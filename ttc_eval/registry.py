@@ -135,6 +135,14 @@ class FactoryRegistry(Registry[Callable[..., P]]):
         return product
 
 
+def label_of(name: str, args: Mapping[str, Any]) -> str:
+    """A built component's label: its name with its recorded arguments, sorted
+    (``best_of_n(aggregation=last,mode=weighted)``); what reports, leaderboards and policy
+    files call a configuration, for strategies and estimators alike."""
+    inner = ",".join(f"{k}={v}" for k, v in sorted(args.items()))
+    return f"{name}({inner})" if inner else name
+
+
 STRATEGIES: FactoryRegistry[Strategy] = FactoryRegistry(
     "strategy", "ttc_eval.strategies", "strategies"
 )

@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from ttc_eval.registry import label_of
 from ttc_eval.types import Candidate
 
 
@@ -54,9 +55,7 @@ class EstimatorBase(ABC):
     needs_confidences = False
 
     def label(self) -> str:
-        # Spelled as strategies label themselves: reports and policy files name both alike.
-        inner = ",".join(f"{k}={v}" for k, v in sorted(self.args.items()))
-        return f"{self.name}({inner})" if inner else self.name
+        return label_of(self.name, self.args)
 
     def canonical_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
         return dict(args)

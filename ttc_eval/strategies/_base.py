@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Protocol
 
 from ttc_eval.analysis.estimators import disjoint_groups
 from ttc_eval.backends._base import Backend
+from ttc_eval.registry import label_of
 from ttc_eval.types import (
     POLICY,
     Candidate,
@@ -179,8 +180,7 @@ class StrategyBase(ABC):
     roles: ClassVar[Mapping[str, str | None]] = {}
 
     def label(self) -> str:
-        inner = ",".join(f"{k}={v}" for k, v in sorted(self.args.items()))
-        return f"{self.name}({inner})" if inner else self.name
+        return label_of(self.name, self.args)
 
     def canonical_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
         return dict(args)
