@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -324,7 +324,7 @@ def fit_on(
             for group in windows(trace, budget):
                 feature = est.feature(group[:probe])
                 bin_ = draft.bin_of(feature) if feature is not None else 0
-                sub = _replace_candidates(trace, group)
+                sub = replace(trace, candidates=tuple(group))
                 for label, strategy in cal.configs.items():
                     (sel,) = strategy.select(sub, budget)
                     for b in (0, bin_) if bin_ else (0,):
@@ -368,9 +368,3 @@ def fit_on(
         sources=tuple(cal.sources),
         notes=tuple(notes),
     )
-
-
-def _replace_candidates(trace: Trace, candidates: Sequence[Candidate]) -> Trace:
-    from dataclasses import replace
-
-    return replace(trace, candidates=tuple(candidates))
