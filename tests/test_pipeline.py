@@ -480,10 +480,14 @@ def _params(name: str) -> dict[str, inspect.Parameter]:
     }
 
 
+CANDIDATES: dict[tuple[str, str], list[Any]] = {("policy", "charge"): ["total", "extra"]}
+"""Candidate values of parameters whose default (None: as the file says) gives none."""
+
+
 def _accepted(name: str) -> dict[str, list[Any]]:
     """Per parameter, the candidate values the factory accepts when only it is given."""
     return {
-        k: [v for v in _candidates(p) if _builds(name, {k: v})]
+        k: [v for v in CANDIDATES.get((name, k), _candidates(p)) if _builds(name, {k: v})]
         for k, p in _params(name).items()
         if k not in REQUIRED.get(name, {})
     }
@@ -515,7 +519,7 @@ def _same_choices(name: str, a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two configurations choose alike: the only excuse for one label. A strategy
     declares such equivalences in ``canonical_args`` (revisions: the aggregation matters
     only to select=verifier; deepconf_offline: the window only to group measures; policy:
-    the probe is its file's); this checks the declaration against what they select."""
+    the probe and the charge are its file's); this checks the declaration against what they select."""
     sa, sb = _create(name, a), _create(name, b)
     if name not in ("revisions", "deepconf_offline", "policy"):
         return False  # no other strategy declares equivalent arguments

@@ -87,10 +87,11 @@ def test_the_probe_picks_the_bin_and_is_charged(tmp_path: Path) -> None:
     charge=extra the choice reads its budget after the probe and pays the probe on top."""
     from ttc_eval.pipeline import selections
 
-    path = tmp_path / "p.yaml"
+    path, path_extra = tmp_path / "p.yaml", tmp_path / "x.yaml"
     write_policy(_policy(), path)
+    write_policy(_policy(charge="extra"), path_extra)
     total = STRATEGIES.create("policy", file=str(path))
-    extra = STRATEGIES.create("policy", file=str(path), charge="extra")
+    extra = STRATEGIES.create("policy", file=str(path_extra), charge="extra")
     assert total.label().startswith("policy(charge=total,file=")
     assert "sha256=" in total.label() and total.label() != extra.label()
     hard = _trace(["a", "c", "b", "a", "b", "b", "a", "a"])
@@ -116,6 +117,8 @@ def test_probe_and_budget_must_match_the_fit(tmp_path: Path) -> None:
         STRATEGIES.create("policy", file=str(path)).budgets([4, 8])
     with pytest.raises(UsageError, match="charge must be one of total, extra"):
         STRATEGIES.create("policy", file=str(path), charge="some")
+    with pytest.raises(UsageError, match="fitted with charge=total"):
+        STRATEGIES.create("policy", file=str(path), charge="extra")
     with pytest.raises(UsageError, match="below the probe's 2 samples"):
         STRATEGIES.create("policy", file=str(path)).budgets([1, 4])
 
@@ -125,15 +128,18 @@ def _run_dir(out: str) -> Path:
     return d
 
 
-def test_fit_then_apply_on_the_fake_backend(capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["run", *FAKE, "--strategy", "majority,best_of_n,esc", "--budgets", "4,8"]
+def test_fit_then_apply_on_the_fake_backend(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = ["run", *FAKE, "--strategy", "majority,best_of_n,esc", "--budgets", "4,8,16"]
     assert main([*args, "--split", "calibration", "--output-dir", "cal"]) == 0
     cal = _run_dir("cal")
-    assert main(["policy", "fit", str(cal), "--probe", "2", "--output", "policy.yaml"]) == 0
+    fit = ["policy", "fit", str(cal), "--probe", "2", "--output", "policy.yaml"]
+    assert main([*fit, "--min-questions", "2"]) == 0
     data = yaml.safe_load(Path("policy.yaml").read_text())
     assert data["probe"] == 2 and data["estimator"]["name"] == "vote_agreement"
     edges = data["edges"]
-    assert sorted(data["choices"]) == [4, 8] and 1 <= len(edges) <= 4
+    assert sorted(data["choices"]) == [4, 8, 16] and 1 <= len(edges) <= 4
     assert edges == sorted(set(edges))  # ascending, none coincide
     fitted = set(data["fitted_on"])
     cal_ids = {json.loads(x)["problem_id"] for x in (cal / "traces.jsonl").read_text().splitlines()}
@@ -141,7 +147,10 @@ def test_fit_then_apply_on_the_fake_backend(capsys: pytest.CaptureFixture[str]) 
         fitted == {f"arith_wide:{q}" for q in cal_ids} and data["sources"][0]["run_id"] == cal.name
     )
     assert "bin 1:" in capsys.readouterr().out
-    strategies = "policy:file=policy.yaml,policy:file=policy.yaml:charge=extra,majority"
+    extra_fit = [*fit[:-1], "extra.yaml", "--min-questions", "2", "--charge", "extra"]
+    assert main(extra_fit) == 0
+    assert yaml.safe_load(Path("extra.yaml").read_text())["charge"] == "extra"
+    strategies = "policy:file=policy.yaml,policy:file=extra.yaml,majority"
     run_args = ["run", *FAKE, "--strategy", strategies, "--budgets", "4,8"]
     # Evaluated on the questions it was fitted on: refused, before anything is generated.
     assert main([*run_args, "--split", "calibration", "--output-dir", "leak"]) == 2
@@ -159,9 +168,20 @@ def test_fit_then_apply_on_the_fake_backend(capsys: pytest.CaptureFixture[str]) 
             "samples"
         ] == pytest.approx(budget)
         # The probe paid on top: K more samples per question than the budget.
-        assert rows[("policy(charge=extra,file=policy.yaml,probe=2", budget)]["cost"][
+        assert rows[("policy(charge=extra,file=extra.yaml,probe=2", budget)]["cost"][
             "samples"
         ] == pytest.approx(budget + 2)
+    # The run keeps a copy of each policy file, and its report reads the copy: from another
+    # folder, and after the original was overwritten, it computes what the run did.
+    test = _run_dir("test").resolve()
+    assert (test / "policies" / "policy.yaml").read_bytes() == Path("policy.yaml").read_bytes()
+    Path("policy.yaml").write_text("overwritten: true\n")
+    elsewhere = Path("elsewhere")
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["report", str(test)]) == 0
+    again = json.loads((test / "results.json").read_text())
+    assert [r["accuracy"] for r in again["rows"]] == [r["accuracy"] for r in results["rows"]]
 
 
 def test_fit_errors_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
@@ -210,3 +230,21 @@ def test_the_fit_sends_easy_questions_to_majority_and_hard_ones_to_the_verifier(
     assert policy.choice(4, 2).label == "best_of_n(aggregation=last,mode=naive)"
     assert policy.choice(4, 1).share == 1.0 and policy.choice(4, 2).share == 1.0
     assert set(policy.fitted_on) == set(pools) and policy.notes == ()
+
+
+def test_a_bin_with_too_few_calibration_questions_runs_the_fallback() -> None:
+    """The same calibration with 6 questions per bin: at min_questions=7 neither bin gets a
+    choice of its own, both run the choice over all 12 questions, and the notes say so."""
+    from ttc_eval.policy import Calibration, fit_on
+    from ttc_eval.registry import ESTIMATORS
+
+    easy = _pool(["a", "a", "a", "x"] * 2, [0.1, 0.1, 0.1, 0.9] * 2, gold="a")
+    hard = _pool(["x", "y", "x", "a"] * 2, [0.1, 0.1, 0.1, 0.9] * 2, gold="a")
+    pools = {f"t:e{i}": easy for i in range(6)} | {f"t:h{i}": hard for i in range(6)}
+    configs = {"majority": STRATEGIES.create("majority")}
+    cal = Calibration(pools, configs, [4], [])
+    est = ESTIMATORS.create("vote_agreement")
+    policy = fit_on(cal, est, probe=2, n_bins=5, min_questions=7)
+    assert set(policy.choices[4]) == {0} and policy.min_questions == 7
+    assert len(policy.notes) == 2 and "fewer than 7" in policy.notes[0]
+    assert set(fit_on(cal, est, probe=2, n_bins=5, min_questions=6).choices[4]) == {0, 1, 2}

@@ -398,6 +398,28 @@ def _policy_arguments(p: argparse.ArgumentParser) -> None:
         "--bins", type=positive_int, default=5, help="quantile bins (default: %(default)s)"
     )
     p.add_argument("--seed", type=int, default=0, help="cross-validation seed (default: 0)")
+    p.add_argument(
+        "--axis",
+        choices=["budget", "tokens", "flops"],
+        default="budget",
+        help="equal compute in each bin's choice: the same budget N, or at most best-of-N's "
+        "measured tokens or FLOPs at N (a choice may then read fewer samples; default: "
+        "%(default)s)",
+    )
+    p.add_argument(
+        "--charge",
+        choices=["total", "extra"],
+        default="total",
+        help="the probe is the first K of the N samples (total), or K more on top (extra); "
+        "the policy is applied the same way (default: %(default)s)",
+    )
+    p.add_argument(
+        "--min-questions",
+        type=positive_int,
+        default=10,
+        help="fewest calibration questions a bin needs for its own choice; smaller bins run "
+        "the choice over all questions (default: %(default)s)",
+    )
     p.add_argument("--output", required=True, help="the policy file to write (YAML)")
 
 
@@ -407,7 +429,7 @@ def _policy_arguments(p: argparse.ArgumentParser) -> None:
     _policy_arguments,
 )
 def _policy(args: argparse.Namespace) -> int:
-    from ttc_eval.policy import fit_policy, write_policy
+    from ttc_eval.policy import Choice, fit_policy, write_policy
 
     runs = [Path(r) for r in args.runs]
     for r in runs:
@@ -415,12 +437,24 @@ def _policy(args: argparse.Namespace) -> int:
             raise UsageError(f"{r} is not a run directory (no config.json)")
     spec = StrategySpec.parse(args.estimator)
     policy = fit_policy(
-        runs, args.probe, spec.name, dict(spec.args), n_bins=args.bins, seed=args.seed
+        runs,
+        args.probe,
+        spec.name,
+        dict(spec.args),
+        n_bins=args.bins,
+        seed=args.seed,
+        axis=args.axis,
+        charge=args.charge,
+        min_questions=args.min_questions,
     )
     write_policy(policy, Path(args.output))
     for budget, by_bin in sorted(policy.choices.items()):
-        picks = ", ".join(f"bin {k}: {c.label}" for k, c in sorted(by_bin.items()) if k)
-        print(f"budget {budget}: {picks} (fallback: {by_bin[0].label})")
+
+        def name(c: Choice) -> str:
+            return c.label if c.budget is None else f"{c.label}@{c.budget}"
+
+        picks = ", ".join(f"bin {k}: {name(c)}" for k, c in sorted(by_bin.items()) if k)
+        print(f"budget {budget}: {picks or 'every bin: fallback'} (fallback: {name(by_bin[0])})")
     for note in policy.notes:
         print(f"note: {note}", file=sys.stderr)
     print(

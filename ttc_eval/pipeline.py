@@ -324,10 +324,16 @@ def plan_run(config: RunConfig) -> RunPlan:
 def check_not_fitted_on(plan: StrategyPlan, task: Task, problems: Sequence[Problem]) -> None:
     """Refuse to evaluate a strategy fitted on data (a difficulty-adaptive policy) on any of
     the questions it was fitted on: its accuracy there would be a leak, not a result.
-    Questions are named by the task spec's own name, however ``--task`` wrote it."""
+    Questions are named by the task spec's own name, however ``--task`` wrote it, and by
+    their text, so that the same question in another task (or under another id) is caught."""
+    from ttc_eval.policy import text_key
+
     asked = {f"{task.spec.name}:{p.id}" for p in problems}
+    texts = {text_key(p.question): p.id for p in problems}
     for s in plan.strategies:
-        seen = sorted(asked & s.fitted_on)
+        seen = sorted(asked & s.fitted_on) or sorted(
+            f"{task.spec.name}:{texts[h]}" for h in set(texts) & s.fitted_text
+        )
         if seen:
             raise UsageError(
                 f"{s.label()} was fitted on {len(seen)} of this run's questions (e.g. "
@@ -392,6 +398,13 @@ def run_identity(
         else None,
         "backend": {"name": config.backend, "version": str(BACKENDS.get(config.backend).version)},
         **_role_identity(plan, templates),
+        # A fitted policy's label carries its file's digest: a refitted file is a changed
+        # run (only runs that have one hold the key, so other identities are unchanged).
+        **(
+            {"fitted": sorted(s.label() for s in plan.strategies if s.fitted_files)}
+            if any(s.fitted_files for s in plan.strategies)
+            else {}
+        ),
     }
 
 
@@ -647,7 +660,12 @@ def _without_verifier(cost: Cost, trace: Trace) -> Cost:
 def selections(strategy: Strategy, trace: Trace, budget: int) -> list[Selection]:
     """The strategy's choices at ``budget``, each with its measured cost attached."""
     return [
-        replace(s, cost=selection_cost(trace, s.read, strategy.needs_verifier, s.cut))
+        replace(
+            s,
+            cost=selection_cost(
+                trace, s.read, strategy.needs_verifier if s.scored is None else s.scored, s.cut
+            ),
+        )
         for s in strategy.select(trace, budget)
     ]
 

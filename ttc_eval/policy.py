@@ -14,7 +14,9 @@ and versions.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from ttc_eval.errors import UsageError
-from ttc_eval.types import Candidate, Trace
+from ttc_eval.types import Candidate, Cost, Selection, Trace
 
 if TYPE_CHECKING:
     from ttc_eval.estimators._base import Estimator
@@ -45,18 +47,24 @@ class Choice:
     """Its label in the calibration runs' reports."""
     share: float
     """Share of cross-validation folds that chose it (how settled the choice is)."""
+    budget: int | None = None
+    """Samples it reads (``None``: the policy's budget). A choice made at equal measured
+    compute (``--axis tokens|flops``) may read fewer: the first ``budget`` of the group."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "args": dict(self.args),
-            "label": self.label,
-            "share": self.share,
-        }
+        d = {"name": self.name, "args": dict(self.args), "label": self.label, "share": self.share}
+        return d if self.budget is None else {**d, "budget": self.budget}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Choice:
-        return cls(str(d["name"]), dict(d.get("args") or {}), str(d["label"]), float(d["share"]))
+        budget = d.get("budget")
+        return cls(
+            str(d["name"]),
+            dict(d.get("args") or {}),
+            str(d["label"]),
+            float(d["share"]),
+            int(budget) if budget is not None else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -80,11 +88,23 @@ class Policy:
     sources: tuple[Mapping[str, Any], ...] = ()
     """The calibration runs: run id, task, model and versions."""
     axis: str = "budget"
-    """What "equal compute" meant when choosing (only ``budget`` so far)."""
+    """What "equal compute" meant when choosing: ``budget`` (the same N samples), or the
+    measured ``tokens`` or ``flops`` of best-of-N at N (choices may then read fewer)."""
     version: str = POLICY_VERSION
     """ttc-eval's policy format and fitting rules."""
     notes: tuple[str, ...] = field(default=())
     """What the fit could not do as asked (bins left to the fallback)."""
+    charge: str = "total"
+    """How the probe was paid for when fitting: ``total`` (the first K of the N samples) or
+    ``extra`` (K more, the configuration reads the N after them); applied the same way."""
+    candidates: tuple[Choice, ...] = ()
+    """Every configuration the fit chose among (share 0): what the oracle-bin upper bound of
+    the report chooses among too."""
+    fitted_text: tuple[str, ...] = ()
+    """SHA-256 (first 16 hex digits) of each fitted question's text, so that the same
+    question under another task name or id is refused too (empty: texts were unavailable)."""
+    min_questions: int = 1
+    """The fewest calibration questions a bin needed to get its own choice."""
 
     @property
     def n_bins(self) -> int:
@@ -110,7 +130,11 @@ class Policy:
                 int(b): {int(k): c.to_dict() for k, c in sorted(by_bin.items())}
                 for b, by_bin in sorted(self.choices.items())
             },
+            "charge": self.charge,
+            "min_questions": self.min_questions,
+            "candidates": [c.to_dict() for c in self.candidates],
             "fitted_on": list(self.fitted_on),
+            "fitted_text": list(self.fitted_text),
             "sources": [dict(s) for s in self.sources],
             "notes": list(self.notes),
         }
@@ -133,6 +157,10 @@ class Policy:
                 axis=str(d.get("axis", "budget")),
                 version=str(d.get("version", POLICY_VERSION)),
                 notes=tuple(str(n) for n in d.get("notes") or ()),
+                charge=str(d.get("charge", "total")),
+                candidates=tuple(Choice.from_dict(c) for c in d.get("candidates") or ()),
+                fitted_text=tuple(str(h) for h in d.get("fitted_text") or ()),
+                min_questions=int(d.get("min_questions", 1)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise UsageError(
@@ -195,6 +223,74 @@ def quantile_edges(features: Sequence[float], n_bins: int) -> tuple[float, ...]:
     return tuple(sorted(edges))
 
 
+def text_key(question: str) -> str:
+    """How a policy names a question's text: the first 16 hex digits of its SHA-256."""
+    return hashlib.sha256(question.encode()).hexdigest()[:16]
+
+
+AXES = ("budget", "tokens", "flops")
+"""What "equal compute" means in the fit (see :attr:`Policy.axis`)."""
+CHARGES = ("total", "extra")
+"""How the probe is paid for: within the budget (reused) or on top of it."""
+
+
+def group_size(budget: int, probe: int, charge: str) -> int:
+    """Samples one application of the policy at ``budget`` takes from the pool."""
+    return budget + probe if charge == "extra" else budget
+
+
+def apply_in_group(
+    strategy: Strategy,
+    trace: Trace,
+    group: Sequence[Candidate],
+    probe: int,
+    budget: int,
+    charge: str,
+    probe_scored: bool,
+) -> Selection:
+    """One application of a policy's choice: ``strategy`` runs at ``budget`` on the group's
+    first ``budget`` samples (``total``: the probe is among them) or on the ``budget`` after
+    the probe (``extra``). The probe is spent whatever the configuration reads of it (an
+    adaptive rule may stop first), so it is in the choice's ``read``; the verifier's reading
+    is charged when the configuration or the estimator (``probe_scored``) reads scores."""
+    body = (group[probe:] if charge == "extra" else group)[:budget]
+    (sel,) = strategy.select(replace(trace, candidates=tuple(body)), budget)
+    seen = set(sel.read)
+    unread = [c for c in group[:probe] if c.index not in seen]
+    read = sorted({*(c.index for c in group[:probe]), *sel.read})
+    return replace(
+        sel,
+        read=tuple(read),
+        n_generations=len(read),
+        n_tokens=sel.n_tokens + sum(c.n_tokens for c in unread),
+        scored=strategy.needs_verifier or probe_scored,
+    )
+
+
+_RUN_COPIES: ContextVar[Path | None] = ContextVar("policy_run_copies", default=None)
+
+
+@contextmanager
+def run_copies(folder: Path) -> Iterator[None]:
+    """Within this block a policy file is read from ``folder`` (a run's ``policies/``, the
+    copies it took when it ran) when a copy of that name is there, so that ``report`` from
+    any folder, or after the file was refitted, computes what the run computed."""
+    token = _RUN_COPIES.set(folder)
+    try:
+        yield
+    finally:
+        _RUN_COPIES.reset(token)
+
+
+def resolve_policy_file(file: str) -> Path:
+    """The file a ``policy:file=...`` argument names: the run's copy inside
+    :func:`run_copies`, else the path itself."""
+    folder = _RUN_COPIES.get()
+    if folder is not None and (folder / Path(file).name).is_file():
+        return folder / Path(file).name
+    return Path(file)
+
+
 @dataclass(frozen=True)
 class Calibration:
     """What the fit reads from the calibration runs."""
@@ -207,39 +303,56 @@ class Calibration:
     """Budgets every candidate configuration was reported at."""
     sources: list[dict[str, Any]]
     """Run id, task, model and versions of each calibration run."""
+    texts: dict[str, str] = field(default_factory=dict)
+    """Question -> :func:`text_key` of its text (questions whose text could be read)."""
+    params: dict[str, int | None] = field(default_factory=dict)
+    """Non-embedding parameters per model role (for ``--axis flops``; None: unknown)."""
 
 
 def read_calibration(run_dirs: Sequence[Path], probe: int) -> Calibration:
     from ttc_eval.pipeline import load_task
-    from ttc_eval.results import load_run
+    from ttc_eval.results import _role_params, load_run, recorded_params
     from ttc_eval.strategies._base import PoolStrategy
 
     pools: dict[str, Trace] = {}
     configs: dict[str, Strategy] = {}
     budgets: set[int] | None = None
     sources: list[dict[str, Any]] = []
+    texts: dict[str, str] = {}
+    params: dict[str, int | None] = {}
     for run_dir in run_dirs:
         view = load_run(run_dir)
         # The spec's own name, as a run of the policy names its questions.
-        task = load_task(view.config).spec.name
+        loaded = load_task(view.config)
+        task = loaded.spec.name
         if view.difficulty_pool is None:
             raise UsageError(
                 f"{run_dir}: no sample pool to read probes from; fit on a run of pool "
                 "strategies (majority, best_of_n, ...)"
             )
-        for pid, trace in view.store.by_expansion(view.difficulty_pool.key).items():
+        stored = view.store.by_expansion(view.difficulty_pool.key)
+        for pid, trace in stored.items():
             if len(trace.candidates) < probe:
                 raise UsageError(
                     f"{run_dir}: question {pid} has {len(trace.candidates)} pool samples, "
                     f"fewer than the probe's {probe}"
                 )
             pools[question_key(task, pid)] = trace
+        try:
+            problems = loaded.problems(view.config.data_files)
+        except (UsageError, OSError):
+            problems = []  # the data moved: fitted questions are then named by id only
+        texts.update(
+            {question_key(task, p.id): text_key(p.question) for p in problems if p.id in stored}
+        )
         # Only configurations the policy strategy can run (those that read the sample pool),
-        # and never an oracle.
+        # and never an oracle or another fitted policy.
         for ev in view.evaluated:
-            if isinstance(ev.strategy, PoolStrategy) and not ev.strategy.is_oracle:
-                configs.setdefault(ev.label, ev.strategy)
+            s = ev.strategy
+            if isinstance(s, PoolStrategy) and not s.is_oracle and not s.fitted_on:
+                configs.setdefault(ev.label, s)
                 budgets = set(ev.budgets) if budgets is None else budgets & set(ev.budgets)
+        params.update(_role_params(recorded_params(run_dir)))
         sources.append(
             {
                 "run_id": view.record.get("run_id", run_dir.name),
@@ -248,7 +361,14 @@ def read_calibration(run_dirs: Sequence[Path], probe: int) -> Calibration:
                 "versions": {k: v for k, v in view.record.items() if k.endswith("_version") and v},
             }
         )
-    return Calibration(pools, configs, sorted(budgets or ()), sources)
+    return Calibration(pools, configs, sorted(budgets or ()), sources, texts, params)
+
+
+MIN_QUESTIONS = 10
+"""Default fewest calibration questions for a bin's own choice: with fewer, 2-fold
+cross-validation chooses on 4 or fewer and the choice is mostly noise (measured on the
+default model: a bin of 7 questions at budget 32 chose naive best-of-N and lost 5.7 points
+against the fallback)."""
 
 
 def fit_policy(
@@ -259,36 +379,61 @@ def fit_policy(
     n_bins: int = 5,
     repeats: int = 10,
     seed: int = 0,
+    axis: str = "budget",
+    charge: str = "total",
+    min_questions: int = MIN_QUESTIONS,
 ) -> Policy:
     """Fit a policy on the calibration runs ``run_dirs`` (stored traces only, no model),
-    exactly as the ``policy`` strategy applies it: on each group of N samples of a pool the
-    first ``probe`` give the feature, hence the bin, and the configuration runs on that group.
-
-    The bin edges are the quantiles of the feature over every window of ``probe`` samples of
-    the calibration pools (:func:`quantile_edges`). Per budget N and bin, each question's
-    accuracy under each pool configuration is the mean over its groups of N whose probe fell
-    in the bin; the configuration is the one 2-fold cross-validation over questions chooses
-    most often (a question's groups stay in one fold), and per budget the same over every
-    group is the fallback (bin 0) for a bin with fewer than 2 questions."""
+    exactly as the ``policy`` strategy applies it: on each group of a pool the first
+    ``probe`` samples give the feature, hence the bin, and the configuration runs on that
+    group (:func:`apply_in_group`). See :func:`fit_on`."""
     from ttc_eval.registry import ESTIMATORS
 
     if probe < 1:
         raise UsageError(f"--probe must be a positive number of samples, got {probe}")
     if n_bins < 1:
         raise UsageError(f"--bins must be at least 1, got {n_bins}")
+    if axis not in AXES:
+        raise UsageError(f"unknown --axis {axis!r}; choose from {', '.join(AXES)}")
+    if charge not in CHARGES:
+        raise UsageError(f"unknown --charge {charge!r}; choose from {', '.join(CHARGES)}")
     est = ESTIMATORS.create(estimator, **dict(estimator_args or {}))
-    return fit_on(read_calibration(run_dirs, probe), est, probe, n_bins, repeats, seed)
+    cal = read_calibration(run_dirs, probe)
+    return fit_on(cal, est, probe, n_bins, repeats, seed, axis, charge, min_questions)
+
+
+def _baseline_label(configs: Mapping[str, Strategy]) -> str | None:
+    """The configuration equal measured compute is measured against: best-of-N, else
+    majority (as the compute-optimal report does)."""
+    for name in ("best_of_n", "majority"):
+        for label, s in configs.items():
+            if s.name == name:
+                return label
+    return None
 
 
 def fit_on(
-    cal: Calibration, est: Estimator, probe: int, n_bins: int = 5, repeats: int = 10, seed: int = 0
+    cal: Calibration,
+    est: Estimator,
+    probe: int,
+    n_bins: int = 5,
+    repeats: int = 10,
+    seed: int = 0,
+    axis: str = "budget",
+    charge: str = "total",
+    min_questions: int = 1,
 ) -> Policy:
-    """:func:`fit_policy` on calibration data already read (pools and configurations)."""
-    from collections import Counter
+    """:func:`fit_policy` on calibration data already read (pools and configurations).
 
-    from ttc_eval.analysis.estimators import disjoint_groups
-    from ttc_eval.analysis.optimal import cross_validate
-
+    The bin edges are the quantiles of the feature over every window of ``probe`` samples
+    of the calibration pools (:func:`quantile_edges`). Per budget N and bin, each question's
+    accuracy (and measured cost) under each configuration is the mean over its groups whose
+    probe fell in the bin. ``axis=budget``: the configuration at N that 2-fold
+    cross-validation over questions chooses most often (a question's groups stay in one
+    fold). ``tokens`` / ``flops``: any (configuration, budget <= N) whose mean measured cost
+    on the training half is at most best-of-N's at N, as ``--optimal-axis`` chooses
+    (:func:`~ttc_eval.analysis.optimal.compute_optimal_at_cost`). The same over every group
+    is the fallback (bin 0), used by a bin with fewer than ``min_questions`` questions."""
     if len(cal.pools) < 2:
         raise UsageError("fitting a policy needs at least 2 calibration questions")
     if not cal.configs:
@@ -296,64 +441,57 @@ def fit_on(
             "the calibration runs hold no pool configuration (majority, best_of_n, esc, ...) "
             "for the policy to choose"
         )
-
-    def windows(trace: Trace, size: int) -> list[list[Candidate]]:
-        return [
-            [trace.candidates[i] for i in g] for g in disjoint_groups(len(trace.candidates), size)
-        ]
-
+    base = _baseline_label(cal.configs)
+    if axis != "budget" and base is None:
+        raise UsageError(
+            f"--axis {axis} measures compute against best-of-N (else majority) at each "
+            "budget, and the calibration runs have neither; add one, or use --axis budget"
+        )
+    if axis == "flops" and (not cal.params or any(v is None for v in cal.params.values())):
+        raise UsageError(
+            "--axis flops needs the models' parameter counts, which the calibration runs "
+            "did not record (a scripted backend such as fake reports none); use --axis tokens"
+        )
     probes = [
         f
         for trace in cal.pools.values()
-        for w in windows(trace, probe)
+        for w in _windows(trace, probe)
         if (f := est.feature(w)) is not None
     ]
     if not probes:
         raise UsageError(f"the estimator {est.label()} could not read any probe")
     edges = quantile_edges(probes, n_bins)
     draft = Policy(est.name, dict(est.args), probe, edges, {}, ())
-    order = list(cal.configs)
     choices: dict[int, dict[int, Choice]] = {}
     counts: dict[int, dict[int, int]] = {}
+    skipped: list[str] = []
     for budget in cal.budgets:
-        if budget < probe:
+        size = group_size(budget, probe, charge)
+        if budget < probe and charge == "total":
             continue  # a probe larger than the group: the policy refuses such budgets
-        # bin -> configuration -> question -> accuracies of its groups in that bin
-        acc: dict[int, dict[str, dict[str, list[float]]]] = {}
-        for q, trace in sorted(cal.pools.items()):
-            for group in windows(trace, budget):
-                feature = est.feature(group[:probe])
-                bin_ = draft.bin_of(feature) if feature is not None else 0
-                sub = replace(trace, candidates=tuple(group))
-                for label, strategy in cal.configs.items():
-                    (sel,) = strategy.select(sub, budget)
-                    for b in (0, bin_) if bin_ else (0,):
-                        acc.setdefault(b, {}).setdefault(label, {}).setdefault(q, []).append(
-                            float(sel.correct)
-                        )
-        # Questions with a group in each bin (every configuration saw the same groups).
-        counts[budget] = {b: len(by_label[order[0]]) for b, by_label in acc.items()}
-        for b, by_label in sorted(acc.items()):
-            per_q = {c: {q: sum(v) / len(v) for q, v in by_label[c].items()} for c in order}
-            questions = sorted(per_q[order[0]])
-            if len(questions) < 2:
-                continue
-            folds = cross_validate(per_q, questions, repeats, seed=f"{seed}|{budget}|{b}")
-            tally = Counter(f.chosen for f in folds)
-            top = max(tally.values())
-            label = next(c for c in order if tally.get(c) == top)
-            strategy = cal.configs[label]
-            choices.setdefault(budget, {})[b] = Choice(
-                strategy.name, dict(strategy.args), label, top / len(folds)
+        if any(len(t.candidates) < size for t in cal.pools.values()):
+            skipped.append(
+                f"budget {budget}: no choice, the calibration pools hold fewer than the "
+                f"{size} samples it takes with the probe on top"
             )
+            continue
+        table = _bin_table(cal, est, draft, budget, size, charge, axis)
+        if table is None:
+            continue  # no pool holds a whole group
+        counts[budget] = {b: len(qs) for b, (qs, _, _) in table.items()}
+        for b, (questions, acc, cost) in sorted(table.items()):
+            if len(questions) < max(2, min_questions if b else 2):
+                continue
+            choice = _choose(cal, questions, acc, cost, base, budget, axis, repeats, seed, b)
+            choices.setdefault(budget, {})[b] = choice
     if not choices:
         raise UsageError(
             f"no budget of the calibration runs ({cal.budgets}) holds a group of at least "
             f"the probe's {probe} samples"
         )
-    notes = [
-        f"budget {b}: bin {k} ({counts[b].get(k, 0)} calibration questions) runs the "
-        "fallback, the choice over all questions"
+    notes = skipped + [
+        f"budget {b}: bin {k} ({counts[b].get(k, 0)} calibration questions, fewer than "
+        f"{min_questions}) runs the fallback, the choice over all questions"
         for b, by_bin in sorted(choices.items())
         for k in range(1, draft.n_bins + 1)
         if k not in by_bin
@@ -366,5 +504,123 @@ def fit_on(
         choices=choices,
         fitted_on=tuple(sorted(cal.pools)),
         sources=tuple(cal.sources),
+        axis=axis,
         notes=tuple(notes),
+        charge=charge,
+        candidates=tuple(
+            Choice(s.name, dict(s.args), label, 0.0) for label, s in cal.configs.items()
+        ),
+        fitted_text=tuple(sorted(set(cal.texts.values()))),
+        min_questions=min_questions,
     )
+
+
+def _windows(trace: Trace, size: int) -> list[list[Candidate]]:
+    from ttc_eval.analysis.estimators import disjoint_groups
+
+    return [[trace.candidates[i] for i in g] for g in disjoint_groups(len(trace.candidates), size)]
+
+
+Table = dict[int, tuple[list[str], dict[str, Any], dict[str, Any]]]
+"""Bin -> (its questions, configuration -> budget -> question -> accuracy, the same of
+measured cost); bin 0 holds every question."""
+
+
+def _bin_table(
+    cal: Calibration,
+    est: Estimator,
+    draft: Policy,
+    budget: int,
+    size: int,
+    charge: str,
+    axis: str,
+) -> Table | None:
+    """Each question's mean accuracy and cost per bin, over its groups of ``size`` samples
+    whose probe fell in that bin, for each configuration at ``budget`` (and, on a measured
+    axis, at each smaller calibration budget of at least the probe)."""
+    from ttc_eval.pipeline import selection_cost
+
+    inner = [b for b in cal.budgets if b <= budget and (b >= draft.probe or charge == "extra")]
+    reads = inner if axis != "budget" else [budget]
+    # bin -> (config, budget) -> question -> values of its groups in that bin
+    acc: dict[int, dict[tuple[str, int], dict[str, list[float]]]] = {}
+    cost: dict[int, dict[tuple[str, int], dict[str, list[float]]]] = {}
+    for q, trace in sorted(cal.pools.items()):
+        for group in _windows(trace, size):
+            feature = est.feature(group[: draft.probe])
+            bin_ = draft.bin_of(feature) if feature is not None else 0
+            for label, strategy in cal.configs.items():
+                for b in reads:
+                    sel = apply_in_group(
+                        strategy, trace, group, draft.probe, b, charge, est.needs_verifier
+                    )
+                    spent = _cost(selection_cost(trace, sel.read, bool(sel.scored)), axis, cal)
+                    for k in (0, bin_) if bin_ else (0,):
+                        acc.setdefault(k, {}).setdefault((label, b), {}).setdefault(q, [])
+                        acc[k][(label, b)][q].append(float(sel.correct))
+                        cost.setdefault(k, {}).setdefault((label, b), {}).setdefault(q, [])
+                        cost[k][(label, b)][q].append(spent)
+    if not acc:
+        return None
+    out: Table = {}
+    for k in acc:
+        per_acc: dict[str, dict[int, dict[str, float]]] = {}
+        per_cost: dict[str, dict[int, dict[str, float]]] = {}
+        for (label, b), by_q in acc[k].items():
+            per_acc.setdefault(label, {})[b] = {q: sum(v) / len(v) for q, v in by_q.items()}
+            costs = cost[k][(label, b)]
+            per_cost.setdefault(label, {})[b] = {q: sum(v) / len(v) for q, v in costs.items()}
+        first = next(iter(per_acc.values()))[budget]
+        out[k] = (sorted(first), per_acc, per_cost)
+    return out
+
+
+def _cost(cost: Cost, axis: str, cal: Calibration) -> float:
+    """A choice's measured cost on the fit's axis (0 on ``budget``, where it is not read)."""
+    from ttc_eval.analysis.flops import inference_flops
+
+    if axis == "tokens":
+        return float(cost.generated_tokens)
+    if axis == "flops":
+        return sum(
+            inference_flops(cal.params.get(role) or 0, tokens)
+            for role, tokens in cost.role_tokens.items()
+        )
+    return 0.0
+
+
+def _choose(
+    cal: Calibration,
+    questions: list[str],
+    acc: Mapping[str, Any],
+    cost: Mapping[str, Any],
+    base: str | None,
+    budget: int,
+    axis: str,
+    repeats: int,
+    seed: int,
+    bin_: int,
+) -> Choice:
+    """The configuration (and, on a measured axis, its budget) for one bin at ``budget``."""
+    from collections import Counter
+
+    from ttc_eval.analysis.optimal import compute_optimal_at_cost, cross_validate
+
+    if axis == "budget":
+        per_q = {c: acc[c][budget] for c in cal.configs}
+        folds = cross_validate(per_q, questions, repeats, seed=f"{seed}|{budget}|{bin_}")
+        tally = Counter(f.chosen for f in folds)
+        top = max(tally.values())
+        label = next(c for c in cal.configs if tally.get(c) == top)
+        s = cal.configs[label]
+        return Choice(s.name, dict(s.args), label, top / len(folds))
+    assert base is not None  # checked by fit_on
+    rows = compute_optimal_at_cost(
+        acc, cost, [("bin", str(bin_), questions)], baseline=base, axis=axis, repeats=repeats,
+        seed=seed,
+    )  # fmt: skip
+    (row,) = [r for r in rows if r["budget"] == budget]
+    s = cal.configs[row["chosen_config"]]
+    b = int(row["chosen_budget"])
+    return Choice(s.name, dict(s.args), row["chosen_config"], row["chosen_share"],
+                  None if b == budget else b)  # fmt: skip

@@ -91,13 +91,20 @@ class RunView:
     """The run's strategy configurations and roles."""
 
 
+POLICY_COPIES = "policies"
+"""Folder of a run directory holding the files its fitted strategies read (policy files)."""
+
+
 def load_run(run_dir: Path, problem_ids: Sequence[str] | None = None) -> RunView:
+    from ttc_eval.policy import run_copies
+
     record = read_record(run_dir)
     try:
         config = RunConfig.from_dict(record["config"])
     except TypeError as e:
         raise UsageError(f"{run_dir / 'config.json'}: unreadable settings ({e})") from None
-    plan = plan_strategies(config)
+    with run_copies(run_dir / POLICY_COPIES):
+        plan = plan_strategies(config)
     store = TraceStore(run_dir / "traces.jsonl")
     evaluated = []
     for s in plan.strategies:
@@ -190,8 +197,15 @@ def per_question_accuracy(
     return {
         ev.label: {b: {p: r.accuracy for p, r in per_question(ev, b).items()} for b in ev.budgets}
         for ev in evaluated
-        if not ev.strategy.is_oracle
+        if _candidate(ev.strategy)
     }
+
+
+def _candidate(strategy: Strategy) -> bool:
+    """Whether a configuration is a candidate of the compute-optimal choice: not an oracle
+    (coverage), and not a policy fitted on other questions (it is compared on its own, in
+    results.json's ``policy`` section)."""
+    return not strategy.is_oracle and not strategy.fitted_on
 
 
 def per_question_cost(
@@ -206,7 +220,7 @@ def per_question_cost(
     out: dict[str, dict[int, dict[str, float]]] = {}
     unknown: set[str] = set()
     for ev in evaluated:
-        if ev.strategy.is_oracle:
+        if not _candidate(ev.strategy):
             continue
         by_budget: dict[int, dict[str, float]] = {}
         for b in ev.budgets:

@@ -416,6 +416,10 @@ class Selection:
     stopped part-way (DeepConf online): only those tokens of its generation are charged."""
     cost: Cost | None = None
     """Measured cost, attached by the pipeline (never by the strategy)."""
+    scored: bool | None = None
+    """Whether this choice read verifier scores (``None``: as the strategy declares with
+    ``needs_verifier``). A policy that runs majority in one group and best-of-N in another
+    pays for the verifier's reading only in the second."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from ttc_eval.analysis.estimators import disjoint_groups
@@ -126,6 +127,12 @@ class Strategy(Protocol):
     fitted_on: frozenset[str]
     """Questions (``task:problem id``) it was fitted on (a difficulty-adaptive policy): a run
     of any of them is refused."""
+    fitted_text: frozenset[str]
+    """The same questions by their text (:func:`ttc_eval.policy.text_key`), so that one under
+    another task name or id is refused too."""
+    fitted_files: tuple[Path, ...]
+    """Files its choices are read from (a policy file): a run keeps a copy in its
+    ``policies/`` folder, and its reports read that copy."""
 
     @property
     def roles(self) -> Mapping[str, str | None]:
@@ -177,6 +184,8 @@ class StrategyBase(ABC):
     is_oracle = False
     needs_confidences = False
     fitted_on: frozenset[str] = frozenset()
+    fitted_text: frozenset[str] = frozenset()
+    fitted_files: tuple[Path, ...] = ()
     roles: ClassVar[Mapping[str, str | None]] = {}
 
     def label(self) -> str:
