@@ -519,7 +519,8 @@ def _same_choices(name: str, a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two configurations choose alike: the only excuse for one label. A strategy
     declares such equivalences in ``canonical_args`` (revisions: the aggregation matters
     only to select=verifier; deepconf_offline: the window only to group measures; policy:
-    the probe and the charge are its file's); this checks the declaration against what they select."""
+    the probe and the charge are its file's); this checks the declaration against what they
+    select."""
     sa, sb = _create(name, a), _create(name, b)
     if name not in ("revisions", "deepconf_offline", "policy"):
         return False  # no other strategy declares equivalent arguments
