@@ -171,6 +171,36 @@ def test_fit_then_apply_on_the_fake_backend(
         assert rows[("policy(charge=extra,file=extra.yaml,probe=2", budget)]["cost"][
             "samples"
         ] == pytest.approx(budget + 2)
+    # The report's comparison: every side on the policy's own pool at the samples the
+    # policy is charged; with charge=total the majority side is the run's majority row.
+    comparison = {(e["policy"].split(",sha256")[0], e["budget"]): e for e in results["policy"]}
+    for budget in (4, 8):
+        e = comparison[("policy(charge=total,file=policy.yaml,probe=2", budget)]
+        sides = {x["kind"]: x for x in e["sides"]}
+        assert list(sides) == ["policy", "best_of_n", "majority", "best_single", "oracle_bins"]
+        assert (
+            sides["policy"]["accuracy"]
+            == rows[(e["policy"].split(",sha256")[0], budget)]["accuracy"]
+        )
+        assert sides["majority"]["accuracy"] == pytest.approx(
+            rows[("majority", budget)]["accuracy"]
+        )
+        for x in e["sides"][1:]:
+            assert x["policy_minus_this"] == pytest.approx(
+                sides["policy"]["accuracy"] - x["accuracy"]
+            )
+            assert x["paired_ci"][0] <= x["policy_minus_this"] <= x["paired_ci"][1]
+        # In-sample per oracle bin, the upper bound beats every single configuration.
+        best = max(sides[k]["accuracy"] for k in ("best_of_n", "majority", "best_single"))
+        assert sides["oracle_bins"]["upper_bound"] and sides["oracle_bins"]["accuracy"] >= best
+        e = comparison[("policy(charge=extra,file=extra.yaml,probe=2", budget)]
+        assert e["compared_at_samples"] == budget + 2
+        assert {x["kind"]: x["budget"] for x in e["sides"]}["best_of_n"] == budget + 2
+    assert (
+        "difficulty-adaptive policy vs baselines"
+        in (_run_dir("test") / "report" / "tables.md").read_text()
+    )
+    assert (_run_dir("test") / "report" / "policy.png").stat().st_size > 0
     # The run keeps a copy of each policy file, and its report reads the copy: from another
     # folder, and after the original was overwritten, it computes what the run did.
     test = _run_dir("test").resolve()
@@ -248,3 +278,109 @@ def test_a_bin_with_too_few_calibration_questions_runs_the_fallback() -> None:
     assert set(policy.choices[4]) == {0} and policy.min_questions == 7
     assert len(policy.notes) == 2 and "fewer than 7" in policy.notes[0]
     assert set(fit_on(cal, est, probe=2, n_bins=5, min_questions=6).choices[4]) == {0, 1, 2}
+
+
+def _write(tmp_path: Path, name: str, policy: Policy) -> Any:
+    path = tmp_path / name
+    write_policy(policy, path)
+    return STRATEGIES.create("policy", file=str(path))
+
+
+def _score(strategy: Any, pools: dict[str, Trace], budget: int) -> float:
+    sels = [s for t in pools.values() for s in strategy.select(t, budget)]
+    return sum(s.correct for s in sels) / len(sels)
+
+
+def test_a_policy_fitted_on_the_test_questions_scores_higher_and_is_refused(
+    tmp_path: Path,
+) -> None:
+    """The leak test. On the calibration questions, easy ones (probes agree) are won by
+    majority and hard ones by the verifier; on the test questions it is the other way
+    round. The honest policy, fitted on calibration only, carries its choices over and
+    loses; one fitted on the test questions themselves wins: the leak a split prevents.
+    The honest fit never reads the test pools (the same policy whatever they hold), and a
+    run of the leaked policy on its own questions is refused."""
+    from types import SimpleNamespace
+
+    from ttc_eval.pipeline import check_not_fitted_on
+    from ttc_eval.policy import Calibration, fit_on
+    from ttc_eval.registry import ESTIMATORS
+    from ttc_eval.types import Problem
+
+    scores = [0.1, 0.1, 0.1, 0.9] * 2
+    easy_cal = _pool(["a", "a", "a", "x"] * 2, scores, gold="a")  # majority right
+    hard_cal = _pool(["x", "y", "x", "a"] * 2, scores, gold="a")  # verifier right
+    easy_test = _pool(["x", "x", "x", "a"] * 2, scores, gold="a")  # verifier right
+    hard_test = _pool(["a", "y", "a", "x"] * 2, scores, gold="a")  # majority right
+    cal_pools = {f"t:ce{i}": easy_cal for i in range(6)} | {f"t:ch{i}": hard_cal for i in range(6)}
+    test_pools = {f"t:te{i}": easy_test for i in range(6)} | {
+        f"t:th{i}": hard_test for i in range(6)
+    }
+    configs = {
+        "majority": STRATEGIES.create("majority"),
+        "best_of_n(aggregation=last,mode=naive)": STRATEGIES.create("best_of_n", mode="naive"),
+    }
+    est = ESTIMATORS.create("vote_agreement")
+    honest = fit_on(Calibration(cal_pools, configs, [4], []), est, probe=2)
+    leaked = fit_on(Calibration(test_pools, configs, [4], []), est, probe=2)
+    h, k = _write(tmp_path, "honest.yaml", honest), _write(tmp_path, "leaked.yaml", leaked)
+    assert _score(h, test_pools, 4) == 0.0 and _score(k, test_pools, 4) == 1.0
+    # The honest fit is a function of the calibration pools alone.
+    flipped = {q: _pool(["a"] * 8, [0.5] * 8, gold="a") for q in test_pools}
+    assert fit_on(Calibration(cal_pools, configs, [4], []), est, probe=2) == honest
+    assert not set(honest.fitted_on) & set(test_pools) and flipped
+    task = SimpleNamespace(spec=SimpleNamespace(name="t"))
+    problems = [Problem(id=q.split(":")[1], question=q, answer="a") for q in test_pools]
+    check_not_fitted_on(SimpleNamespace(strategies=[h]), task, problems)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="was fitted on 12 of this run's questions"):
+        check_not_fitted_on(SimpleNamespace(strategies=[k]), task, problems)  # type: ignore[arg-type]
+
+
+def test_fitted_questions_are_recognised_by_their_text_under_another_name(
+    tmp_path: Path,
+) -> None:
+    from types import SimpleNamespace
+
+    from ttc_eval.pipeline import check_not_fitted_on
+    from ttc_eval.policy import text_key
+    from ttc_eval.types import Problem
+
+    s = _write(tmp_path, "p.yaml", _policy(fitted_text=(text_key("What is 2+2?"),)))
+    task = SimpleNamespace(spec=SimpleNamespace(name="other_task"))
+    plan = SimpleNamespace(strategies=[s])
+    check_not_fitted_on(plan, task, [Problem(id="x", question="What is 2+3?", answer="5")])  # type: ignore[arg-type]
+    with pytest.raises(
+        UsageError, match=r"fitted on 1 of this run's questions \(e.g. other_task:y"
+    ):
+        check_not_fitted_on(plan, task, [Problem(id="y", question="What is 2+2?", answer="4")])  # type: ignore[arg-type]
+
+
+def test_the_fit_at_equal_tokens_reads_fewer_samples_where_they_suffice(tmp_path: Path) -> None:
+    """--axis tokens at budget 4: on easy questions majority over 2 samples is as right as
+    anything over 4 and costs half, so the easy bin's choice reads 2 (the probe itself); the
+    hard bin needs the verifier's pick among all 4. Applied, an easy group costs 2 samples
+    and a hard one 4."""
+    from ttc_eval.pipeline import selections
+    from ttc_eval.policy import Calibration, fit_on
+    from ttc_eval.registry import ESTIMATORS
+
+    scores = [0.1, 0.1, 0.1, 0.9] * 2
+    easy = _pool(["a", "a", "a", "x"] * 2, scores, gold="a")
+    hard = _pool(["x", "y", "x", "a"] * 2, scores, gold="a")
+    pools = {f"t:e{i}": easy for i in range(6)} | {f"t:h{i}": hard for i in range(6)}
+    configs = {  # majority first: it wins the easy bin's ties with best-of-N over 2 samples
+        "majority": STRATEGIES.create("majority"),
+        "best_of_n(aggregation=last,mode=naive)": STRATEGIES.create("best_of_n", mode="naive"),
+    }
+    cal = Calibration(pools, configs, [2, 4], [])
+    policy = fit_on(cal, ESTIMATORS.create("vote_agreement"), probe=2, axis="tokens")
+    assert policy.axis == "tokens"
+    easy_choice, hard_choice = policy.choice(4, 1), policy.choice(4, 2)
+    assert (easy_choice.label, easy_choice.budget) == ("majority", 2)
+    assert hard_choice.label.startswith("best_of_n") and hard_choice.budget is None
+    s = _write(tmp_path, "p.yaml", policy)
+    assert [x.cost.samples for x in selections(s, easy, 4) if x.cost] == [2, 2]
+    assert [x.cost.samples for x in selections(s, hard, 4) if x.cost] == [4, 4]
+    assert all(x.correct for t in (easy, hard) for x in s.select(t, 4))
+    with pytest.raises(UsageError, match="needs the models' parameter counts"):
+        fit_on(cal, ESTIMATORS.create("vote_agreement"), probe=2, axis="flops")

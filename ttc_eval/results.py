@@ -22,14 +22,16 @@ from ttc_eval.analysis.results import ConfigResults, label_groups, summarize
 from ttc_eval.config import OPTIMAL_AXES, RunConfig
 from ttc_eval.errors import UsageError
 from ttc_eval.pipeline import StrategyPlan, evaluate, load_task, plan_strategies, trace_cost
+from ttc_eval.policy_report import policy_comparison
 from ttc_eval.registry import BACKENDS, GRADERS, VERIFIERS
-from ttc_eval.reporting.figures import write_figures
+from ttc_eval.reporting.figures import policy_vs_baselines, write_figures
 from ttc_eval.reporting.leaderboard import update_leaderboard
 from ttc_eval.reporting.tables import (
     accuracy_tables,
     cost_table,
     flops_table,
     optimal_tables,
+    policy_tables,
     revision_tables,
 )
 from ttc_eval.store import TraceStore
@@ -440,9 +442,21 @@ def build_results(
         "frontier": {axis: frontiers(rows, axis) for axis in AXES},
         "rows": rows,
     }
+    policy = policy_comparison(
+        [(ev.strategy, ev.traces) for ev in view.evaluated],
+        view.bins.get("oracle", {}),
+        _role_params(params),
+        seed=config.seed,
+    )
+    if policy:
+        # Each fitted policy against best-of-N, majority, the best single configuration and
+        # the oracle-bin upper bound, on these questions at equal compute (policy_report).
+        results["policy"] = policy
     write_json(run_dir / "results.json", results)
-    extra = [cost_table(rows), flops_table(flops, roles)]
+    extra = [policy_tables(policy), cost_table(rows), flops_table(flops, roles)]
     printed = _write_report(run_dir, rows, optimal, extra, optimal_note)
+    if policy:
+        policy_vs_baselines(policy, run_dir / "report" / "policy.png")
     _update_board(run_dir, record, config, rows, leaderboard_dir)
     return results, printed
 

@@ -89,7 +89,9 @@ def log2_interpolate(curve: Mapping[int, float], budget: float) -> tuple[float, 
     raise ValueError(f"budget {budget} is outside the curve's budgets {sorted(curve)}")
 
 
-def budget_to_match(curve: Mapping[int, float], target: float) -> tuple[float | None, str]:
+def budget_to_match(
+    curve: Mapping[int, float] | Mapping[float, float], target: float
+) -> tuple[float | None, str]:
     """The budget at which ``curve`` (accuracy by budget) first reaches ``target``, linearly
     interpolated in log2 budget (the inverse of :func:`log2_interpolate`). Returns (budget,
     how): ``interpolated``; ``at most`` when the smallest budget already reaches it (the

@@ -262,3 +262,36 @@ def write_figures(
             if frontier(rows, front, kind, axis, path):
                 written.append(path)
     return written
+
+
+def policy_vs_baselines(entries: Sequence[dict[str, Any]], path: Path) -> bool:
+    """One panel per policy configuration: accuracy against measured generated tokens per
+    question, through its budgets, for the policy and each side it is compared with (the
+    oracle-bin upper bound dashed)."""
+    labels = sorted({e["policy"] for e in entries})
+    if not labels:
+        return False
+    plt = _pyplot()
+    fig, axes = _panels(plt, len(labels))
+    for ax, label in zip(axes, labels, strict=True):
+        mine = sorted((e for e in entries if e["policy"] == label), key=lambda e: e["budget"])
+        for kind in dict.fromkeys(s["kind"] for e in mine for s in e["sides"]):
+            pts = [
+                (s["generated_tokens"], s["accuracy"])
+                for e in mine
+                for s in e["sides"]
+                if s["kind"] == kind and s["generated_tokens"] > 0
+            ]
+            if not pts:
+                continue
+            xs, ys = zip(*pts, strict=True)
+            style = {"linestyle": "--", "color": "grey"} if kind == "oracle_bins" else {}
+            name = {"oracle_bins": "oracle bins (upper bound)", "best_single": "best single"}
+            ax.plot(xs, ys, marker="o", ms=3, label=name.get(kind, kind), **style)
+        ax.set_xscale("log")
+        ax.set_xlabel("generated tokens per question (measured)")
+        ax.set_ylabel("accuracy")
+        ax.set_title(label if len(label) < 60 else label[:57] + "...", fontsize=8)
+    _save(fig, axes, path)
+    plt.close(fig)
+    return True

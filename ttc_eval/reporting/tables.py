@@ -222,3 +222,77 @@ def flops_table(flops: dict[str, Any], roles: dict[str, Any] | None, fmt: str = 
 
 def _flops(value: float | None) -> str:
     return "unknown" if value is None else f"{value:.3g}"
+
+
+_POLICY_SIDES = {
+    "policy": "policy",
+    "best_of_n": "best-of-N",
+    "majority": "majority",
+    "best_single": "best single (calibration)",
+    "oracle_bins": "oracle bins (upper bound)",
+}
+
+
+def policy_tables(entries: Sequence[dict[str, Any]], fmt: str = "github") -> str:
+    """The difficulty-adaptive policy against its baselines on this run's questions, one
+    table per policy configuration: every side at the samples the policy is charged, with
+    its measured cost and the paired difference to the policy."""
+    tables = []
+    for label in sorted({e["policy"] for e in entries}):
+        body = []
+        notes = []
+        for e in sorted((e for e in entries if e["policy"] == label), key=lambda e: e["budget"]):
+            for s in e["sides"]:
+                diff = (
+                    f"{s['policy_minus_this']:+.3f} [{s['paired_ci'][0]:+.2f}, "
+                    f"{s['paired_ci'][1]:+.2f}]"
+                    if "policy_minus_this" in s
+                    else ""
+                )
+                body.append(
+                    [
+                        e["budget"],
+                        _POLICY_SIDES.get(s["kind"], s["kind"]),
+                        s["label"] if s["kind"] in ("best_single",) else "",
+                        s["budget"],
+                        f"{s['samples']:.1f}",
+                        f"{s['generated_tokens']:.0f}",
+                        _flops(s["flops"]),
+                        f"{s['accuracy']:.3f} [{s['ci'][0]:.2f}, {s['ci'][1]:.2f}]",
+                        diff,
+                    ]
+                )
+            ratio = e["efficiency_ratio"]
+            how = e["efficiency_note"]
+            notes.append(
+                f"budget {e['budget']}: {e['reference']} needs "
+                + (
+                    f"{'at most ' if how == 'at most' else ''}"
+                    f"{e['reference_tokens_to_match']:.0f} generated tokens/q to match the "
+                    f"policy ({'<= ' if how == 'at most' else ''}{ratio:.2f}x the policy's)"
+                    if ratio is not None
+                    else "more than its largest budget on this pool to match the policy"
+                )
+            )
+        first = next(e for e in entries if e["policy"] == label)
+        headers = [
+            "policy budget",
+            "side",
+            "configuration",
+            "samples read at",
+            "samples/q",
+            "tokens/q",
+            "FLOPs/q",
+            "accuracy [95% CI]",
+            "policy - this [paired 95% CI]",
+        ]
+        tables.append(
+            f"difficulty-adaptive policy vs baselines on this run's {first['n_problems']} "
+            f"questions, at equal compute: {label} (probe {first['probe']}, charge "
+            f"{first['charge']}; the oracle-bin row is an upper bound, its bins and choices "
+            "come from these questions' ground truth)\n\n"
+            + tabulate(body, headers=headers, tablefmt=fmt)
+            + "\n\n"
+            + "\n".join(f"- {n}" for n in notes)
+        )
+    return "\n\n".join(tables)
