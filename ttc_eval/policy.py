@@ -365,10 +365,10 @@ def read_calibration(run_dirs: Sequence[Path], probe: int) -> Calibration:
 
 
 MIN_QUESTIONS = 10
-"""Default fewest calibration questions for a bin's own choice: with fewer, 2-fold
-cross-validation chooses on 4 or fewer and the choice is mostly noise (measured on the
-default model: a bin of 7 questions at budget 32 chose naive best-of-N and lost 5.7 points
-against the fallback)."""
+"""Default fewest calibration questions for a bin's own choice: with fewer, each half of
+2-fold cross-validation chooses on 4 or fewer questions, and the choice is mostly noise.
+(It does not make a choice on more questions right: the file records each choice's share
+of folds, and a share near 0.5 says the fold halves disagreed.)"""
 
 
 def fit_policy(
