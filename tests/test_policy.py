@@ -384,3 +384,30 @@ def test_the_fit_at_equal_tokens_reads_fewer_samples_where_they_suffice(tmp_path
     assert all(x.correct for t in (easy, hard) for x in s.select(t, 4))
     with pytest.raises(UsageError, match="needs the models' parameter counts"):
         fit_on(cal, ESTIMATORS.create("vote_agreement"), probe=2, axis="flops")
+
+
+@pytest.mark.slow
+def test_done_when_fit_and_apply_on_the_default_model() -> None:
+    """Issue 16's commands on the default model: fit on a calibration split, run the policy
+    beside best-of-N and majority on the test split; the report holds the equal-compute
+    comparison with measured FLOPs, and the policy is charged exactly N samples."""
+    common = ["--task", "arith_wide", "--verifier", "logprob", "--budgets", "4,8", "--quiet"]
+    candidates = "majority,best_of_n,best_of_n:mode=naive"
+    assert main(["run", *common, "--strategy", candidates, "--split", "calibration",
+                 "--limit", "10", "--output-dir", "cal"]) == 0  # fmt: skip
+    assert main(["policy", "fit", str(_run_dir("cal")), "--probe", "4", "--min-questions", "2",
+                 "--output", "policy.yaml"]) == 0  # fmt: skip
+    assert main(["run", *common, "--strategy", "policy:file=policy.yaml,best_of_n,majority",
+                 "--split", "test", "--limit", "6", "--output-dir", "test"]) == 0  # fmt: skip
+    results = json.loads((_run_dir("test") / "results.json").read_text())
+    assert [e["budget"] for e in results["policy"]] == [4, 8]
+    for e in results["policy"]:
+        sides = {s["kind"]: s for s in e["sides"]}
+        assert set(sides) == {"policy", "best_of_n", "majority", "best_single", "oracle_bins"}
+        assert sides["policy"]["samples"] == e["budget"] == sides["best_of_n"]["samples"]
+        assert all(s["flops"] and s["flops"] > 0 for s in e["sides"])
+        assert e["n_problems"] == 6
+    assert (
+        "difficulty-adaptive policy vs baselines"
+        in (_run_dir("test") / "report" / "tables.md").read_text()
+    )
