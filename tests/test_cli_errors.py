@@ -206,6 +206,17 @@ def test_third_party_logs_are_hidden_unless_verbose(
         assert logging.getLogger(name).level == logging.ERROR
 
 
+def test_quiet_hides_the_grading_bar(capfd: pytest.CaptureFixture[str]) -> None:
+    """The math grader's bar, drawn inside the pipeline's, obeys --quiet like every bar."""
+    args = ["--backend", "fake", "--task", "math500", "--data-files", str(MATH500)]
+    args += ["--limit", "2", "--budgets", "1", "--strategy", "majority"]
+    assert main([*args, "--run-id", "loud"]) == 0
+    assert "grading:" in capfd.readouterr().err  # the bar this test is about is drawn
+    assert main([*args, "--run-id", "quiet", "--quiet"]) == 0
+    err = capfd.readouterr().err
+    assert "grading" not in err and "%|" not in err
+
+
 # 5. `list` prints whole descriptions, for every kind a hint can name.
 
 
@@ -496,6 +507,53 @@ def test_valid_sampling_values_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = _fake_run(monkeypatch)
     assert main([*FAKE, "--temperature", "0", "--top-p", "1"]) == 0
     assert (calls[0]["config"].temperature, calls[0]["config"].top_p) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("generation", "message"),
+    [
+        ("{temperature: hot}", "generation.temperature must be a finite number >= 0 (0 = greedy), "
+         "got 'hot'; fix the spec, or override it with --temperature"),
+        ("{temperature: .nan}", "generation.temperature must be a finite number >= 0"),
+        ("{temperature: -1}", "generation.temperature must be a finite number >= 0"),
+        ("{top_p: 0}", "generation.top_p must be a number in (0, 1] (1 = no nucleus cut), got 0"),
+        ("{top_p: yes}", "generation.top_p must be a number in (0, 1]"),
+        ("{max_tokens: 2.5}", "generation.max_tokens must be a positive integer, got 2.5"),
+        ("{max_tokens: 0}", "generation.max_tokens must be a positive integer"),
+        ("{stop: [1]}", "generation.stop must be a string or a list of strings, got [1]; "
+         "fix the spec\n"),
+        ("{temprature: 0}", "unknown generation setting 'temprature'. Did you mean: "
+         "temperature? Allowed: temperature, top_p, max_tokens, stop"),
+    ],
+)  # fmt: skip
+def test_bad_task_spec_sampling_values_name_the_spec(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], generation: str, message: str
+) -> None:
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    spec = specs / "sums.yaml"
+    spec.write_text(
+        "name: sums\nversion: 1\nloader: arith\nprompt: boxed_steps\ngrader: exact\n"
+        f"generation: {generation}\n"
+    )
+    args = [*FAKE[:2], "--task", "sums", "--include-path", str(specs), "--quiet"]
+    # Even where a flag overrides the value: the spec is wrong for every other run.
+    for extra in ([], ["--temperature", "0", "--top-p", "1", "--max-tokens", "8"]):
+        assert exit_code([*args, *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"ttc-eval: error: task spec 'sums' ({spec}): {message}")
+        assert "Traceback" not in err and "--temperature must be" not in err
+    assert not Path("runs").exists()
+
+
+def test_task_spec_sampling_values_are_used(tmp_path: Path) -> None:
+    config = RunConfig(task="arith")
+    given = {"temperature": 0, "top_p": 0.5, "max_tokens": 9, "stop": "##"}
+    resolved = config.resolve(given)
+    assert (resolved.temperature, resolved.top_p, resolved.max_tokens) == (0.0, 0.5, 9)
+    assert resolved.stop == ("##",)  # one string is one stop string, not its characters
+    assert config.resolve({"stop": ["a", "b"]}).stop == ("a", "b")
+    assert RunConfig(task="arith", temperature=1.0).resolve(given).temperature == 1.0
 
 
 # 10. Usage errors of the other commands.

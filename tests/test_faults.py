@@ -54,25 +54,64 @@ def _results(run_dir: Path) -> dict[str, Any]:
 # --- torn and foreign rows -------------------------------------------------------------------
 
 
-def test_garbage_middle_row_keeps_every_other_row_and_redoes_its_question() -> None:
+def _no_warning(message: str) -> None:
+    raise AssertionError(f"unexpected warning: {message}")
+
+
+def test_garbage_middle_row_keeps_every_other_row_and_redoes_its_question(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     run(_cfg(), progress=False, log=_quiet)
     path = Path("runs/r/traces.jsonl")
+    rejected = Path("runs/r/traces.rejected.jsonl")
     lines = path.read_text().splitlines(keepends=True)
     assert len(lines) == 6
     victim = json.loads(lines[2])["problem_id"]
     lines[2] = "}}garbage{{ not json\n"
     path.write_text("".join(lines))
+    # A reader leaves the file as it is and says what the next run does about the row.
+    capsys.readouterr()
+    assert main(["report", "runs/r"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning") == 1 and "traces.jsonl:3: skipping an unreadable" in err
+    assert "The next `ttc-eval run` of this run directory moves it to traces.rejected" in err
+    assert path.read_text() == "".join(lines) and not rejected.exists()
     warnings: list[str] = []
     out = run(_cfg(), progress=False, log=warnings.append)
     # Only the bad row's question is generated again (2 samples), nothing else.
     assert out.generated_samples == 2
-    assert any("traces.jsonl:3" in w and "skipping" in w for w in warnings)
-    store = TraceStore(path, warn=_quiet)
-    assert store.bad_lines == [3]
-    assert len(store.traces) == 6 and victim in {pid for pid, _ in store.traces}
-    # The five good rows are still there, byte for byte, in their places.
+    # The run warns once (its results are rebuilt from a clean file), naming line and file.
+    (warning,) = [w for w in warnings if w.startswith("warning")]
+    assert f"{path}: line 3 could not be read as a trace row (Expecting value" in warning
+    assert f"moved it, as it was, to {rejected}" in warning
+    assert "warning" not in capsys.readouterr().err
+    # Nothing is lost: the row as it was is in the side file, the five good rows are still
+    # there byte for byte and in order, then the redone question's row.
+    assert rejected.read_text() == "}}garbage{{ not json\n"
     now = path.read_text().splitlines(keepends=True)
-    assert now[:2] == lines[:2] and now[3:6] == lines[3:6]
+    assert len(now) == 6 and now[:2] == lines[:2] and now[2:5] == lines[3:6]
+    assert json.loads(now[5])["problem_id"] == victim
+    store = TraceStore(path, warn=_no_warning)
+    assert store.bad_lines == [] and len(store.traces) == 6
+    # The warning is gone for good: report and a rerun say nothing more.
+    assert main(["report", "runs/r"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert run(_cfg(), progress=False, log=_no_warning_but_progress).generated_samples == 0
+    # Later bad rows are added to the side file, not written over the first.
+    path.write_text("[1, 2]\n" + path.read_text() + "{}\n")
+    later: list[str] = []
+    run(_cfg(), progress=False, log=later.append)
+    assert rejected.read_text() == "}}garbage{{ not json\n[1, 2]\n{}\n"
+    (warning,) = [w for w in later if w.startswith("warning")]
+    assert "lines 1, 8 could not be read as trace rows (line 1: not a JSON object; line 8: " in (
+        warning
+    )
+    assert len(path.read_text().splitlines()) == 6
+
+
+def _no_warning_but_progress(message: str) -> None:
+    """The runner's log: its progress lines are fine, a warning is not."""
+    assert not message.startswith("warning"), message
 
 
 def test_valid_json_with_wrong_fields_is_skipped_not_a_traceback(
@@ -97,10 +136,11 @@ def test_unterminated_last_row_then_append_keeps_rows_apart() -> None:
     path.write_text("".join(lines[:2]) + '{"problem_id": "half')  # torn mid-write, no newline
     out = run(_cfg(limit=3), progress=False, log=_quiet)
     assert out.generated_samples == 2
-    store = TraceStore(path, warn=_quiet)
-    assert store.bad_lines == [3] and len(store.traces) == 3
-    # The same sample on a new line (its measured wall time aside).
-    redone = json.loads(path.read_text().splitlines()[3])
+    store = TraceStore(path, warn=_no_warning)
+    assert store.bad_lines == [] and len(store.traces) == 3
+    # The torn row moved aside whole; the same sample on a new line (its wall time aside).
+    assert Path("runs/r/traces.rejected.jsonl").read_text() == '{"problem_id": "half\n'
+    redone = json.loads(path.read_text().splitlines()[2])
     assert without_seconds(redone) == without_seconds(json.loads(lines[2]))
 
 
@@ -334,7 +374,17 @@ def test_empty_or_truncated_config_json_is_a_clear_error(
     err = capsys.readouterr().err
     assert "runs/e/config.json" in err and "--force-new" in err and "Traceback" not in err
     assert main(["report", "runs/e"]) == 2
-    assert "config.json" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("ttc-eval: error: runs/e/config.json ") and "Traceback" not in err
+    # report has no --force-new: the advice names the command that has it.
+    assert "Rerun the same command" not in err
+    assert (
+        "Rerun the `ttc-eval run` command that wrote this run directory, adding --force-new" in err
+    )
+    assert "delete the directory" in err and "runs/e/log.jsonl records the arguments" in err
+    with pytest.raises(SystemExit) as refused:  # why the advice had to change
+        main(["report", "runs/e", "--force-new"])
+    assert refused.value.code == 2
     assert main([*run_args, "--force-new"]) == 0
     (old,) = [d for d in Path("runs").iterdir() if d.name.startswith("e.old-")]
     assert (old / "traces.jsonl").read_bytes() == traces  # nothing lost

@@ -114,3 +114,41 @@ def test_bad_dumps_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["import", "qwen", "bad.jsonl", "--task", "arith"]) == 2
     assert "qwen-math" in capsys.readouterr().err
     assert main(["import", "generic", "missing.jsonl", "--task", "arith"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("sample", "message"),
+    [
+        ({"text": "x", "score": "high"}, "sample 2: score must be a finite number (a reward-model "
+         "score such as 0.87) or null, got 'high'"),
+        ({"text": "x", "score": float("nan")}, "sample 2: score must be a finite number"),
+        ({"text": "x", "score": True}, "sample 2: score must be a finite number"),
+        ({"text": "x", "correct": "no"}, "sample 2: correct must be true or false (or null when "
+         "the dump has no verdict), got 'no'"),
+    ],
+)  # fmt: skip
+def test_generic_dump_with_a_bad_sample_value_names_file_and_line(
+    capsys: pytest.CaptureFixture[str], sample: dict[str, Any], message: str
+) -> None:
+    rows = [
+        {"id": "a", "answer": "7", "samples": [{"text": "\\boxed{7}", "score": 0.2}] * 2},
+        {"id": "b", "answer": "3", "samples": [{"text": "\\boxed{3}", "score": 0.5}, sample]},
+    ]
+    src = _write("gen.jsonl", rows)
+    assert main(["import", "generic", str(src), "--task", "arith"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ttc-eval: error: gen.jsonl:2: {message}") and len(err.splitlines()) == 1
+    assert not Path("runs").exists()
+
+
+def test_qwen_math_dump_with_a_bad_verdict_or_reward_names_file_and_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    row = {**QWEN[0], "score": [True, "no", True, False]}
+    _write("q.jsonl", [QWEN[1], row])
+    assert main(["import", "qwen-math", "q.jsonl", "--task", "arith"]) == 2
+    assert "q.jsonl:2: sample 2: score must be true or false" in capsys.readouterr().err
+    row = {**QWEN[0], "pred_score": [[0.9], [float("inf")], [0.2], [0.1]]}
+    _write("q.jsonl", [row])
+    assert main(["import", "qwen-math", "q.jsonl", "--task", "arith"]) == 2
+    assert "q.jsonl:1: pred_score must hold finite numbers" in capsys.readouterr().err

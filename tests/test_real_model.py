@@ -354,3 +354,26 @@ def test_adaptive_rules_done_when_command_then_rules_read_the_pool_only() -> Non
     (second,) = [d for d in Path("runs").iterdir() if d != run_dir]
     assert _log(second)[-1]["generated_samples"] == 0
     assert _log(second)[-1]["cached_samples"] == 8 * 32
+
+
+def test_first_conversion_of_the_default_model_draws_no_third_party_bar(tmp_path: Path) -> None:
+    """A plain run converting the built-in GGUF model shows ttc-eval's own bars only:
+    transformers' GGUF bar (drawn past its own switch) and loading bars need --verbose."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TTC_EVAL_CACHE": str(tmp_path / "fresh-cache")}  # converts afresh
+    args = ["--model", "smollm2-135m", "--strategy", "majority", "--task", "arith"]
+    args += ["--budgets", "1", "--limit", "1", "--no-cache"]
+    done = subprocess.run(
+        [sys.executable, "-m", "ttc_eval.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert list((tmp_path / "fresh-cache" / "models").iterdir())  # it did convert
+    assert "GGUF" not in done.stderr and "Loading weights" not in done.stderr
+    assert "generating" in done.stderr  # ttc-eval's own bars stay

@@ -136,9 +136,12 @@ def test_truncated_last_row_is_dropped_and_redone() -> None:
     path.write_text("".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])
     out = run(cfg, progress=False, log=lambda _: None)
     assert out.generated_samples == 2
-    # The torn row stays in the file (skipped); the redone question follows it on a new line.
+    # The torn row is moved, as it was, to traces.rejected.jsonl; the redone question's row
+    # follows the good ones.
     store = TraceStore(path, warn=lambda _: None)
-    assert store.bad_lines == [len(lines)]
+    assert store.bad_lines == []
+    torn = lines[-1][: len(lines[-1]) // 2]
+    assert Path("runs/t/traces.rejected.jsonl").read_text() == torn + "\n"
     ids = [pid for pid, _ in store.traces]
     assert sorted(ids) == sorted(set(ids)) and len(ids) == 4
 

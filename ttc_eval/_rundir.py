@@ -40,11 +40,20 @@ def _umask() -> int:
 def write_atomic(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` in one rename, readable by others like any new file
     (0644 under the usual umask; ``mkstemp`` alone would make it 0600)."""
+    _write_atomic(path, text, "w")
+
+
+def write_atomic_bytes(path: Path, data: bytes) -> None:
+    """:func:`write_atomic` of bytes, written as they are."""
+    _write_atomic(path, data, "wb")
+
+
+def _write_atomic(path: Path, data: str | bytes, mode: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, mode) as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
@@ -119,15 +128,30 @@ class RunLock:
         self.release()
 
 
-def read_record(run_dir: Path) -> dict[str, Any]:
-    """config.json of a run directory, or a clear error saying how to recover."""
+# How to recover from a damaged config.json, as said by `ttc-eval run` (which has
+# --force-new) and by every other command (which reads the run and has not).
+_FIX_BY_RUN = (
+    "Rerun the same command with --force-new to move this run directory aside (its traces "
+    "are kept there) and start afresh, or restore the file"
+)
+_FIX_ELSEWHERE = (
+    "Rerun the `ttc-eval run` command that wrote this run directory, adding --force-new, to "
+    "move it aside (its traces are kept there) and start afresh; or restore the file, or "
+    "delete the directory to discard the run"
+)
+
+
+def read_record(run_dir: Path, by_run: bool = False) -> dict[str, Any]:
+    """config.json of a run directory, or a clear error saying how to recover (``by_run``:
+    the reader is `ttc-eval run`, whose own command takes --force-new)."""
     path = run_dir / "config.json"
     if not path.is_file():
         raise UsageError(f"{run_dir} is not a run directory (no config.json)")
-    fix = (
-        "Rerun the same command with --force-new to move this run directory aside (its traces "
-        "are kept there) and start afresh, or restore the file"
-    )
+    fix = _FIX_BY_RUN
+    if not by_run:
+        fix = _FIX_ELSEWHERE
+        if (run_dir / "log.jsonl").is_file():
+            fix += f" ({run_dir / 'log.jsonl'} records the arguments of each run)"
     try:
         record = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -244,7 +268,7 @@ def _resume_problems(run_dir: Path, identity: Mapping[str, Any]) -> list[str]:
             # another seed's samples into this run.
             return ["traces.jsonl without config.json: its settings are unknown"]
         return []
-    old = recorded_identity(read_record(run_dir))
+    old = recorded_identity(read_record(run_dir, by_run=True))
     if old is None:
         return [
             "recorded before run identities (an older ttc-eval): its task spec, grader and "

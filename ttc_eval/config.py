@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from ttc_eval.errors import UsageError, did_you_mean
+from ttc_eval.errors import DataError, UsageError, did_you_mean
 from ttc_eval.models import DEFAULT_MODEL
 from ttc_eval.tasks._split import SPLITS, split_of
 from ttc_eval.types import BIN_KINDS, POLICY
@@ -76,6 +76,61 @@ def bounded(what: str, ok: Callable[[float], bool]) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+# The ``generation:`` keys of a task spec, what each may hold and the flag overriding it.
+_GENERATION_FIELDS = {
+    "temperature": ("a finite number >= 0 (0 = greedy)", "--temperature"),
+    "top_p": ("a number in (0, 1] (1 = no nucleus cut)", "--top-p"),
+    "max_tokens": ("a positive integer", "--max-tokens"),
+    "stop": ("a string or a list of strings", None),
+}
+
+
+def check_task_generation(
+    generation: Mapping[str, Any], where: Callable[[], str]
+) -> dict[str, Any]:
+    """A task spec's ``generation:`` settings, checked and typed (``stop`` as a tuple; one
+    string is one stop string). A bad key or value is a :class:`DataError` naming
+    ``where()`` (the spec, looked up only then), the field and the values allowed."""
+    out: dict[str, Any] = {}
+    for key, value in generation.items():
+        if key not in _GENERATION_FIELDS:
+            hint = did_you_mean(str(key), _GENERATION_FIELDS, n=1)
+            raise DataError(
+                f"{where()}: unknown generation setting {key!r}.{hint} Allowed: "
+                f"{', '.join(_GENERATION_FIELDS)}"
+            )
+        checked = _generation_value(key, value)
+        if checked is None:
+            allowed, flag = _GENERATION_FIELDS[key]
+            override = f", or override it with {flag}" if flag else ""
+            raise DataError(
+                f"{where()}: generation.{key} must be {allowed}, got {value!r}; fix the "
+                f"spec{override}"
+            )
+        out[key] = checked
+    return out
+
+
+def _generation_value(key: str, value: Any) -> Any:
+    """``value`` of generation setting ``key`` as used, or None when it is not allowed."""
+    if key == "stop":
+        if isinstance(value, str):
+            return (value,)
+        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        return None
+    # YAML reads `hot` as a string and `yes` as a bool: neither is a number here.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if key == "max_tokens":
+        return value if isinstance(value, int) and value >= 1 else None
+    if not math.isfinite(value):
+        return None
+    if key == "temperature":
+        return float(value) if value >= 0 else None
+    return float(value) if 0 < value <= 1 else None
 
 
 def key_values(text: str) -> dict[str, Any]:
@@ -847,17 +902,27 @@ class RunConfig:
 
     def resolve(self, task_generation: Mapping[str, Any]) -> RunConfig:
         """Fill unset generation settings from the task spec, then from built-in defaults, so
-        that config.json records the values actually used."""
-        base = {"temperature": 0.7, "top_p": 1.0, "max_tokens": 256, **task_generation}
+        that config.json records the values actually used. A bad value in the spec is a
+        :class:`DataError` naming the spec and the field, even where a flag overrides it: the
+        spec is broken for every other run."""
+        given = check_task_generation(task_generation, lambda: self._task_spec_label())
+        base: dict[str, Any] = {"temperature": 0.7, "top_p": 1.0, "max_tokens": 256, **given}
         return replace(
             self,
-            temperature=self.temperature
-            if self.temperature is not None
-            else float(base["temperature"]),
-            top_p=self.top_p if self.top_p is not None else float(base["top_p"]),
-            max_tokens=self.max_tokens if self.max_tokens is not None else int(base["max_tokens"]),
+            temperature=self.temperature if self.temperature is not None else base["temperature"],
+            top_p=self.top_p if self.top_p is not None else base["top_p"],
+            max_tokens=self.max_tokens if self.max_tokens is not None else base["max_tokens"],
             stop=self.stop if self.stop is not None else tuple(base.get("stop", ())),
         )
+
+    def _task_spec_label(self) -> str:
+        """``task spec 'x' (DIR/x.yaml)``: the run's task as the user can find it."""
+        from ttc_eval.tasks._spec import available_tasks
+
+        if ":" in self.task:  # another harness's task: no file of ours to name
+            return f"task {self.task!r}"
+        path = available_tasks(self.include_path).get(self.task)
+        return f"task spec {self.task!r}" + (f" ({path})" if path else "")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -22,6 +22,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from ttc_eval._progress import progress_bars
 from ttc_eval._rundir import IDENTITY_VERSION, questions_digest, spec_digest, text_digest
 from ttc_eval.backends._base import Backend
 from ttc_eval.cache import CachedBackend, GenerationCache
@@ -560,7 +561,10 @@ def expand_missing(
             continue
         if ctx is None:
             ctx = context()
-        with tqdm(total=len(pending), desc=key, unit="question", disable=not progress) as bar:
+        with (
+            tqdm(total=len(pending), desc=key, unit="question", disable=not progress) as bar,
+            progress_bars(progress),
+        ):
             for traces in expand(spec, pending, ctx, plan.task):
                 store.add(traces)
                 bar.update(len(traces))

@@ -80,7 +80,7 @@ def run(
         with _Invocation(run_dir, plan) as invocation:
             invocation.ctx = expand_missing(
                 plan,
-                TraceStore(run_dir / "traces.jsonl", warn=say),
+                TraceStore(run_dir / "traces.jsonl", warn=say, repair=True),
                 lambda: build_context(plan.strategy_plan, plan.task, plan.templates, progress),
                 progress,
                 say,

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from functools import partial
 from typing import Any, ClassVar
 
 from tqdm.auto import tqdm
@@ -29,6 +31,31 @@ from ttc_eval.backends._base import (
 from ttc_eval.models import model_fingerprint, resolve_model
 from ttc_eval.registry import backend
 from ttc_eval.types import Completion, Request, SamplingParams
+
+
+@contextmanager
+def _gguf_bar(progress: bool) -> Iterator[None]:
+    """Hide transformers' "Converting and de-quantizing GGUF tensors" bar unless bars are
+    wanted both by the run (``progress``: not ``--quiet``) and by transformers' own switch
+    (off unless ``--verbose``: ``HF_HUB_DISABLE_PROGRESS_BARS``). That bar is drawn with
+    tqdm directly, past the switch that hides transformers' other bars, so it is swapped
+    for a disabled one while the model loads."""
+    try:
+        from transformers import modeling_gguf_pytorch_utils
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # a transformers without GGUF support draws no such bar
+        yield
+        return
+    module: Any = modeling_gguf_pytorch_utils  # its tqdm is an import, not an export
+    bar: Any = getattr(module, "tqdm", None)
+    if bar is None or (progress and hf_logging.is_progress_bar_enabled()):
+        yield
+        return
+    module.tqdm = partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        module.tqdm = bar
 
 
 @backend("hf")
@@ -63,7 +90,8 @@ class HFBackend:
 
         self.top_logprobs = check_top_logprobs(top_logprobs)
         self.keep_top_logprobs = bool(keep_top_logprobs)
-        path = resolve_model(model)
+        with _gguf_bar(progress):
+            path = resolve_model(model)  # converts a built-in model's GGUF file once
         self.fingerprint = f"{model_fingerprint(path)}|hf-{self.version}"
         self.batch_size = batch_size
         self.progress = progress

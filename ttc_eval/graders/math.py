@@ -49,6 +49,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from ttc_eval._progress import bars_shown
 from ttc_eval.graders._base import Grade
 from ttc_eval.graders._extract import MATH_VERIFY_VERSION, extract_answer, standalone_math
 from ttc_eval.registry import grader
@@ -187,7 +188,8 @@ class MathGrader:
                 total=len(unique),
                 desc="grading",
                 unit="answer",
-                disable=not self.progress,
+                # The run's --quiet as well as this grader's own switch.
+                disable=not (self.progress and bars_shown()),
                 leave=False,
             )
             for (gold, ans), fut in bar:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,34 @@ def need(row: dict[str, Any], key: str, path: Path, line: int) -> Any:
     if key not in row:
         raise DataError(f"{path}:{line}: missing field {key!r} (has {sorted(row)})")
     return row[key]
+
+
+def score_value(value: Any, where: str) -> float | None:
+    """A sample's reward score: a finite number, or None (null) when the dump has none.
+    ``where`` (``file:line: sample 2``) starts the error of anything else."""
+    if value is None:
+        return None
+    # A string ("high", "0.9") or a bool is a mistake in the dump, not a score to guess at.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise DataError(
+            f"{where}: score must be a finite number (a reward-model score such as 0.87) or "
+            f"null, got {value!r}"
+        )
+    return float(value)
+
+
+def verdict_value(value: Any, where: str, name: str = "correct") -> bool | None:
+    """A sample's own verdict (the dump's field ``name``): true or false (1 or 0), or None
+    (null) when the dump has none."""
+    if value is None:
+        return None
+    # bool("no") is True: a string verdict would be read as correct.
+    if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+        return bool(value)
+    raise DataError(
+        f"{where}: {name} must be true or false (or null when the dump has no verdict), "
+        f"got {value!r}"
+    )
 
 
 def write_run(

@@ -6,7 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ttc_eval.errors import DataError
-from ttc_eval.importers._base import ImportedQuestion, ImportedSample, need, read_jsonl
+from ttc_eval.importers._base import (
+    ImportedQuestion,
+    ImportedSample,
+    need,
+    read_jsonl,
+    score_value,
+    verdict_value,
+)
 from ttc_eval.registry import importer
 
 
@@ -19,16 +26,15 @@ def read_generic(path: Path) -> list[ImportedQuestion]:
         if not isinstance(samples, list):
             raise DataError(f"{path}:{line}: samples must be a list")
         items = []
-        for s in samples:
+        for i, s in enumerate(samples, 1):
             if not isinstance(s, dict) or "text" not in s:
                 raise DataError(f"{path}:{line}: each sample needs a 'text'")
-            score = s.get("score")
-            correct = s.get("correct")
+            where = f"{path}:{line}: sample {i}"
             items.append(
                 ImportedSample(
                     text=str(s["text"]),
-                    score=float(score) if score is not None else None,
-                    correct=bool(correct) if correct is not None else None,
+                    score=score_value(s.get("score"), where),
+                    correct=verdict_value(s.get("correct"), where),
                 )
             )
         out.append(

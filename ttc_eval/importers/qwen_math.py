@@ -4,11 +4,18 @@ booleans) and optionally ``pred_score`` (per-sample reward scores such as ``[[3.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from ttc_eval.errors import DataError
-from ttc_eval.importers._base import ImportedQuestion, ImportedSample, need, read_jsonl
+from ttc_eval.importers._base import (
+    ImportedQuestion,
+    ImportedSample,
+    need,
+    read_jsonl,
+    verdict_value,
+)
 from ttc_eval.registry import importer
 
 
@@ -18,6 +25,8 @@ def _reward(value: Any) -> float:
         if not value:
             raise ValueError("empty score")
         value = value[-1]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"not a finite number: {value!r}")
     return float(value)
 
 
@@ -35,16 +44,18 @@ def read_qwen_math(path: Path) -> list[ImportedQuestion]:
             raise DataError(f"{path}:{line}: code, pred, score and pred_score differ in length")
         try:
             scores = [_reward(r) for r in rewards] if rewards is not None else [None] * n
-        except (TypeError, ValueError):
-            raise DataError(f"{path}:{line}: pred_score must hold numbers, e.g. [[3.5]]") from None
+        except (TypeError, ValueError) as e:
+            raise DataError(
+                f"{path}:{line}: pred_score must hold finite numbers, e.g. [[3.5]] ({e})"
+            ) from None
         samples = tuple(
             ImportedSample(
                 text=str(t),
                 score=s,
                 answer=str(p) if p is not None else None,
-                correct=bool(v) if v is not None else None,
+                correct=verdict_value(v, f"{path}:{line}: sample {i}", "score"),
             )
-            for t, p, v, s in zip(code, preds, verdicts, scores, strict=True)
+            for i, (t, p, v, s) in enumerate(zip(code, preds, verdicts, scores, strict=True), 1)
         )
         labels: dict[str, Any] = {k: row[k] for k in ("level", "subject") if k in row}
         out.append(
