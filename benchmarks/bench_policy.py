@@ -8,7 +8,7 @@ naive with the logprob verifier, ESC, Adaptive-Consistency) at budgets 4..32; a 
 fitted on it for each probe size K (``ttc-eval policy fit --probe K``); each policy is run
 on the test split beside best-of-N and majority (budgets of at least K), and its report's
 comparison (``results.json`` ``policy``: every side on the same pool at equal samples,
-paired bootstrap CIs, the oracle-bin upper bound, best-of-N's tokens to match) is
+paired bootstrap CIs, the in-sample oracle-bin bound, best-of-N's tokens to match) is
 collected into one JSON and one figure of accuracy against measured tokens.
 
     TTC_EVAL_CACHE=... python benchmarks/bench_policy.py [--probes 1,2,4,8] \
@@ -126,7 +126,7 @@ def _figure(out: dict[str, Any], path: Path) -> None:
                     continue
                 line = sorted((x, y) for x, y, k in pts if k == kind)
                 if len(line) == len(out["budgets"]):  # the sweep with every budget
-                    name = "oracle bins (upper bound)" if kind == "oracle_bins" else kind
+                    name = "oracle bins (in-sample bound)" if kind == "oracle_bins" else kind
                     ax.plot(*zip(*line, strict=True), style, lw=1.2, label=name)
                     drawn.add(kind)
         ax.set_xscale("log")
@@ -156,7 +156,7 @@ def _print(out: dict[str, Any]) -> None:
                 + [f"{e['efficiency_ratio']:.2f}" if e["efficiency_ratio"] else "n/a"]
             )  # fmt: skip
     headers = ["estimator", "K", "N", "tokens/q", "policy", "best-of-N", "majority",
-               "best single", "oracle bins (upper bound)",
+               "best single", "oracle bins (in-sample bound)",
                "best-of-N tokens to match / policy's"]  # fmt: skip
     print(tabulate(body, headers=headers, tablefmt="github"))
 

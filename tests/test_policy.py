@@ -190,9 +190,9 @@ def test_fit_then_apply_on_the_fake_backend(
                 sides["policy"]["accuracy"] - x["accuracy"]
             )
             assert x["paired_ci"][0] <= x["policy_minus_this"] <= x["paired_ci"][1]
-        # In-sample per oracle bin, the upper bound beats every single configuration.
+        # In-sample per oracle bin, the oracle-bin policy beats every single configuration.
         best = max(sides[k]["accuracy"] for k in ("best_of_n", "majority", "best_single"))
-        assert sides["oracle_bins"]["upper_bound"] and sides["oracle_bins"]["accuracy"] >= best
+        assert sides["oracle_bins"]["in_sample"] and sides["oracle_bins"]["accuracy"] >= best
         e = comparison[("policy(charge=extra,file=extra.yaml,probe=2", budget)]
         assert e["compared_at_samples"] == budget + 2
         assert {x["kind"]: x["budget"] for x in e["sides"]}["best_of_n"] == budget + 2
@@ -204,7 +204,11 @@ def test_fit_then_apply_on_the_fake_backend(
     # The run keeps a copy of each policy file, and its report reads the copy: from another
     # folder, and after the original was overwritten, it computes what the run did.
     test = _run_dir("test").resolve()
-    assert (test / "policies" / "policy.yaml").read_bytes() == Path("policy.yaml").read_bytes()
+    index = json.loads((test / "policies" / "index.json").read_text())
+    assert set(index) == {"policy.yaml", "extra.yaml"}
+    assert (test / "policies" / index["policy.yaml"]).read_bytes() == Path(
+        "policy.yaml"
+    ).read_bytes()
     Path("policy.yaml").write_text("overwritten: true\n")
     elsewhere = Path("elsewhere")
     elsewhere.mkdir()
@@ -325,10 +329,7 @@ def test_a_policy_fitted_on_the_test_questions_scores_higher_and_is_refused(
     leaked = fit_on(Calibration(test_pools, configs, [4], []), est, probe=2)
     h, k = _write(tmp_path, "honest.yaml", honest), _write(tmp_path, "leaked.yaml", leaked)
     assert _score(h, test_pools, 4) == 0.0 and _score(k, test_pools, 4) == 1.0
-    # The honest fit is a function of the calibration pools alone.
-    flipped = {q: _pool(["a"] * 8, [0.5] * 8, gold="a") for q in test_pools}
-    assert fit_on(Calibration(cal_pools, configs, [4], []), est, probe=2) == honest
-    assert not set(honest.fitted_on) & set(test_pools) and flipped
+    assert not set(honest.fitted_on) & set(test_pools)
     task = SimpleNamespace(spec=SimpleNamespace(name="t"))
     problems = [Problem(id=q.split(":")[1], question=q, answer="a") for q in test_pools]
     check_not_fitted_on(SimpleNamespace(strategies=[h]), task, problems)  # type: ignore[arg-type]
@@ -411,3 +412,127 @@ def test_done_when_fit_and_apply_on_the_default_model() -> None:
         "difficulty-adaptive policy vs baselines"
         in (_run_dir("test") / "report" / "tables.md").read_text()
     )
+
+
+def _costed(keys: list[str], scores: list[float], gold: str) -> Trace:
+    """A pool whose every sample cost 10 generated tokens and 100 read by the verifier."""
+    cands = tuple(
+        Candidate(i, f"t{i}", 10, "stop", k, k, k == gold, (sc,),
+                  cost=Cost(samples=1, prompt_tokens=5, generated_tokens=10, verifier_tokens=100,
+                            role_tokens={"policy": 10, "verifier": 100}))
+        for i, (k, sc) in enumerate(zip(keys, scores, strict=True))
+    )  # fmt: skip
+    return Trace("q", "sample(n=4)", cands, 5, 40, 4, verifier="logprob", verifier_tokens=400,
+                 verifier_role="verifier")  # fmt: skip
+
+
+def test_the_verifier_is_paid_for_what_was_read_of_it(tmp_path: Path) -> None:
+    """A verifier-score estimator reads the probe's scores; majority reads none: the choice
+    pays the verifier for the 2 probe samples only. Best-of-N reads all 4 scores, and a
+    vote-agreement probe with majority reads none."""
+    from ttc_eval.pipeline import selections
+
+    trace = _costed(["a", "a", "b", "a"], [0.2, 0.4, 0.9, 0.1], gold="a")
+
+    def paid(estimator: str, chosen: Choice) -> float:
+        policy = _policy(estimator=estimator, edges=(), choices={4: {0: chosen}})
+        (x,) = selections(_write(tmp_path, f"{estimator}-{chosen.name}.yaml", policy), trace, 4)
+        assert x.cost is not None and x.cost.samples == 4
+        return x.cost.verifier_tokens
+
+    majority = Choice("majority", {}, "majority", 1.0)
+    best = Choice("best_of_n", {}, "best_of_n(aggregation=last,mode=weighted)", 1.0)
+    assert paid("verifier_score", majority) == 200
+    assert paid("verifier_score", best) == 400
+    assert paid("vote_agreement", majority) == 0
+
+
+def test_the_fit_bins_each_group_by_its_probe_not_by_the_whole_group() -> None:
+    """Both kinds of question have a whole-group agreement of 0.5; only their probes differ
+    (a, a agree; x, y do not). Binned by the probe, as the policy applies it, they fall in
+    two bins with opposite winners."""
+    from ttc_eval.policy import Calibration, fit_on
+    from ttc_eval.registry import ESTIMATORS
+
+    agree = _pool(["a", "a", "x", "y"] * 2, [0.1, 0.1, 0.9, 0.1] * 2, gold="a")
+    split = _pool(["x", "y", "x", "a"] * 2, [0.1, 0.1, 0.1, 0.9] * 2, gold="a")
+    pools = {f"t:a{i}": agree for i in range(6)} | {f"t:s{i}": split for i in range(6)}
+    configs = {
+        "majority": STRATEGIES.create("majority"),
+        "best_of_n(aggregation=last,mode=naive)": STRATEGIES.create("best_of_n", mode="naive"),
+    }
+    policy = fit_on(Calibration(pools, configs, [4], []), ESTIMATORS.create("vote_agreement"), 2)
+    assert policy.edges == (0.75,)
+    assert policy.choice(4, 1).label == "majority"
+    assert policy.choice(4, 2).label == "best_of_n(aggregation=last,mode=naive)"
+
+
+def test_efficiency_is_the_reference_tokens_to_match_over_the_policys() -> None:
+    """The tokens majority needs on the same pools to reach a target accuracy, linear in log2
+    tokens between its budgets, over the policy's tokens; recomputed here from majority's
+    accuracy at each budget."""
+    import itertools
+    import math
+
+    from ttc_eval.pipeline import evaluate
+    from ttc_eval.policy_report import _efficiency
+
+    traces = {
+        "q1": _costed(["a", "b", "a", "a"], [0.5] * 4, gold="a"),
+        "q2": _costed(["a", "a", "b", "a"], [0.5] * 4, gold="a"),
+    }
+    majority = STRATEGIES.create("majority")
+    curve = {}
+    for b in (1, 2, 4):
+        res = [evaluate(majority, t, b) for t in traces.values()]
+        curve[10.0 * b] = sum(r.accuracy for r in res) / 2
+    points = sorted(curve.items())
+    target = (points[0][1] + points[-1][1]) / 2
+    assert points[0][1] < target < points[-1][1]  # majority gains with samples here
+    for (t0, a0), (t1, a1) in itertools.pairwise(points):
+        if a0 < target <= a1:
+            expected = 2 ** (math.log2(t0) + (target - a0) / (a1 - a0) * math.log2(t1 / t0))
+            break
+    out = _efficiency(majority, traces, target, tokens=25.0)
+    assert out["efficiency_note"] == "interpolated"
+    assert out["reference_tokens_to_match"] == pytest.approx(expected)
+    assert out["efficiency_ratio"] == pytest.approx(expected / 25.0)
+    assert _efficiency(majority, traces, 1.01, tokens=25.0)["efficiency_ratio"] is None
+
+
+def test_two_policy_files_of_one_name_keep_two_copies_and_no_verifier_is_needed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """a/policy.yaml and b/policy.yaml (different choices) in one run keep one copy each,
+    and a report from another folder reads each policy's own copy. Both choose majority
+    only, so the run needs no verifier, though best-of-N is among their candidates: the
+    report's oracle-bin side leaves out what the traces cannot score."""
+    best = Choice("best_of_n", {"mode": "naive"}, "best_of_n(mode=naive)", 0.0)
+    majority = Choice("majority", {}, "majority", 1.0)
+    for folder, probe in (("a", 1), ("b", 2)):
+        Path(folder).mkdir()
+        write_policy(
+            _policy(probe=probe, edges=(), choices={4: {0: majority}}, candidates=(majority, best)),
+            Path(folder) / "policy.yaml",
+        )
+    strategies = "policy:file=a/policy.yaml,policy:file=b/policy.yaml,majority"
+    args = ["run", "--backend", "fake", "--task", "arith_wide", "--quiet", "--verifier", "none"]
+    assert main([*args, "--strategy", strategies, "--budgets", "4", "--split", "test",
+                 "--limit", "6", "--output-dir", "out"]) == 0  # fmt: skip
+    run_dir = _run_dir("out").resolve()
+    index = json.loads((run_dir / "policies" / "index.json").read_text())
+    assert set(index) == {"a/policy.yaml", "b/policy.yaml"}
+    assert index["a/policy.yaml"] != index["b/policy.yaml"]
+    first = json.loads((run_dir / "results.json").read_text())
+    probes = sorted(e["probe"] for e in first["policy"])
+    assert probes == [1, 2]
+    assert all(
+        {s["kind"] for s in e["sides"]} == {"policy", "majority", "best_single", "oracle_bins"}
+        for e in first["policy"]
+    )
+    Path("elsewhere").mkdir()
+    monkeypatch.chdir("elsewhere")
+    assert main(["report", str(run_dir)]) == 0
+    again = json.loads((run_dir / "results.json").read_text())
+    assert sorted(e["probe"] for e in again["policy"]) == [1, 2]
+    assert [r["config"] for r in again["rows"]] == [r["config"] for r in first["rows"]]

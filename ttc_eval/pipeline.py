@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -607,16 +607,26 @@ def _candidate_cost(trace: Trace, index: int) -> Cost:
 
 
 def selection_cost(
-    trace: Trace, read: Sequence[int], scored: bool = True, cut: Sequence[tuple[int, int]] = ()
+    trace: Trace,
+    read: Sequence[int],
+    scored: bool | Collection[int] = True,
+    cut: Sequence[tuple[int, int]] = (),
 ) -> Cost:
     """What a choice that read the candidates ``read`` cost: the whole trace when it read
     them all (a search tree's shared beams included), else those candidates plus the
     question's prompt, computed once. ``cut`` lists (index, tokens spent) of candidates the
     strategy stopped part-way: only those tokens of their generation are charged.
     ``scored=False`` (a strategy that reads no verifier scores) leaves out the verifier's
-    reading, which a run without the verifier would not have spent."""
+    reading, which a run without the verifier would not have spent; a collection of
+    indices keeps it for those candidates only (a policy whose estimator read the probe's
+    scores, and whose chosen configuration reads none)."""
     if not read:
         return Cost()
+    if not isinstance(scored, bool):
+        paid = set(scored)
+        if paid & set(read) and not paid >= set(read):
+            return _partly_scored_cost(trace, read, paid, dict(cut))
+        scored = bool(paid & set(read))
     kept = dict(cut)
     if len(set(read)) == len(trace.candidates) and not kept:
         cost = trace_cost(trace)
@@ -630,6 +640,19 @@ def selection_cost(
         )
         cost = own + shared_prompt_cost(trace.prompt_tokens)
     return cost if scored else _without_verifier(cost, trace)
+
+
+def _partly_scored_cost(
+    trace: Trace, read: Sequence[int], paid: Collection[int], cut: Mapping[int, int]
+) -> Cost:
+    """Each candidate's own cost, the verifier's reading of it only when it is in ``paid``,
+    plus the question's prompt once."""
+
+    def one(i: int) -> Cost:
+        c = _cut_cost(trace, i, cut[i]) if i in cut else _candidate_cost(trace, i)
+        return c if i in paid else _without_verifier(c, trace)
+
+    return Cost.total(one(i) for i in read) + shared_prompt_cost(trace.prompt_tokens)
 
 
 def _cut_cost(trace: Trace, index: int, spent: int) -> Cost:

@@ -14,6 +14,7 @@ and versions.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -98,8 +99,8 @@ class Policy:
     """How the probe was paid for when fitting: ``total`` (the first K of the N samples) or
     ``extra`` (K more, the configuration reads the N after them); applied the same way."""
     candidates: tuple[Choice, ...] = ()
-    """Every configuration the fit chose among (share 0): what the oracle-bin upper bound of
-    the report chooses among too."""
+    """Every configuration the fit chose among (share 0): what the report's in-sample
+    oracle-bin policy chooses among too."""
     fitted_text: tuple[str, ...] = ()
     """SHA-256 (first 16 hex digits) of each fitted question's text, so that the same
     question under another task name or id is refused too (empty: texts were unavailable)."""
@@ -170,6 +171,12 @@ class Policy:
 
 def read_policy(path: Path) -> tuple[Policy, str]:
     """The policy in ``path`` and the SHA-256 of the file (what a run's label records)."""
+    policy, digest, _ = load_policy(path)
+    return policy, digest
+
+
+def load_policy(path: Path) -> tuple[Policy, str, bytes]:
+    """:func:`read_policy`, with the exact bytes the policy was read from."""
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -183,7 +190,7 @@ def read_policy(path: Path) -> tuple[Policy, str]:
         raise UsageError(f"{path} is not valid YAML: {e}") from None
     if not isinstance(data, Mapping):
         raise UsageError(f"{path} is not a policy file written by `ttc-eval policy fit`")
-    return Policy.from_dict(data, str(path)), hashlib.sha256(raw).hexdigest()
+    return Policy.from_dict(data, str(path)), hashlib.sha256(raw).hexdigest(), raw
 
 
 def write_policy(policy: Policy, path: Path) -> None:
@@ -251,30 +258,44 @@ def apply_in_group(
     """One application of a policy's choice: ``strategy`` runs at ``budget`` on the group's
     first ``budget`` samples (``total``: the probe is among them) or on the ``budget`` after
     the probe (``extra``). The probe is spent whatever the configuration reads of it (an
-    adaptive rule may stop first), so it is in the choice's ``read``; the verifier's reading
-    is charged when the configuration or the estimator (``probe_scored``) reads scores."""
+    adaptive rule may stop first), and the estimator read each probe sample whole: the
+    probe is in the choice's ``read`` and never in its ``cut``. The verifier's reading is
+    paid for the samples the configuration read when it reads scores, and for the probe
+    when the estimator does (``probe_scored``)."""
     body = (group[probe:] if charge == "extra" else group)[:budget]
     (sel,) = strategy.select(replace(trace, candidates=tuple(body)), budget)
+    probed = {c.index for c in group[:probe]}
+    by_index = {c.index: c for c in group}
     seen = set(sel.read)
-    unread = [c for c in group[:probe] if c.index not in seen]
-    read = sorted({*(c.index for c in group[:probe]), *sel.read})
+    cut = tuple((i, spent) for i, spent in sel.cut if i not in probed)
+    # Tokens the configuration did not count of a probe sample: unread, or cut short.
+    unspent = sum(c.n_tokens for c in group[:probe] if c.index not in seen) + sum(
+        by_index[i].n_tokens - spent for i, spent in sel.cut if i in probed
+    )
+    read = tuple(sorted(probed | seen))
+    scored = read if strategy.needs_verifier else (tuple(sorted(probed)) if probe_scored else ())
     return replace(
         sel,
-        read=tuple(read),
+        read=read,
+        cut=cut,
         n_generations=len(read),
-        n_tokens=sel.n_tokens + sum(c.n_tokens for c in unread),
-        scored=strategy.needs_verifier or probe_scored,
+        n_tokens=sel.n_tokens + unspent,
+        scored=scored,
     )
 
 
 _RUN_COPIES: ContextVar[Path | None] = ContextVar("policy_run_copies", default=None)
 
+COPY_INDEX = "index.json"
+"""In a run's copies folder: each policy file argument -> the name of its copy."""
+
 
 @contextmanager
 def run_copies(folder: Path) -> Iterator[None]:
-    """Within this block a policy file is read from ``folder`` (a run's ``policies/``, the
-    copies it took when it ran) when a copy of that name is there, so that ``report`` from
-    any folder, or after the file was refitted, computes what the run computed."""
+    """Within this block a policy file argument is read from ``folder`` (a run's
+    ``policies/``, the copies it took when it ran) when the folder's index names a copy of
+    it, so that ``report`` from any folder, or after the file was refitted, computes what
+    the run computed."""
     token = _RUN_COPIES.set(folder)
     try:
         yield
@@ -286,9 +307,33 @@ def resolve_policy_file(file: str) -> Path:
     """The file a ``policy:file=...`` argument names: the run's copy inside
     :func:`run_copies`, else the path itself."""
     folder = _RUN_COPIES.get()
-    if folder is not None and (folder / Path(file).name).is_file():
-        return folder / Path(file).name
+    if folder is not None:
+        index = read_copy_index(folder)
+        if file in index and (folder / index[file]).is_file():
+            return folder / index[file]
     return Path(file)
+
+
+def read_copy_index(folder: Path) -> dict[str, str]:
+    try:
+        data = json.loads((folder / COPY_INDEX).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def keep_copies(folder: Path, files: Mapping[str, bytes]) -> None:
+    """Write each file (argument -> exact bytes) into ``folder`` as ``<sha256[:12]>-<name>``,
+    so that two files of one name never share a copy, and record it in the index."""
+    from ttc_eval._rundir import write_atomic, write_atomic_bytes
+
+    index = read_copy_index(folder)
+    for arg, raw in files.items():
+        name = f"{hashlib.sha256(raw).hexdigest()[:12]}-{Path(arg).name}"
+        if not (folder / name).is_file():
+            write_atomic_bytes(folder / name, raw)
+        index[arg] = name
+    write_atomic(folder / COPY_INDEX, json.dumps(index, indent=1, sort_keys=True) + "\n")
 
 
 @dataclass(frozen=True)
@@ -325,12 +370,21 @@ def read_calibration(run_dirs: Sequence[Path], probe: int) -> Calibration:
         # The spec's own name, as a run of the policy names its questions.
         loaded = load_task(view.config)
         task = loaded.spec.name
-        if view.difficulty_pool is None:
+        # The pool the candidate configurations ran on (their largest budget's), which a
+        # run of the policy reads as well; not the difficulty pool, which may be smaller.
+        runs_on = [
+            ev
+            for ev in view.evaluated
+            if isinstance(ev.strategy, PoolStrategy)
+            and not ev.strategy.is_oracle
+            and not ev.strategy.fitted_on
+        ]
+        if not runs_on:
             raise UsageError(
                 f"{run_dir}: no sample pool to read probes from; fit on a run of pool "
                 "strategies (majority, best_of_n, ...)"
             )
-        stored = view.store.by_expansion(view.difficulty_pool.key)
+        stored = dict(runs_on[0].traces[max(runs_on[0].budgets)])
         for pid, trace in stored.items():
             if len(trace.candidates) < probe:
                 raise UsageError(
@@ -347,12 +401,14 @@ def read_calibration(run_dirs: Sequence[Path], probe: int) -> Calibration:
         )
         # Only configurations the policy strategy can run (those that read the sample pool),
         # and never an oracle or another fitted policy.
-        for ev in view.evaluated:
-            s = ev.strategy
-            if isinstance(s, PoolStrategy) and not s.is_oracle and not s.fitted_on:
-                configs.setdefault(ev.label, s)
-                budgets = set(ev.budgets) if budgets is None else budgets & set(ev.budgets)
-        params.update(_role_params(recorded_params(run_dir)))
+        for ev in runs_on:
+            configs.setdefault(ev.label, ev.strategy)
+            budgets = set(ev.budgets) if budgets is None else budgets & set(ev.budgets)
+        for role, count in _role_params(recorded_params(run_dir)).items():
+            if params.get(role, count) != count:
+                # Two models in one role: FLOPs per token are not one number (flops refuses).
+                count = None
+            params[role] = count
         sources.append(
             {
                 "run_id": view.record.get("run_id", run_dir.name),
@@ -472,7 +528,7 @@ def fit_on(
         if any(len(t.candidates) < size for t in cal.pools.values()):
             skipped.append(
                 f"budget {budget}: no choice, the calibration pools hold fewer than the "
-                f"{size} samples it takes with the probe on top"
+                f"{size} samples it takes" + (" with the probe on top" if charge == "extra" else "")
             )
             continue
         table = _bin_table(cal, est, draft, budget, size, charge, axis)
@@ -554,7 +610,8 @@ def _bin_table(
                     sel = apply_in_group(
                         strategy, trace, group, draft.probe, b, charge, est.needs_verifier
                     )
-                    spent = _cost(selection_cost(trace, sel.read, bool(sel.scored)), axis, cal)
+                    used = selection_cost(trace, sel.read, sel.scored or (), sel.cut)
+                    spent = _cost(used, axis, cal)
                     for k in (0, bin_) if bin_ else (0,):
                         acc.setdefault(k, {}).setdefault((label, b), {}).setdefault(q, [])
                         acc[k][(label, b)][q].append(float(sel.correct))
@@ -582,8 +639,15 @@ def _cost(cost: Cost, axis: str, cal: Calibration) -> float:
     if axis == "tokens":
         return float(cost.generated_tokens)
     if axis == "flops":
+        missing = sorted(r for r in cost.role_tokens if cal.params.get(r) is None)
+        if missing:
+            raise UsageError(
+                f"--axis flops: no single parameter count is recorded for role(s) "
+                f"{', '.join(missing)} in the calibration runs (a scripted backend, or "
+                "runs of different models in one role); use --axis tokens"
+            )
         return sum(
-            inference_flops(cal.params.get(role) or 0, tokens)
+            inference_flops(cal.params[role] or 0, tokens)
             for role, tokens in cost.role_tokens.items()
         )
     return 0.0

@@ -9,9 +9,11 @@ N + K with ``charge=extra``):
 - best-of-N (weighted; the paper's baseline) and majority voting;
 - the best single configuration: the policy's fallback (bin 0) choice, chosen on the
   calibration questions, run on every question;
-- the oracle-bin policy, an **upper bound**: the test questions' own difficulty bins (from
-  their ground truth) and, per bin, the candidate configuration that scores best on those
-  very questions; no deployable policy can know either.
+- the oracle-bin policy, in-sample: the test questions' own difficulty bins (from their
+  ground truth) and, per bin, the candidate configuration that scores best on those very
+  questions; no deployable policy can know either. It bounds what choosing one
+  configuration per question-level difficulty bin can buy, not the policy itself: the
+  policy routes each group of a pool by its own probe, which can beat it.
 
 Each side gets its accuracy with a bootstrap CI, its measured cost (samples, generated
 tokens, FLOPs where parameter counts are known) and the paired difference to the policy
@@ -48,8 +50,9 @@ def _side(
     policy: Results,
     flops_of: Callable[[QuestionResult], float | None],
     seed: int,
-    upper_bound: bool = False,
+    in_sample: bool = False,
 ) -> dict[str, Any]:
+    """One side of the comparison; ``in_sample``: chosen from these questions' ground truth."""
     qs = sorted(results)
     acc = [results[q].accuracy for q in qs]
     flops = [flops_of(results[q]) for q in qs]
@@ -57,7 +60,7 @@ def _side(
         "kind": kind,
         "label": label,
         "budget": budget,
-        "upper_bound": upper_bound,
+        "in_sample": in_sample,
         "accuracy": sum(acc) / len(acc),
         "ci": list(bootstrap_ci(acc, seed=seed)),
         "samples": sum(results[q].cost.samples for q in qs) / len(qs),
@@ -75,7 +78,8 @@ def _oracle_bins(
     candidates: Mapping[str, Results], bins: Mapping[str, str], questions: Sequence[str]
 ) -> tuple[Results, dict[str, str]]:
     """Per oracle bin of ``questions``, the candidate with the best mean accuracy on that
-    bin's own questions (ties: the earlier candidate): in-sample, hence an upper bound."""
+    bin's own questions (ties: the earlier candidate), chosen in-sample: the most a choice
+    per question-level bin can buy."""
     order = list(candidates)
     chosen: dict[str, str] = {}
     out: Results = {}
@@ -154,8 +158,9 @@ def _compare(
         return {q: evaluate(s, traces[q], b) for q in qs}
 
     mine = run(strategy, budget)
-    sides = [_side("policy", strategy.label(), budget, mine, mine, flops_of, seed)]
+    sides = [_side("policy", strategy.label(), at, mine, mine, flops_of, seed)]
     scored = all(t.verifier is not None for t in traces.values())
+    confident = all(c.confidences is not None for t in traces.values() for c in t.candidates)
     baselines = (["best_of_n"] if scored else []) + ["majority"]
     reference: Strategy | None = None
     for name in baselines:
@@ -163,7 +168,9 @@ def _compare(
         reference = reference or s
         sides.append(_side(name, s.label(), at, run(s, at), mine, flops_of, seed))
     fallback = policy.choice(budget, 0)
-    single = fallback.budget or at
+    # At the samples the policy is charged: a choice made at equal tokens may read fewer
+    # (then with the probe on top when the policy pays for it on top, as the policy does).
+    single = group_size(fallback.budget, strategy.probe, strategy.charge) if fallback.budget else at
     sides.append(
         _side(
             "best_single",
@@ -175,12 +182,18 @@ def _compare(
             seed,
         )
     )
-    candidates = {label: run(s, at) for label, s in strategy.chosen.items()}
+    # The candidates these traces can serve (a run without a verifier cannot score
+    # best-of-N, one without token confidences cannot weigh DeepConf).
+    candidates = {
+        label: run(s, at)
+        for label, s in strategy.chosen.items()
+        if (scored or not s.needs_verifier) and (confident or not s.needs_confidences)
+    }
     upper, chosen = _oracle_bins(candidates, oracle_bins, qs)
-    if len(upper) == len(qs):
+    if candidates and len(upper) == len(qs):
         sides.append(
-            _side("oracle_bins", "oracle-bin policy (upper bound)", at, upper, mine,
-                  flops_of, seed, upper_bound=True)
+            _side("oracle_bins", "oracle-bin policy (in-sample)", at, upper, mine,
+                  flops_of, seed, in_sample=True)
         )  # fmt: skip
     assert reference is not None  # majority is always a baseline
     groups = len(disjoint_groups(min(len(t.candidates) for t in traces.values()), at))

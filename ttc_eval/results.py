@@ -450,7 +450,7 @@ def build_results(
     )
     if policy:
         # Each fitted policy against best-of-N, majority, the best single configuration and
-        # the oracle-bin upper bound, on these questions at equal compute (policy_report).
+        # the in-sample oracle-bin bound, on these questions at equal compute (policy_report).
         results["policy"] = policy
     write_json(run_dir / "results.json", results)
     extra = [policy_tables(policy), cost_table(rows), flops_table(flops, roles)]

@@ -27,7 +27,6 @@ from ttc_eval._rundir import (
     prepare_run_dir,
     read_record,
     recorded_identity,
-    write_atomic,
     write_json,
 )
 from ttc_eval.analysis.flops import of_backend, of_verifier
@@ -35,6 +34,7 @@ from ttc_eval.cache import CachedBackend
 from ttc_eval.config import RunConfig
 from ttc_eval.errors import UsageError
 from ttc_eval.pipeline import RunPlan, build_context, expand_missing, plan_run
+from ttc_eval.policy import keep_copies, read_copy_index
 from ttc_eval.results import POLICY_COPIES, RunView, build_results, load_run
 from ttc_eval.store import TraceStore
 from ttc_eval.strategies._base import ExpansionContext, Strategy
@@ -235,20 +235,19 @@ def merge_runs(run_dirs: Sequence[Path], output_dir: Path | None = None) -> Path
             store.add(TraceStore(d / "traces.jsonl").traces.values())
             if (d / "log.jsonl").exists():
                 log.write((d / "log.jsonl").read_text())
-            for copy in sorted((d / POLICY_COPIES).glob("*")):
-                (out / POLICY_COPIES).mkdir(exist_ok=True)
-                write_atomic(out / POLICY_COPIES / copy.name, copy.read_text())
+            index = read_copy_index(d / POLICY_COPIES)
+            if index:
+                copies = {a: (d / POLICY_COPIES / n).read_bytes() for a, n in index.items()}
+                keep_copies(out / POLICY_COPIES, copies)
     build_results(out)
     return out
 
 
 def keep_fitted_files(run_dir: Path, strategies: Sequence[Strategy]) -> None:
-    """Copy the files fitted strategies read (policy files) into ``run_dir/policies``, where
-    :func:`~ttc_eval.results.load_run` reads them: a report then computes what the run did,
-    from any folder and after the original is refitted (the identity holds its digest)."""
-    for s in strategies:
-        for f in s.fitted_files:
-            copy = run_dir / POLICY_COPIES / f.name
-            if f.resolve() != copy.resolve():
-                copy.parent.mkdir(exist_ok=True)
-                write_atomic(copy, f.read_text())
+    """Copy the files fitted strategies read (policy files), byte for byte as they were
+    read, into ``run_dir/policies``, where :func:`~ttc_eval.results.load_run` reads them: a
+    report then computes what the run did, from any folder and after the original is
+    refitted (the identity holds its digest)."""
+    files = {arg: raw for s in strategies for arg, raw in s.fitted_files.items()}
+    if files:
+        keep_copies(run_dir / POLICY_COPIES, files)

@@ -416,10 +416,11 @@ class Selection:
     stopped part-way (DeepConf online): only those tokens of its generation are charged."""
     cost: Cost | None = None
     """Measured cost, attached by the pipeline (never by the strategy)."""
-    scored: bool | None = None
-    """Whether this choice read verifier scores (``None``: as the strategy declares with
-    ``needs_verifier``). A policy that runs majority in one group and best-of-N in another
-    pays for the verifier's reading only in the second."""
+    scored: tuple[int, ...] | None = None
+    """Pool indices whose verifier scores this choice read (``None``: all it read when the
+    strategy declares ``needs_verifier``, none otherwise). A policy that runs majority in
+    one group and best-of-N in another pays for the verifier's reading only in the second,
+    and for the probe's alone when only its estimator read scores."""
 
 
 @dataclass(frozen=True)

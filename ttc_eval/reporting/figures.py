@@ -267,7 +267,7 @@ def write_figures(
 def policy_vs_baselines(entries: Sequence[dict[str, Any]], path: Path) -> bool:
     """One panel per policy configuration: accuracy against measured generated tokens per
     question, through its budgets, for the policy and each side it is compared with (the
-    oracle-bin upper bound dashed)."""
+    oracle-bin in-sample bound dashed)."""
     labels = sorted({e["policy"] for e in entries})
     if not labels:
         return False
@@ -286,7 +286,7 @@ def policy_vs_baselines(entries: Sequence[dict[str, Any]], path: Path) -> bool:
                 continue
             xs, ys = zip(*pts, strict=True)
             style = {"linestyle": "--", "color": "grey"} if kind == "oracle_bins" else {}
-            name = {"oracle_bins": "oracle bins (upper bound)", "best_single": "best single"}
+            name = {"oracle_bins": "oracle bins (in-sample bound)", "best_single": "best single"}
             ax.plot(xs, ys, marker="o", ms=3, label=name.get(kind, kind), **style)
         ax.set_xscale("log")
         ax.set_xlabel("generated tokens per question (measured)")

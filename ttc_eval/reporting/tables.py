@@ -229,7 +229,7 @@ _POLICY_SIDES = {
     "best_of_n": "best-of-N",
     "majority": "majority",
     "best_single": "best single (calibration)",
-    "oracle_bins": "oracle bins (upper bound)",
+    "oracle_bins": "oracle bins (in-sample bound)",
 }
 
 
@@ -289,8 +289,8 @@ def policy_tables(entries: Sequence[dict[str, Any]], fmt: str = "github") -> str
         tables.append(
             f"difficulty-adaptive policy vs baselines on this run's {first['n_problems']} "
             f"questions, at equal compute: {label} (probe {first['probe']}, charge "
-            f"{first['charge']}; the oracle-bin row is an upper bound, its bins and choices "
-            "come from these questions' ground truth)\n\n"
+            f"{first['charge']}; the oracle-bin row is an in-sample bound: its bins "
+            "and choices come from these questions' ground truth)\n\n"
             + tabulate(body, headers=headers, tablefmt=fmt)
             + "\n\n"
             + "\n".join(f"- {n}" for n in notes)

@@ -14,7 +14,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from ttc_eval.analysis.estimators import disjoint_groups
@@ -130,9 +129,10 @@ class Strategy(Protocol):
     fitted_text: frozenset[str]
     """The same questions by their text (:func:`ttc_eval.policy.text_key`), so that one under
     another task name or id is refused too."""
-    fitted_files: tuple[Path, ...]
-    """Files its choices are read from (a policy file): a run keeps a copy in its
-    ``policies/`` folder, and its reports read that copy."""
+    fitted_files: Mapping[str, bytes]
+    """Files its choices are read from (a policy file), by the argument that names them, with
+    the exact bytes read: a run keeps a copy in its ``policies/`` folder, and its reports
+    read that copy."""
 
     @property
     def roles(self) -> Mapping[str, str | None]:
@@ -185,7 +185,7 @@ class StrategyBase(ABC):
     needs_confidences = False
     fitted_on: frozenset[str] = frozenset()
     fitted_text: frozenset[str] = frozenset()
-    fitted_files: tuple[Path, ...] = ()
+    fitted_files: Mapping[str, bytes] = {}
     roles: ClassVar[Mapping[str, str | None]] = {}
 
     def label(self) -> str:

@@ -27,7 +27,7 @@ from ttc_eval.policy import (
     Policy,
     apply_in_group,
     group_size,
-    read_policy,
+    load_policy,
     resolve_policy_file,
 )
 from ttc_eval.registry import ESTIMATORS, STRATEGIES, strategy
@@ -49,7 +49,7 @@ class PolicyStrategy(StrategyBase):
     def __init__(self, file: str, probe: int | None = None, charge: str | None = None) -> None:
         self.path = resolve_policy_file(file)
         self.policy: Policy
-        self.policy, self.digest = read_policy(self.path)
+        self.policy, self.digest, raw = load_policy(self.path)
         if probe is not None and probe != self.policy.probe:
             raise UsageError(
                 f"policy: probe={probe}, but {file} was fitted on {self.policy.probe} probe "
@@ -87,7 +87,7 @@ class PolicyStrategy(StrategyBase):
         )
         self.fitted_on = frozenset(self.policy.fitted_on)
         self.fitted_text = frozenset(self.policy.fitted_text)
-        self.fitted_files = (self.path,)
+        self.fitted_files = {file: raw}
 
     def _choices(self) -> list[Any]:
         return [c for by_bin in self.policy.choices.values() for c in by_bin.values()]
