@@ -242,6 +242,19 @@ def _pool(keys: list[str | None], scores: list[float], gold: str) -> Trace:
     return Trace("q", "sample(n=8)", cands, 5, 80, 8)
 
 
+def _majority_and_naive() -> dict[str, Any]:
+    """The two configurations the constructed calibrations choose between, in run order."""
+    return {
+        "majority": STRATEGIES.create("majority"),
+        "best_of_n(aggregation=last,mode=naive)": STRATEGIES.create("best_of_n", mode="naive"),
+    }
+
+
+def _six_each(a: str, first: Trace, b: str, second: Trace) -> dict[str, Trace]:
+    """Six questions named ``t:<a><i>`` with pool ``first`` and six ``t:<b><i>`` with ``second``."""
+    return {f"t:{a}{i}": first for i in range(6)} | {f"t:{b}{i}": second for i in range(6)}
+
+
 def test_the_fit_sends_easy_questions_to_majority_and_hard_ones_to_the_verifier() -> None:
     """Easy questions: each probe agrees and majority is right, while the verifier prefers a
     wrong outlier. Hard ones: probes disagree and majority is wrong, the verifier scores the
@@ -252,11 +265,8 @@ def test_the_fit_sends_easy_questions_to_majority_and_hard_ones_to_the_verifier(
 
     easy = _pool(["a", "a", "a", "x"] * 2, [0.1, 0.1, 0.1, 0.9] * 2, gold="a")
     hard = _pool(["x", "y", "x", "a"] * 2, [0.1, 0.1, 0.1, 0.9] * 2, gold="a")
-    pools = {f"t:e{i}": easy for i in range(6)} | {f"t:h{i}": hard for i in range(6)}
-    configs = {
-        "majority": STRATEGIES.create("majority"),
-        "best_of_n(aggregation=last,mode=naive)": STRATEGIES.create("best_of_n", mode="naive"),
-    }
+    pools = _six_each("e", easy, "h", hard)
+    configs = _majority_and_naive()
     cal = Calibration(pools, configs, [4], [])
     policy = fit_on(cal, ESTIMATORS.create("vote_agreement"), probe=2, n_bins=5)
     assert policy.edges == (0.75,)  # probes agree (1.0) or not (0.5): two bins
@@ -274,7 +284,7 @@ def test_a_bin_with_too_few_calibration_questions_runs_the_fallback() -> None:
 
     easy = _pool(["a", "a", "a", "x"] * 2, [0.1, 0.1, 0.1, 0.9] * 2, gold="a")
     hard = _pool(["x", "y", "x", "a"] * 2, [0.1, 0.1, 0.1, 0.9] * 2, gold="a")
-    pools = {f"t:e{i}": easy for i in range(6)} | {f"t:h{i}": hard for i in range(6)}
+    pools = _six_each("e", easy, "h", hard)
     configs = {"majority": STRATEGIES.create("majority")}
     cal = Calibration(pools, configs, [4], [])
     est = ESTIMATORS.create("vote_agreement")
@@ -316,14 +326,9 @@ def test_a_policy_fitted_on_the_test_questions_scores_higher_and_is_refused(
     hard_cal = _pool(["x", "y", "x", "a"] * 2, scores, gold="a")  # verifier right
     easy_test = _pool(["x", "x", "x", "a"] * 2, scores, gold="a")  # verifier right
     hard_test = _pool(["a", "y", "a", "x"] * 2, scores, gold="a")  # majority right
-    cal_pools = {f"t:ce{i}": easy_cal for i in range(6)} | {f"t:ch{i}": hard_cal for i in range(6)}
-    test_pools = {f"t:te{i}": easy_test for i in range(6)} | {
-        f"t:th{i}": hard_test for i in range(6)
-    }
-    configs = {
-        "majority": STRATEGIES.create("majority"),
-        "best_of_n(aggregation=last,mode=naive)": STRATEGIES.create("best_of_n", mode="naive"),
-    }
+    cal_pools = _six_each("ce", easy_cal, "ch", hard_cal)
+    test_pools = _six_each("te", easy_test, "th", hard_test)
+    configs = _majority_and_naive()
     est = ESTIMATORS.create("vote_agreement")
     honest = fit_on(Calibration(cal_pools, configs, [4], []), est, probe=2)
     leaked = fit_on(Calibration(test_pools, configs, [4], []), est, probe=2)
@@ -368,11 +373,8 @@ def test_the_fit_at_equal_tokens_reads_fewer_samples_where_they_suffice(tmp_path
     scores = [0.1, 0.1, 0.1, 0.9] * 2
     easy = _pool(["a", "a", "a", "x"] * 2, scores, gold="a")
     hard = _pool(["x", "y", "x", "a"] * 2, scores, gold="a")
-    pools = {f"t:e{i}": easy for i in range(6)} | {f"t:h{i}": hard for i in range(6)}
-    configs = {  # majority first: it wins the easy bin's ties with best-of-N over 2 samples
-        "majority": STRATEGIES.create("majority"),
-        "best_of_n(aggregation=last,mode=naive)": STRATEGIES.create("best_of_n", mode="naive"),
-    }
+    pools = _six_each("e", easy, "h", hard)
+    configs = _majority_and_naive()  # majority first: it wins the easy bin's ties
     cal = Calibration(pools, configs, [2, 4], [])
     policy = fit_on(cal, ESTIMATORS.create("vote_agreement"), probe=2, axis="tokens")
     assert policy.axis == "tokens"
@@ -456,11 +458,8 @@ def test_the_fit_bins_each_group_by_its_probe_not_by_the_whole_group() -> None:
 
     agree = _pool(["a", "a", "x", "y"] * 2, [0.1, 0.1, 0.9, 0.1] * 2, gold="a")
     split = _pool(["x", "y", "x", "a"] * 2, [0.1, 0.1, 0.1, 0.9] * 2, gold="a")
-    pools = {f"t:a{i}": agree for i in range(6)} | {f"t:s{i}": split for i in range(6)}
-    configs = {
-        "majority": STRATEGIES.create("majority"),
-        "best_of_n(aggregation=last,mode=naive)": STRATEGIES.create("best_of_n", mode="naive"),
-    }
+    pools = _six_each("a", agree, "s", split)
+    configs = _majority_and_naive()
     policy = fit_on(Calibration(pools, configs, [4], []), ESTIMATORS.create("vote_agreement"), 2)
     assert policy.edges == (0.75,)
     assert policy.choice(4, 1).label == "majority"
