@@ -134,6 +134,7 @@ def test_every_option_of_every_command_shows_its_default() -> None:
         "compare-flops",
         "list",
         "policy",
+        "verifiers",
     }
     for name, command in parser.commands.items():
         for action in command._actions:

@@ -465,6 +465,44 @@ def _policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verifiers_arguments(p: argparse.ArgumentParser) -> None:
+    from ttc_eval.aggregation import AGGREGATIONS
+
+    p.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="run directories with verifier scores; several print side by side (the same "
+        "verifier in and out of distribution)",
+    )
+    p.add_argument(
+        "--aggregation",
+        choices=AGGREGATIONS,
+        default="last",
+        help="step scores to a solution score for calibration, regret and over-optimization "
+        "(AUROC is shown for every aggregation; default: %(default)s)",
+    )
+    p.add_argument("--seed", type=int, help="bootstrap seed (default: each run's own seed)")
+
+
+@subcommand(
+    "verifiers",
+    "evaluate a run's verifier from its traces: AUROC, calibration, regret, over-optimization",
+    _verifiers_arguments,
+)
+def _verifiers(args: argparse.Namespace) -> int:
+    from ttc_eval.verifier_report import verifiers_command
+
+    runs = [Path(r) for r in args.runs]
+    table, notes = verifiers_command(runs, args.aggregation, args.seed)
+    print(table)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    written = ", ".join(str(r / "report") for r in runs)
+    print(f"\nwrote verifier.json, verifier.md and the figures into {written}", file=sys.stderr)
+    return 0
+
+
 def _compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("base_run", help="run directory of the baseline")
     p.add_argument("new_run", help="run directory to test against it")

@@ -295,3 +295,88 @@ def policy_vs_baselines(entries: Sequence[dict[str, Any]], path: Path) -> bool:
     _save(fig, axes, path)
     plt.close(fig)
     return True
+
+
+def reliability_diagrams(calibrations: Sequence[dict[str, Any]], path: Path) -> bool:
+    """One reliability diagram per step-score aggregation (``calibrations``: verifier.json's
+    calibration entries with an ECE): accuracy of each score bin against its mean score, the
+    diagonal of perfect calibration, and each bin's share of the samples as grey bars. False
+    (no file) when there is none."""
+    if not calibrations:
+        return False
+    plt = _pyplot()
+    fig, axes = _panels(plt, len(calibrations))
+    for ax, c in zip(axes, calibrations, strict=True):
+        full = [b for b in c["bins"] if b["count"]]
+        total = sum(b["count"] for b in full) or 1
+        # Bin shares behind the points, so an empty-looking point is seen to be one sample.
+        ax.bar(
+            [(b["low"] + b["high"]) / 2 for b in full],
+            [b["count"] / total for b in full],
+            width=[b["high"] - b["low"] for b in full],
+            color="lightgrey",
+            edgecolor="grey",
+            label="share of samples",
+        )
+        ax.plot([0, 1], [0, 1], color="black", lw=0.8, linestyle=":", label="perfect calibration")
+        ax.plot(
+            [b["mean_score"] for b in full],
+            [b["accuracy"] for b in full],
+            marker="o",
+            color="tab:blue",
+            linestyle="-",
+            label="accuracy of the bin",
+        )
+        ax.set_xlim(0, 1)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("verifier score (mean in bin)")
+        ax.set_ylabel("fraction correct")
+        ax.set_title(f"aggregation={c['aggregation']}: ECE {c['ece']:.3f} (n={c['n_samples']})")
+    _save(fig, axes, path)
+    plt.close(fig)
+    return True
+
+
+_SELECTION_STYLE = {
+    "majority": {"label": "majority", "color": "tab:orange"},
+    "weighted": {"label": "best-of-N weighted", "color": "tab:blue"},
+    "naive": {"label": "best-of-N naive", "color": "tab:green"},
+    "coverage": {"label": "coverage (oracle)", "color": "grey", "linestyle": ":"},
+}
+
+
+def overoptimization_curves(panels: Sequence[dict[str, Any]], path: Path) -> bool:
+    """One panel per group (``title``, ``budgets``, ``lines``: accuracy per selection,
+    ``onsets``: per guided mode, the budget from which it stays below majority): accuracy
+    against N, each onset marked by a dashed vertical line of its mode's colour. False (no
+    file) when no panel has budgets."""
+    panels = [p for p in panels if p["budgets"]]
+    if not panels:
+        return False
+    plt = _pyplot()
+    fig, axes = _panels(plt, len(panels))
+    for ax, p in zip(axes, panels, strict=True):
+        for name, ys in p["lines"].items():
+            style = {"linestyle": "-", **_SELECTION_STYLE.get(name, {"label": name})}
+            ax.plot(p["budgets"], ys, marker="o", ms=3, **style)
+        for mode, onset in p["onsets"].items():
+            if onset is not None:
+                color = _SELECTION_STYLE.get(mode, {}).get("color", "red")
+                # Named on the line itself: the shared legend is read from the first panel.
+                ax.axvline(onset, color=color, linestyle="--", lw=1)
+                ax.text(
+                    onset,
+                    0.02,
+                    f" {mode} < majority",
+                    color=color,
+                    fontsize=7,
+                    rotation=90,
+                    va="bottom",
+                )
+        _log2_axis(ax, p["budgets"])
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(p["title"])
+    _save(fig, axes, path)
+    plt.close(fig)
+    return True

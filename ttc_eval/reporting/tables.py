@@ -296,3 +296,205 @@ def policy_tables(entries: Sequence[dict[str, Any]], fmt: str = "github") -> str
             + "\n".join(f"- {n}" for n in notes)
         )
     return "\n\n".join(tables)
+
+
+def _interval(value: float | None, low: float | None, high: float | None) -> str:
+    """``0.734 [0.65, 0.81]``, or ``-`` for an undefined value (no interval: a bare value)."""
+    if value is None:
+        return "-"
+    if low is None or high is None:
+        return f"{value:.3f}"
+    return f"{value:.3f} [{low:.2f}, {high:.2f}]"
+
+
+def _signed(d: dict[str, Any]) -> str:
+    return f"{d['mean']:+.3f} [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]"
+
+
+def _run_names(reports: Sequence[dict[str, Any]]) -> list[str]:
+    """Column-block prefixes: ``RUN: `` with several runs (numbered when two share an id),
+    none for one run."""
+    ids = [str(r["run_id"]) for r in reports]
+    if len(ids) == 1:
+        return [""]
+    return [f"{i}: {n}: " if ids.count(n) > 1 else f"{n}: " for i, n in enumerate(ids, 1)]
+
+
+def _group_name(kind: str, value: str) -> str:
+    return "all" if kind == "all" else f"{kind}={value}"
+
+
+def verifier_tables(
+    reports: Sequence[dict[str, Any]],
+    fmt: str = "github",
+    regret_kinds: Sequence[str] | None = None,
+) -> str:
+    """`ttc-eval verifiers`: outcome AUROC by aggregation, AUROC and ECE by bin, naive
+    best-of-N's regret and over-optimization, one column block per run (``reports``:
+    verifier.json's of each run); ``regret_kinds`` limits the regret table's groups."""
+    names = _run_names(reports)
+    how = reports[0]["aggregation"]
+    runs = "\n".join(
+        f"- {r['run_id']}: verifier {r['verifier']} on {r['task']} ({r['model']}), pool "
+        f"{r['pool']}, {r['n_questions']} questions, {r['n_samples']} scored samples"
+        for r in reports
+    )
+    tables = [
+        f"verifier evaluation\n\n{runs}",
+        _auroc_by_aggregation(reports, names, fmt),
+        _by_group(reports, names, how, fmt),
+        _regret(reports, names, how, fmt, regret_kinds),
+        _overoptimization(reports, names, how, fmt),
+    ]
+    return "\n\n".join(t for t in tables if t)
+
+
+def _index(rows: Sequence[dict[str, Any]], *keys: str) -> dict[tuple[Any, ...], dict[str, Any]]:
+    return {tuple(r[k] for k in keys): r for r in rows}
+
+
+def _groups(reports: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Every (kind, value) of any run, in the runs' own order (all, labels, bins)."""
+    return list(dict.fromkeys((g["kind"], g["value"]) for r in reports for g in r["groups"]))
+
+
+def _auroc_by_aggregation(reports: Sequence[dict[str, Any]], names: Sequence[str], fmt: str) -> str:
+    headers = ["aggregation"]
+    for name, r in zip(names, reports, strict=True):
+        headers += [f"{name}pooled (n={r['n_samples']})", f"{name}within question"]
+    body = []
+    for how in dict.fromkeys(d["aggregation"] for r in reports for d in r["discrimination"]):
+        line: list[Any] = [how]
+        for r in reports:
+            d = _index(r["discrimination"], "kind", "aggregation").get(("all", how))
+            if d is None:
+                line += ["", ""]
+                continue
+            p, w = d["pooled"], d["within_question"]
+            line += [
+                _interval(p["auroc"], p["ci_low"], p["ci_high"]),
+                _interval(w["auroc"], w["ci_low"], w["ci_high"]) + f" (q={w['n_questions']})",
+            ]
+        body.append(line)
+    return (
+        "outcome AUROC [95% CI] by step-score aggregation, all questions (pooled: over every "
+        "sample; within question: mean over questions with both correct and wrong samples; "
+        "CIs resample questions)\n\n"
+        + tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
+    )
+
+
+def _by_group(reports: Sequence[dict[str, Any]], names: Sequence[str], how: str, fmt: str) -> str:
+    headers = ["questions"]
+    for name in names:
+        headers += [f"{name}n", f"{name}AUROC", f"{name}ECE"]
+    body = []
+    for kind, value in _groups(reports):
+        line: list[Any] = [_group_name(kind, value)]
+        for r in reports:
+            d = _index(r["discrimination"], "kind", "value", "aggregation").get((kind, value, how))
+            c = _index(r["calibration"], "kind", "value", "aggregation").get((kind, value, how))
+            if d is None or c is None:
+                line += ["", "", ""]
+                continue
+            p = d["pooled"]
+            line += [
+                p["n_questions"],
+                _interval(p["auroc"], p["ci_low"], p["ci_high"]),
+                _interval(c["ece"], c["ci_low"], c["ci_high"]),
+            ]
+        body.append(line)
+    reasons = sorted(
+        {
+            f"{name}ECE undefined: {c['reason']}"
+            for name, r in zip(names, reports, strict=True)
+            for c in r["calibration"]
+            if c["kind"] == "all" and c["aggregation"] == how and c["ece"] is None
+        }
+    )
+    notes = "".join(f"\n- {n}" for n in reasons)
+    return (
+        f"outcome AUROC and expected calibration error [95% CI] by group (aggregation={how}; "
+        f"ECE: {reports[0]['ece_bins']} equal-width bins of the score read as P(correct))\n\n"
+        + tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
+        + (f"\n{notes}" if notes else "")
+    )
+
+
+def _regret(
+    reports: Sequence[dict[str, Any]],
+    names: Sequence[str],
+    how: str,
+    fmt: str,
+    kinds: Sequence[str] | None,
+) -> str:
+    headers = ["budget", "questions"]
+    for name in names:
+        headers += [f"{name}naive", f"{name}coverage - naive", f"{name}majority - naive"]
+    budgets = sorted({s["budget"] for r in reports for s in r["selection"]})
+    groups = [g for g in _groups(reports) if kinds is None or g[0] in kinds]
+    body = []
+    for b in budgets:
+        for kind, value in groups:
+            line: list[Any] = [b, _group_name(kind, value)]
+            cells = []
+            for r in reports:
+                s = _index(r["selection"], "kind", "value", "budget").get((kind, value, b))
+                if s is None:
+                    cells += ["", "", ""]
+                    continue
+                cells += [
+                    f"{s['naive']:.3f}",
+                    _signed(s["coverage_minus_naive"]),
+                    _signed(s["majority_minus_naive"]),
+                ]
+            if any(cells):
+                body.append(line + cells)
+    if not body:
+        return ""
+    return (
+        f"naive best-of-N's regret [paired 95% CI] (aggregation={how}): coverage - naive is "
+        "what an oracle would gain by picking a correct sample from the same group; "
+        "majority - naive > 0 means plain voting beats trusting the best score\n\n"
+        + tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
+    )
+
+
+def _overoptimization(
+    reports: Sequence[dict[str, Any]], names: Sequence[str], how: str, fmt: str
+) -> str:
+    headers = ["budget"]
+    for name in names:
+        headers += [f"{name}majority", f"{name}weighted", f"{name}naive"]
+    budgets = sorted({s["budget"] for r in reports for s in r["selection"]})
+    body = []
+    for b in budgets:
+        line: list[Any] = [b]
+        for r in reports:
+            s = _index(r["selection"], "kind", "budget").get(("all", b))
+            line += [f"{s[k]:.3f}" for k in ("majority", "weighted", "naive")] if s else [""] * 3
+        body.append(line)
+    if not body:
+        return ""
+    flags = []
+    for name, r in zip(names, reports, strict=True):
+        for o in r["overoptimization"]:
+            if o["kind"] != "all":
+                continue
+            onset, first = o["onset"], o["first_below"]
+            said = (
+                f"below majority from N={onset} on"
+                if onset is not None
+                else "never ends below majority"
+            )
+            if first is not None and first != onset:
+                said += f" (first below at N={first})"
+            flags.append(f"- {name}{o['mode']} best-of-N {said}")
+    return (
+        f"over-optimization, all questions (aggregation={how}): accuracy as N grows; the "
+        "flagged N is the smallest from which verifier-guided selection stays below "
+        "majority at every larger budget\n\n"
+        + tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
+        + "\n\n"
+        + "\n".join(flags)
+    )

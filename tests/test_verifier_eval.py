@@ -1,0 +1,244 @@
+"""Verifier evaluation (`ttc-eval verifiers`): AUROC, ECE and over-optimization checked
+against hand computations, then the command end to end on the fake backend and on an
+imported dump."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ttc_eval.analysis.verifier_eval import (
+    QuestionScores,
+    auroc,
+    calibration,
+    discrimination,
+    expected_calibration_error,
+    over_optimization,
+    paired_difference,
+    within_question,
+)
+from ttc_eval.cli import main
+
+# 1. AUROC by hand.
+
+
+def test_auroc_counts_every_correct_wrong_pair_and_ties_half() -> None:
+    # Correct 0.9, 0.6, 0.4 against wrong 0.6, 0.3: six pairs.
+    # 0.9 beats both (2); 0.6 ties 0.6 (1/2) and beats 0.3 (1); 0.4 loses to 0.6 and beats
+    # 0.3 (1). 4.5 / 6 = 0.75 (ties as losses would give 4/6, as wins 5/6).
+    scores = [0.9, 0.6, 0.4, 0.6, 0.3]
+    correct = [True, True, True, False, False]
+    assert auroc(scores, correct) == pytest.approx(0.75)
+    assert auroc([0.5] * 4, [True, False, True, False]) == pytest.approx(0.5)
+    assert auroc([0.1, 0.9], [False, True]) == 1.0
+    assert auroc([0.1, 0.9], [True, True]) is None
+    # Every resample of two all-tied questions is all ties: the interval is 0.5 exactly.
+    tied = discrimination([QuestionScores((0.5, 0.5), (True, False))] * 2)
+    assert (tied.auroc, tied.ci_low, tied.ci_high) == (0.5, 0.5, 0.5)
+    none = discrimination([QuestionScores((0.2, 0.4), (False, False))])
+    assert none.auroc is None and none.reason == "every sample is wrong"
+
+
+def test_pooled_auroc_pairs_samples_across_questions_and_resamples_questions() -> None:
+    # Q1: correct 0.8, wrong 0.2; Q2: correct 0.3, wrong 0.7. Pooled pairs: 0.8>0.2,
+    # 0.8>0.7, 0.3>0.2, 0.3<0.7: 3/4. Within question: Q1 1, Q2 0, mean 0.5.
+    q1 = QuestionScores((0.8, 0.2), (True, False))
+    q2 = QuestionScores((0.3, 0.7), (True, False))
+    d = discrimination([q1, q2])
+    assert d.auroc == pytest.approx(0.75)
+    assert (d.n_questions, d.n_correct, d.n_wrong) == (2, 2, 2)
+    # Resampling the two questions: {Q1, Q1} -> 1 (p 1/4), {Q2, Q2} -> 0 (1/4), one of
+    # each -> 0.75 (1/2). The 2.5% and 97.5% percentiles are therefore 0 and 1; a bootstrap
+    # over the four samples would never give 0 (it needs both classes and Q1's pair).
+    assert (d.ci_low, d.ci_high) == (0.0, 1.0)
+    w = within_question([q1, q2])
+    assert w.auroc == pytest.approx(0.5) and w.n_questions == 2
+    # A question with one class says nothing of ranking: left out of the within mean.
+    w3 = within_question([q1, q2, QuestionScores((0.9,), (True,))])
+    assert w3.auroc == pytest.approx(0.5) and w3.n_questions == 2
+
+
+# 2. ECE by hand.
+
+# Bin [0.2, 0.3): 0.2 (right), 0.25 (wrong): accuracy 0.5, mean score 0.225, gap 0.275.
+# Bin [0.6, 0.7): 0.65 (right): gap 0.35.
+# Bin [0.9, 1.0] (1.0 belongs to the last bin): 0.9, 0.9 (right), 1.0 (wrong): accuracy
+# 2/3, mean score 2.8/3, gap 0.8/3.
+# ECE = (2 x 0.275 + 1 x 0.35 + 3 x 0.8/3) / 6 = 1.7 / 6.
+# Wrong weights: the plain mean of the three gaps is 0.2972; 1.0 in a bin of its own gives
+# 0.35; 0.2 in the bin below gives 0.3667.
+ECE_SCORES = [0.2, 0.25, 0.65, 0.9, 0.9, 1.0]
+ECE_CORRECT = [True, False, True, True, True, False]
+
+
+def test_ece_weights_each_bin_by_its_share_of_the_samples() -> None:
+    assert expected_calibration_error(ECE_SCORES, ECE_CORRECT) == pytest.approx(1.7 / 6)
+    assert expected_calibration_error([0.5, 1.5], [True, False]) is None
+    perfect = [0.25] * 4
+    assert expected_calibration_error(perfect, [True, False, False, False]) == pytest.approx(0)
+
+
+def test_calibration_gives_the_reliability_bins_and_refuses_non_probabilities() -> None:
+    questions = [
+        QuestionScores((0.2, 0.25, 0.65), (True, False, True)),
+        QuestionScores((0.9, 0.9, 1.0), (True, True, False)),
+    ]
+    c = calibration(questions)
+    assert c.ece == pytest.approx(1.7 / 6) and c.n_samples == 6
+    assert [b.count for b in c.bins] == [0, 0, 2, 0, 0, 0, 1, 0, 0, 3]
+    assert c.bins[2].mean_score == pytest.approx(0.225) and c.bins[2].accuracy == 0.5
+    assert c.bins[9].mean_score == pytest.approx(2.8 / 3)
+    assert c.bins[9].accuracy == pytest.approx(2 / 3)
+    assert c.bins[0].mean_score is None and c.bins[0].accuracy is None
+    assert c.ci_low is not None and c.ci_high is not None and c.ci_low <= c.ci_high
+    # Resamples of identical questions are the same sample set: the interval is the point.
+    same = calibration([QuestionScores(tuple(ECE_SCORES), tuple(ECE_CORRECT))] * 3)
+    assert same.ci_low == pytest.approx(1.7 / 6) and same.ci_high == pytest.approx(1.7 / 6)
+    logits = calibration([QuestionScores((3.5, -1.0), (True, False))])
+    assert logits.ece is None and logits.bins == ()
+    assert logits.reason and "not probabilities" in logits.reason and "3.5" in logits.reason
+
+
+# 3. Over-optimization and paired differences.
+
+
+def test_over_optimization_flags_the_loss_that_lasts_to_the_largest_budget() -> None:
+    budgets = [16, 1, 2, 4, 8]  # any order
+    guided = [0.45, 0.5, 0.6, 0.55, 0.5]
+    majority = [0.6, 0.5, 0.55, 0.6, 0.48]
+    o = over_optimization(budgets, guided, majority)
+    assert o.budgets == (1, 2, 4, 8, 16)
+    # Below at 4, recovers at 8, below again at 16: first below 4, onset 16.
+    assert (o.first_below, o.onset) == (4, 16)
+    steady = over_optimization([1, 2, 4], [0.5, 0.5, 0.4], [0.5, 0.45, 0.5])
+    assert (steady.first_below, steady.onset) == (4, 4)
+    never = over_optimization([1, 2], [0.5, 0.7], [0.5, 0.6])
+    assert (never.first_below, never.onset) == (None, None)
+
+
+def test_paired_difference_is_the_mean_of_per_question_differences() -> None:
+    d = paired_difference([1.0, 0.0, 1.0], [0.0, 0.0, 1.0])
+    assert d.mean == pytest.approx(1 / 3) and d.n_questions == 3
+    assert d.ci_low <= d.mean <= d.ci_high
+
+
+# 4. `ttc-eval verifiers` end to end.
+
+RUN = ["run", "--backend", "fake", "--task", "arith", "--strategy", "majority,best_of_n",
+       "--limit", "6", "--quiet"]  # fmt: skip
+
+
+def _run_dir(out: str) -> Path:
+    (d,) = list(Path(out).iterdir())
+    return d
+
+
+def _brute_auroc(traces: Path) -> float:
+    """Pooled AUROC of the last step's score, by counting pairs (no code under test)."""
+    right: list[float] = []
+    wrong: list[float] = []
+    for line in traces.read_text().splitlines():
+        for c in json.loads(line)["candidates"]:
+            (right if c["correct"] else wrong).append(c["step_scores"][-1])
+    wins = sum(1.0 if r > w else 0.5 if r == w else 0.0 for r in right for w in wrong)
+    return wins / (len(right) * len(wrong))
+
+
+def test_verifiers_command_on_a_fake_run(capsys: pytest.CaptureFixture[str]) -> None:
+    args = [*RUN, "--verifier", "logprob", "--budgets", "1,2,4,8", "--output-dir", "out"]
+    assert main(args) == 0
+    run = _run_dir("out")
+    capsys.readouterr()
+    assert main(["verifiers", str(run)]) == 0
+    printed = capsys.readouterr().out
+    for title in ("outcome AUROC", "expected calibration error", "regret", "over-optimization"):
+        assert title in printed
+    assert "weighted best-of-N" in printed and "naive best-of-N" in printed
+    report = json.loads((run / "report" / "verifier.json").read_text())
+    for key in ("discrimination", "calibration", "selection", "overoptimization", "groups"):
+        assert report[key], key
+    assert report["verifier"] == "logprob" and report["n_samples"] == 48
+    assert report["budgets"] == [1, 2, 4, 8]
+    assert (run / "report" / "reliability.png").stat().st_size > 0
+    assert (run / "report" / "overoptimization.png").stat().st_size > 0
+    assert (run / "report" / "verifier.md").is_file()
+
+    overall = next(
+        d for d in report["discrimination"] if (d["kind"], d["aggregation"]) == ("all", "last")
+    )
+    assert overall["pooled"]["auroc"] == pytest.approx(_brute_auroc(run / "traces.jsonl"))
+    kinds = {g["kind"] for g in report["groups"]}
+    assert {"all", "oracle", "level"} <= kinds
+    calib = next(c for c in report["calibration"] if c["kind"] == "all")
+    assert 0 <= calib["ece"] <= 1 and len(calib["bins"]) == 10
+
+    # Majority and best-of-N are the run's own numbers (the same selections, same pool).
+    results = json.loads((run / "results.json").read_text())
+    own = {
+        (r["strategy"], r["budget"]): r["accuracy"]
+        for r in results["rows"]
+        if r["label_kind"] == "all"
+    }
+    for row in (s for s in report["selection"] if s["kind"] == "all"):
+        assert row["majority"] == pytest.approx(own[("majority", row["budget"])])
+        assert row["weighted"] == pytest.approx(own[("best_of_n", row["budget"])])
+        # The oracle chooses from the very groups naive reads: it never does worse.
+        assert row["coverage_minus_naive"]["mean"] >= 0
+        assert row["coverage"] >= row["naive"]
+    for o in report["overoptimization"]:
+        assert o["budgets"] == [1, 2, 4, 8] and o["mode"] in ("weighted", "naive")
+        below = [g < m - 1e-9 for g, m in zip(o["guided"], o["majority"], strict=True)]
+        if o["onset"] is not None:
+            assert all(below[o["budgets"].index(o["onset"]) :])
+
+    # Several runs: one column block each (here the same run twice, numbered).
+    assert main(["verifiers", str(run), str(run), "--aggregation", "min"]) == 0
+    side = capsys.readouterr().out
+    assert f"1: {run.name}: pooled" in side and f"2: {run.name}: pooled" in side
+    assert "aggregation=min" in side
+
+
+def test_verifiers_refuses_runs_without_scores_and_non_runs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bare = ["run", "--backend", "fake", "--task", "arith", "--strategy", "majority",
+            "--verifier", "none", "--budgets", "1,2", "--limit", "2", "--quiet"]  # fmt: skip
+    assert main([*bare, "--output-dir", "bare"]) == 0
+    capsys.readouterr()
+    assert main(["verifiers", str(_run_dir("bare"))]) == 2
+    err = capsys.readouterr().err
+    assert "has no verifier scores" in err and "--verifier logprob" in err
+    assert main(["verifiers", "nowhere"]) == 2
+    assert "nowhere is not a run directory" in capsys.readouterr().err
+
+
+def test_verifiers_on_an_imported_dump_with_reward_logits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "dump.jsonl"
+    rows = [
+        {"id": "a", "answer": "3", "samples": [
+            {"text": "3", "score": 2.5, "correct": True},
+            {"text": "4", "score": -1.0, "correct": False}]},
+        {"id": "b", "answer": "5", "samples": [
+            {"text": "5", "score": 0.5, "correct": True},
+            {"text": "6", "score": 1.5, "correct": False}]},
+    ]  # fmt: skip
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["import", "generic", str(src), "--task", "arith", "--output-dir", "imp"]) == 0
+    run = _run_dir("imp")
+    capsys.readouterr()
+    assert main(["verifiers", str(run)]) == 0
+    captured = capsys.readouterr()
+    report = json.loads((run / "report" / "verifier.json").read_text())
+    overall = next(d for d in report["discrimination"] if d["kind"] == "all")
+    # Pairs: 2.5 > -1.0, 2.5 > 1.5, 0.5 > -1.0, 0.5 < 1.5: 3/4.
+    assert overall["pooled"]["auroc"] == pytest.approx(0.75)
+    calib = next(c for c in report["calibration"] if c["kind"] == "all")
+    assert calib["ece"] is None and "not probabilities" in calib["reason"]
+    assert "ECE undefined" in captured.out
+    assert "reliability.png not written" in captured.err
+    assert not (run / "report" / "reliability.png").exists()
+    assert (run / "report" / "overoptimization.png").is_file()

@@ -1,0 +1,338 @@
+"""``ttc-eval verifiers RUN [RUN...]``: how good a run's verifier is, from its stored traces
+alone (no model): outcome AUROC per step-score aggregation, calibration (ECE and a
+reliability diagram), naive best-of-N's regret against the oracle and against majority, and
+over-optimization (verifier-guided selection falling below majority as N grows).
+
+Everything reads the run's sampled pool (the one its difficulty bins are measured on: the
+largest pool of independent samples), so every number is about the same samples. Each run
+gets ``report/verifier.json``, ``report/verifier.md``, ``report/reliability.png`` and
+``report/overoptimization.png``; several runs print side by side (one column block per run),
+which makes a verifier's in- and out-of-distribution numbers one table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ttc_eval._rundir import write_atomic, write_json
+from ttc_eval.aggregation import AGGREGATIONS, aggregate, check_aggregation
+from ttc_eval.analysis.results import label_groups
+from ttc_eval.analysis.verifier_eval import (
+    ECE_BINS,
+    N_RESAMPLES,
+    QuestionScores,
+    calibration,
+    discrimination,
+    over_optimization,
+    paired_difference,
+    within_question,
+)
+from ttc_eval.errors import UsageError
+from ttc_eval.pipeline import evaluate
+from ttc_eval.registry import STRATEGIES
+from ttc_eval.reporting.figures import overoptimization_curves, reliability_diagrams
+from ttc_eval.reporting.tables import verifier_tables
+from ttc_eval.results import RunView, load_run
+from ttc_eval.types import Trace
+
+SELECTIONS = ("coverage", "majority", "naive", "weighted")
+"""What the selection and over-optimization sections compare, on the same disjoint groups of
+the pool: the oracle (a correct sample when the group has one), majority voting, and
+best-of-N naive (the best-scored sample) and weighted (the answer with the largest summed
+score)."""
+
+FIGURE_KINDS = ("all", "oracle")
+"""Groups drawn in the over-optimization figure, and printed in the regret table: all
+questions and the oracle difficulty bins (every group is in verifier.json)."""
+
+
+def evaluate_verifier(
+    run_dir: Path, aggregation: str = "last", seed: int | None = None
+) -> dict[str, Any]:
+    """verifier.json's content for one run (see the module docstring); ``aggregation``
+    makes solution scores for calibration, selection and over-optimization (AUROC is
+    reported for every aggregation); ``seed``: the bootstrap's (default: the run's)."""
+    check_aggregation(aggregation, "ttc-eval verifiers --aggregation")
+    view = load_run(run_dir)
+    seed = view.config.seed if seed is None else seed
+    key, traces, notes = _scored_pool(view, run_dir)
+    labels = {p: view.labels.get(p, {}) for p in traces}
+    groups = label_groups(labels, view.label_keys, view.bins)
+    scored = {p: _question_scores(t) for p, t in traces.items()}
+    discrim, calib = [], []
+    for kind, value, pids in groups:
+        for how in AGGREGATIONS:
+            qs = [scored[p][how] for p in pids]
+            discrim.append(
+                {
+                    "kind": kind,
+                    "value": value,
+                    "aggregation": how,
+                    "pooled": asdict(discrimination(qs, seed=seed)),
+                    "within_question": asdict(within_question(qs, seed=seed)),
+                }
+            )
+            calib.append(
+                {"kind": kind, "value": value, "aggregation": how}
+                | asdict(calibration(qs, seed=seed))
+            )
+    complete = {p: t for p, t in traces.items() if all(c.step_scores for c in t.candidates)}
+    if len(complete) < len(traces):
+        notes.append(
+            f"{len(traces) - len(complete)} question(s) with unscored samples are left out "
+            "of the selection and over-optimization sections"
+        )
+    budgets = _budgets(complete)
+    accuracy = _accuracies(complete, budgets, aggregation)
+    selection, overopt = [], []
+    for kind, value, pids in groups:
+        mine = [p for p in pids if p in complete]
+        if not mine or not budgets:
+            continue
+        selection += _selection_rows(kind, value, mine, budgets, accuracy, seed)
+        overopt += _overopt_rows(kind, value, mine, budgets, accuracy, seed)
+    all_scores = [s for q in scored.values() for s in q["last"].scores]
+    return {
+        "run_id": run_dir.name,
+        "run_dir": str(run_dir),
+        "task": view.config.task,
+        "model": view.config.model,
+        "verifier": view.config.verifier,
+        "pool": key,
+        "n_questions": len(traces),
+        "n_samples": len(all_scores),
+        "score_range": [min(all_scores), max(all_scores)] if all_scores else None,
+        "aggregation": aggregation,
+        "budgets": budgets,
+        # Every CI resamples questions with all their samples (ttc_eval.analysis.verifier_eval).
+        "bootstrap": {
+            "unit": "question",
+            "resamples": N_RESAMPLES,
+            "confidence": 0.95,
+            "seed": seed,
+        },
+        "ece_bins": ECE_BINS,
+        "groups": [{"kind": k, "value": v, "n_questions": len(p)} for k, v, p in groups],
+        "discrimination": discrim,
+        "calibration": calib,
+        "selection": selection,
+        "overoptimization": overopt,
+        "notes": notes,
+    }
+
+
+def _no_scores(view: RunView, run_dir: Path) -> UsageError:
+    if view.record.get("imported"):
+        fix = (
+            "the imported dump had no reward scores: give every sample a `score` (generic) "
+            "or `pred_score` (qwen-math) and import it again"
+        )
+    else:
+        fix = (
+            "rerun its command with --verifier logprob (the policy's own token "
+            "probabilities, no extra model), --verifier self-judge, or a PRM (`ttc-eval "
+            "list verifiers`), into a new --output-dir"
+        )
+    return UsageError(f"{run_dir} has no verifier scores to evaluate; {fix}")
+
+
+def _scored_pool(view: RunView, run_dir: Path) -> tuple[str, dict[str, Trace], list[str]]:
+    """The run's sampled pool (its difficulty pool), questions in id order, with notes."""
+    if view.config.verifier is None:
+        raise _no_scores(view, run_dir)
+    spec = view.difficulty_pool
+    if spec is None:
+        raise UsageError(
+            f"{run_dir} has no pool of independent samples (its strategies are all search "
+            "or sequential); verifier evaluation reads one: rerun with --strategy best_of_n "
+            "added"
+        )
+    traces = dict(sorted(view.store.by_expansion(spec.key).items()))
+    if not any(c.step_scores for t in traces.values() for c in t.candidates):
+        raise _no_scores(view, run_dir)
+    notes = []
+    unusable = sum(
+        1 for t in traces.values() for c in t.candidates if not c.step_scores or c.correct is None
+    )
+    if unusable:
+        notes.append(
+            f"{unusable} sample(s) without a verifier score or a verdict are left out of "
+            "discrimination and calibration"
+        )
+    return spec.key, traces, notes
+
+
+def _question_scores(trace: Trace) -> dict[str, QuestionScores]:
+    """Per aggregation, the question's scored and graded samples."""
+    usable = [c for c in trace.candidates if c.step_scores and c.correct is not None]
+    return {
+        how: QuestionScores(
+            tuple(aggregate(c.step_scores or (), how) for c in usable),
+            tuple(bool(c.correct) for c in usable),
+        )
+        for how in AGGREGATIONS
+    }
+
+
+def _budgets(traces: Mapping[str, Trace]) -> list[int]:
+    """1, 2, 4, ... up to the smallest pool (imported pools may differ in size)."""
+    if not traces:
+        return []
+    n = min(len(t.candidates) for t in traces.values())
+    return [2**k for k in range(n.bit_length()) if 2**k <= n]
+
+
+def _accuracies(
+    traces: Mapping[str, Trace], budgets: Sequence[int], aggregation: str
+) -> dict[str, dict[int, dict[str, float]]]:
+    """Per selection (:data:`SELECTIONS`), budget and question: the expected accuracy, as
+    the run's report computes it (mean over the disjoint groups of the pool). Coverage is
+    the oracle's choice in those same groups, not the report's pass@N over every subset:
+    then its regret over naive best-of-N is what naive lost on the very samples it read,
+    never below zero for a question."""
+    strategies = {
+        "majority": STRATEGIES.create("majority"),
+        "naive": STRATEGIES.create("best_of_n", mode="naive", aggregation=aggregation),
+        "weighted": STRATEGIES.create("best_of_n", mode="weighted", aggregation=aggregation),
+    }
+    out = {
+        name: {b: {p: evaluate(s, t, b).accuracy for p, t in traces.items()} for b in budgets}
+        for name, s in strategies.items()
+    }
+    oracle = STRATEGIES.create("coverage")
+    out["coverage"] = {
+        b: {p: _mean([float(c.correct) for c in oracle.select(t, b)]) for p, t in traces.items()}
+        for b in budgets
+    }
+    return out
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _selection_rows(
+    kind: str,
+    value: str,
+    pids: Sequence[str],
+    budgets: Sequence[int],
+    acc: Mapping[str, Mapping[int, Mapping[str, float]]],
+    seed: int,
+) -> list[dict[str, Any]]:
+    rows = []
+    for b in budgets:
+        per = {name: [acc[name][b][p] for p in pids] for name in SELECTIONS}
+        rows.append(
+            {
+                "kind": kind,
+                "value": value,
+                "budget": b,
+                "n_questions": len(pids),
+                **{name: _mean(v) for name, v in per.items()},
+                # Regret of picking the best-scored sample: against the oracle (coverage, a
+                # correct sample was in the group) and against plain voting.
+                "coverage_minus_naive": asdict(
+                    paired_difference(per["coverage"], per["naive"], seed=seed)
+                ),
+                "majority_minus_naive": asdict(
+                    paired_difference(per["majority"], per["naive"], seed=seed)
+                ),
+            }
+        )
+    return rows
+
+
+def _overopt_rows(
+    kind: str,
+    value: str,
+    pids: Sequence[str],
+    budgets: Sequence[int],
+    acc: Mapping[str, Mapping[int, Mapping[str, float]]],
+    seed: int,
+) -> list[dict[str, Any]]:
+    rows = []
+    majority = [_mean([acc["majority"][b][p] for p in pids]) for b in budgets]
+    for mode in ("weighted", "naive"):
+        guided = [_mean([acc[mode][b][p] for p in pids]) for b in budgets]
+        result = over_optimization(budgets, guided, majority)
+        diffs = [
+            asdict(
+                paired_difference(
+                    [acc[mode][b][p] for p in pids],
+                    [acc["majority"][b][p] for p in pids],
+                    seed=seed,
+                )
+            )
+            for b in budgets
+        ]
+        rows.append(
+            {"kind": kind, "value": value, "mode": mode, "n_questions": len(pids)}
+            | asdict(result)
+            | {"guided_minus_majority": diffs}
+        )
+    return rows
+
+
+def write_verifier_report(run_dir: Path, report: Mapping[str, Any]) -> list[str]:
+    """verifier.json, verifier.md and the figures into ``run_dir/report``; returns notes on
+    what could not be drawn."""
+    out = run_dir / "report"
+    out.mkdir(exist_ok=True)
+    write_json(out / "verifier.json", report)
+    write_atomic(out / "verifier.md", verifier_tables([dict(report)]) + "\n")
+    notes = []
+    drawn = [c for c in report["calibration"] if c["kind"] == "all" and c["ece"] is not None]
+    if not reliability_diagrams(drawn, out / "reliability.png"):
+        why = next((c["reason"] for c in report["calibration"] if c["kind"] == "all"), None)
+        notes.append(f"{out / 'reliability.png'} not written: {why or 'no scores'}")
+    panels = [
+        _overopt_panel(report, kind, value)
+        for kind, value in _groups_of(report["overoptimization"], FIGURE_KINDS)
+    ]
+    if not overoptimization_curves(panels, out / "overoptimization.png"):
+        notes.append(f"{out / 'overoptimization.png'} not written: no budgets to compare")
+    return notes
+
+
+def _groups_of(rows: Sequence[Mapping[str, Any]], kinds: Sequence[str]) -> list[tuple[str, str]]:
+    return list(dict.fromkeys((r["kind"], r["value"]) for r in rows if r["kind"] in kinds))
+
+
+def _overopt_panel(report: Mapping[str, Any], kind: str, value: str) -> dict[str, Any]:
+    """One panel of the over-optimization figure: every selection's accuracy by budget."""
+    sel = sorted(
+        (r for r in report["selection"] if (r["kind"], r["value"]) == (kind, value)),
+        key=lambda r: r["budget"],
+    )
+    onsets = {
+        r["mode"]: r["onset"]
+        for r in report["overoptimization"]
+        if (r["kind"], r["value"]) == (kind, value)
+    }
+    n = sel[0]["n_questions"] if sel else 0
+    title = f"all questions (n={n})" if kind == "all" else f"{kind} = {value} (n={n})"
+    return {
+        "title": title,
+        "budgets": [r["budget"] for r in sel],
+        "lines": {name: [r[name] for r in sel] for name in SELECTIONS},
+        "onsets": onsets,
+    }
+
+
+def verifiers_command(
+    run_dirs: Sequence[Path], aggregation: str = "last", seed: int | None = None
+) -> tuple[str, list[str]]:
+    """Evaluate and write every run; the side-by-side tables to print and the notes."""
+    reports, notes = [], []
+    for run_dir in run_dirs:
+        if not (run_dir / "config.json").is_file():
+            raise UsageError(f"{run_dir} is not a run directory (no config.json)")
+    for run_dir in run_dirs:
+        report = evaluate_verifier(run_dir, aggregation, seed)
+        notes += [f"{run_dir.name}: {n}" for n in report["notes"]]
+        notes += write_verifier_report(run_dir, report)
+        reports.append(report)
+    return verifier_tables(reports, regret_kinds=FIGURE_KINDS), notes
