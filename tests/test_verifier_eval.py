@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from ttc_eval.analysis.verifier_eval import (
     QuestionScores,
+    _clustered,
+    _pair_counts,
+    _resample_weights,
     auroc,
     calibration,
     discrimination,
@@ -34,8 +39,8 @@ def test_auroc_counts_every_correct_wrong_pair_and_ties_half() -> None:
     assert auroc([0.5] * 4, [True, False, True, False]) == pytest.approx(0.5)
     assert auroc([0.1, 0.9], [False, True]) == 1.0
     assert auroc([0.1, 0.9], [True, True]) is None
-    # Every resample of two all-tied questions is all ties: the interval is 0.5 exactly.
-    tied = discrimination([QuestionScores((0.5, 0.5), (True, False))] * 2)
+    # Every resample of three all-tied questions is all ties: the interval is 0.5 exactly.
+    tied = discrimination([QuestionScores((0.5, 0.5), (True, False))] * 3)
     assert (tied.auroc, tied.ci_low, tied.ci_high) == (0.5, 0.5, 0.5)
     none = discrimination([QuestionScores((0.2, 0.4), (False, False))])
     assert none.auroc is None and none.reason == "every sample is wrong"
@@ -46,18 +51,79 @@ def test_pooled_auroc_pairs_samples_across_questions_and_resamples_questions() -
     # 0.8>0.7, 0.3>0.2, 0.3<0.7: 3/4. Within question: Q1 1, Q2 0, mean 0.5.
     q1 = QuestionScores((0.8, 0.2), (True, False))
     q2 = QuestionScores((0.3, 0.7), (True, False))
-    d = discrimination([q1, q2])
+    # Two questions per class is below the default minimum for an interval (3): allowed here
+    # to check the bootstrap by hand.
+    d = discrimination([q1, q2], min_class_questions=2)
     assert d.auroc == pytest.approx(0.75)
     assert (d.n_questions, d.n_correct, d.n_wrong) == (2, 2, 2)
     # Resampling the two questions: {Q1, Q1} -> 1 (p 1/4), {Q2, Q2} -> 0 (1/4), one of
     # each -> 0.75 (1/2). The 2.5% and 97.5% percentiles are therefore 0 and 1; a bootstrap
     # over the four samples would never give 0 (it needs both classes and Q1's pair).
     assert (d.ci_low, d.ci_high) == (0.0, 1.0)
+    assert d.resamples_dropped == 0  # every resample holds both classes
     w = within_question([q1, q2])
     assert w.auroc == pytest.approx(0.5) and w.n_questions == 2
     # A question with one class says nothing of ranking: left out of the within mean.
     w3 = within_question([q1, q2, QuestionScores((0.9,), (True,))])
     assert w3.auroc == pytest.approx(0.5) and w3.n_questions == 2
+
+
+def test_pooled_auroc_interval_needs_three_questions_per_class_and_counts_dropped() -> None:
+    q1 = QuestionScores((0.8, 0.2), (True, False))
+    q2 = QuestionScores((0.3, 0.7), (True, False))
+    few = discrimination([q1, q2])
+    assert few.auroc == pytest.approx(0.75)
+    assert (few.ci_low, few.ci_high) == (None, None)
+    assert few.ci_reason and "at least 3" in few.ci_reason
+    # Three questions with only correct samples and three with only wrong ones: a resample
+    # drawing from one side only has no AUROC and is dropped, and counted.
+    right = [QuestionScores((0.6 + 0.1 * i,), (True,)) for i in range(3)]
+    wrong = [QuestionScores((0.1 * i,), (False,)) for i in range(3)]
+    d = discrimination([*right, *wrong], n_resamples=1000, seed=5)
+    assert d.auroc == 1.0 and d.ci_reason is None
+    one_sided = sum(
+        int(((w[:, :3].sum(1) == 0) | (w[:, 3:].sum(1) == 0)).sum())
+        for w in _resample_weights(6, 1000, 5)
+    )
+    # P(one side only) = 2 x (1/2)^6: about 31 of 1000.
+    assert one_sided > 0 and d.resamples_dropped == one_sided
+    assert (d.ci_low, d.ci_high) == (1.0, 1.0)
+
+
+def test_pooled_auroc_bootstrap_matches_resampling_the_samples_themselves() -> None:
+    # w'Cw over (w . pos)(w . neg) against the AUROC of the resampled questions' samples.
+    rng = np.random.default_rng(3)
+    questions = [
+        QuestionScores(
+            tuple(float(x) for x in rng.choice([0.1, 0.4, 0.4, 0.7, 0.9], size=4)),
+            tuple(bool(x) for x in rng.random(4) < 0.5),
+        )
+        for _ in range(7)
+    ]
+    c, pos, neg = _pair_counts(questions)
+    undefined = 0
+    for w in _resample_weights(len(questions), 300, 11):
+        pairs = (w @ pos) * (w @ neg)
+        wins = ((w @ c) * w).sum(axis=1)
+        assert wins == pytest.approx(np.einsum("bq,qr,br->b", w, c, w))
+        for b in range(w.shape[0]):
+            picked = [q for q, k in zip(questions, w[b], strict=True) for _ in range(int(k))]
+            brute = auroc(
+                [s for q in picked for s in q.scores], [y for q in picked for y in q.correct]
+            )
+            if brute is None:
+                assert pairs[b] == 0
+                undefined += 1
+            else:
+                assert wins[b] / pairs[b] == pytest.approx(brute)
+    lo, hi, dropped = _clustered(questions, 0.95, 300, 11)
+    assert lo is not None and hi is not None and lo <= hi and dropped == undefined
+
+
+def test_within_question_gives_no_interval_from_one_question() -> None:
+    one = within_question([QuestionScores((0.8, 0.2), (True, False))])
+    assert one.auroc == 1.0 and one.n_questions == 1
+    assert (one.ci_low, one.ci_high) == (None, None) and one.ci_reason
 
 
 # 2. ECE by hand.
@@ -128,11 +194,49 @@ def test_paired_difference_is_the_mean_of_per_question_differences() -> None:
 
 RUN = ["run", "--backend", "fake", "--task", "arith", "--strategy", "majority,best_of_n",
        "--limit", "6", "--quiet"]  # fmt: skip
+FAKE = ["run", "--backend", "fake", "--task", "arith", "--verifier", "logprob", "--quiet"]
 
 
 def _run_dir(out: str) -> Path:
     (d,) = list(Path(out).iterdir())
     return d
+
+
+def _results_rows(run: Path) -> dict[tuple[str, str, str, int], dict[str, Any]]:
+    """results.json's rows by (kind, value, selection, budget); selection as verifier.json
+    names it (majority, weighted, naive), best_of_n rows keyed by their aggregation too."""
+    out = {}
+    for r in json.loads((run / "results.json").read_text())["rows"]:
+        name = r["strategy"]
+        if name == "best_of_n":
+            name = f"{r['strategy_args']['mode']}:{r['strategy_args']['aggregation']}"
+        elif name != "majority":
+            continue
+        out[(r["label_kind"], r["label"], name, r["budget"])] = r
+    return out
+
+
+def _assert_selection_is_the_runs(
+    run: Path, report: dict[str, Any], modes: set[str], budgets: list[int]
+) -> None:
+    """Every selection number of the report, per group and budget, equals results.json's row
+    of the same selection (majority, and best_of_n ``modes`` at the report's aggregation);
+    the run's ``budgets`` must all be there."""
+    rows = _results_rows(run)
+    how = report["aggregation"]
+    checked = 0
+    for s in report["selection"]:
+        for name in ("majority", *sorted(modes)):
+            key = name if name == "majority" else f"{name}:{how}"
+            row = rows.get((s["kind"], s["value"], key, s["budget"]))
+            if s["budget"] in budgets:
+                assert row is not None, (s["kind"], s["value"], key, s["budget"])
+            if row is None:
+                continue
+            assert row["n_problems"] == s["n_questions"]
+            assert s[name] == pytest.approx(row["accuracy"]), (s["kind"], s["value"], key)
+            checked += 1
+    assert checked >= len(budgets) * len(report["groups"]) * (1 + len(modes))
 
 
 def _brute_auroc(traces: Path) -> float:
@@ -147,15 +251,18 @@ def _brute_auroc(traces: Path) -> float:
 
 
 def test_verifiers_command_on_a_fake_run(capsys: pytest.CaptureFixture[str]) -> None:
-    args = [*RUN, "--verifier", "logprob", "--budgets", "1,2,4,8", "--output-dir", "out"]
-    assert main(args) == 0
+    strategies = "majority,best_of_n,best_of_n:mode=naive"
+    args = [*FAKE, "--strategy", strategies, "--limit", "6", "--budgets", "1,2,4,8"]
+    assert main([*args, "--output-dir", "out"]) == 0
     run = _run_dir("out")
     capsys.readouterr()
     assert main(["verifiers", str(run)]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     for title in ("outcome AUROC", "expected calibration error", "regret", "over-optimization"):
         assert title in printed
     assert "weighted best-of-N" in printed and "naive best-of-N" in printed
+    assert "small groups inflate ECE" in printed
     report = json.loads((run / "report" / "verifier.json").read_text())
     for key in ("discrimination", "calibration", "selection", "overoptimization", "groups"):
         assert report[key], key
@@ -164,6 +271,8 @@ def test_verifiers_command_on_a_fake_run(capsys: pytest.CaptureFixture[str]) -> 
     assert (run / "report" / "reliability.png").stat().st_size > 0
     assert (run / "report" / "overoptimization.png").stat().st_size > 0
     assert (run / "report" / "verifier.md").is_file()
+    written = "wrote verifier.json, verifier.md, reliability.png, overoptimization.png"
+    assert written in captured.err
 
     overall = next(
         d for d in report["discrimination"] if (d["kind"], d["aggregation"]) == ("all", "last")
@@ -174,19 +283,15 @@ def test_verifiers_command_on_a_fake_run(capsys: pytest.CaptureFixture[str]) -> 
     calib = next(c for c in report["calibration"] if c["kind"] == "all")
     assert 0 <= calib["ece"] <= 1 and len(calib["bins"]) == 10
 
-    # Majority and best-of-N are the run's own numbers (the same selections, same pool).
-    results = json.loads((run / "results.json").read_text())
-    own = {
-        (r["strategy"], r["budget"]): r["accuracy"]
-        for r in results["rows"]
-        if r["label_kind"] == "all"
-    }
-    for row in (s for s in report["selection"] if s["kind"] == "all"):
-        assert row["majority"] == pytest.approx(own[("majority", row["budget"])])
-        assert row["weighted"] == pytest.approx(own[("best_of_n", row["budget"])])
+    # Majority, weighted and naive best-of-N are the run's own numbers (the same selections,
+    # same pool), in every group (labels and bins) at every budget.
+    assert report["aggregation"] == "last" and report["run_aggregations"] == ["last"]
+    _assert_selection_is_the_runs(run, report, {"weighted", "naive"}, [1, 2, 4, 8])
+    for row in report["selection"]:
         # The oracle chooses from the very groups naive reads: it never does worse.
-        assert row["coverage_minus_naive"]["mean"] >= 0
-        assert row["coverage"] >= row["naive"]
+        assert row["oracle_minus_naive"]["mean"] >= 0
+        assert row["oracle"] >= row["naive"]
+    assert "resamples_dropped" in overall["pooled"]
     for o in report["overoptimization"]:
         assert o["budgets"] == [1, 2, 4, 8] and o["mode"] in ("weighted", "naive")
         below = [g < m - 1e-9 for g, m in zip(o["guided"], o["majority"], strict=True)]
@@ -195,9 +300,83 @@ def test_verifiers_command_on_a_fake_run(capsys: pytest.CaptureFixture[str]) -> 
 
     # Several runs: one column block each (here the same run twice, numbered).
     assert main(["verifiers", str(run), str(run), "--aggregation", "min"]) == 0
-    side = capsys.readouterr().out
+    captured = capsys.readouterr()
+    side = captured.out
     assert f"1: {run.name}: pooled" in side and f"2: {run.name}: pooled" in side
-    assert "aggregation=min" in side
+    assert "aggregation=min" in side and "oracle - naive" in side
+    # min is not the run's aggregation: said.
+    assert "the run's best_of_n used last" in captured.err
+
+
+def test_verifiers_aggregation_min_changes_best_of_n_as_the_run_does(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Both aggregations in one run: results.json has best_of_n rows under each.
+    strategies = (
+        "majority,best_of_n,best_of_n:mode=naive,"
+        "best_of_n:aggregation=min,best_of_n:mode=naive:aggregation=min"
+    )
+    args = [*FAKE, "--strategy", strategies, "--limit", "6", "--budgets", "1,2,4,8"]
+    assert main([*args, "--output-dir", "out"]) == 0
+    run = _run_dir("out")
+    capsys.readouterr()
+    # Several aggregations in the run: the default is last, with a note.
+    assert main(["verifiers", str(run)]) == 0
+    assert "several: pick one with --aggregation" in capsys.readouterr().err
+    last = json.loads((run / "report" / "verifier.json").read_text())
+    assert last["aggregation"] == "last" and last["run_aggregations"] == ["last", "min"]
+    _assert_selection_is_the_runs(run, last, {"weighted", "naive"}, [1, 2, 4, 8])
+    assert main(["verifiers", str(run), "--aggregation", "min"]) == 0
+    capsys.readouterr()
+    low = json.loads((run / "report" / "verifier.json").read_text())
+    assert low["aggregation"] == "min"
+    _assert_selection_is_the_runs(run, low, {"weighted", "naive"}, [1, 2, 4, 8])
+    # min and last choose differently here: the numbers moved (majority did not).
+    for mode in ("weighted", "naive"):
+        moved = [
+            (a["kind"], a["value"], a["budget"])
+            for a, b in zip(last["selection"], low["selection"], strict=True)
+            if a[mode] != pytest.approx(b[mode])
+        ]
+        assert moved, mode
+    for a, b in zip(last["selection"], low["selection"], strict=True):
+        assert a["majority"] == b["majority"]
+
+
+def test_verifiers_defaults_to_the_runs_aggregation_and_sweeps_its_budgets(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    strategies = "majority,best_of_n:aggregation=min"
+    args = [*FAKE, "--strategy", strategies, "--limit", "4", "--budgets", "1,3,6"]
+    assert main([*args, "--output-dir", "out"]) == 0
+    run = _run_dir("out")
+    capsys.readouterr()
+    assert main(["verifiers", str(run)]) == 0
+    err = capsys.readouterr().err
+    report = json.loads((run / "report" / "verifier.json").read_text())
+    assert report["aggregation"] == "min" and "the run's best_of_n used" not in err
+    # Powers of 2, the run's budgets and the pool size (6), capped at the pool.
+    assert report["budgets"] == [1, 2, 3, 4, 6] and report["pool_sizes"] == [6, 6]
+    _assert_selection_is_the_runs(run, report, {"weighted"}, [1, 3, 6])
+    assert main(["verifiers", str(run), "--aggregation", "last"]) == 0
+    assert "aggregation last: the run's best_of_n used min" in capsys.readouterr().err
+
+
+def test_verifiers_reads_the_strategies_pool_not_the_difficulty_pass(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # --difficulty-samples 8 stores a pool of 8 for the bins; majority and best_of_n read the
+    # pool of 4. Every section reads the latter; the bins stay the run's own.
+    args = [*FAKE, "--strategy", "majority,best_of_n", "--limit", "6", "--budgets", "1,2,4"]
+    assert main([*args, "--difficulty-samples", "8", "--output-dir", "out"]) == 0
+    run = _run_dir("out")
+    capsys.readouterr()
+    assert main(["verifiers", str(run)]) == 0
+    report = json.loads((run / "report" / "verifier.json").read_text())
+    assert report["pool"].startswith("sample(n=4,") and report["budgets"] == [1, 2, 4]
+    assert report["n_samples"] == 24
+    assert {"oracle", "predicted"} <= {g["kind"] for g in report["groups"]}
+    _assert_selection_is_the_runs(run, report, {"weighted"}, [1, 2, 4])
 
 
 def test_verifiers_refuses_runs_without_scores_and_non_runs(
@@ -206,10 +385,15 @@ def test_verifiers_refuses_runs_without_scores_and_non_runs(
     bare = ["run", "--backend", "fake", "--task", "arith", "--strategy", "majority",
             "--verifier", "none", "--budgets", "1,2", "--limit", "2", "--quiet"]  # fmt: skip
     assert main([*bare, "--output-dir", "bare"]) == 0
+    scored = [*FAKE, "--strategy", "majority,best_of_n", "--budgets", "1,2", "--limit", "2"]
+    assert main([*scored, "--output-dir", "good"]) == 0
     capsys.readouterr()
-    assert main(["verifiers", str(_run_dir("bare"))]) == 2
+    good = _run_dir("good")
+    # The good run comes first, but nothing is written: every run is checked up front.
+    assert main(["verifiers", str(good), str(_run_dir("bare"))]) == 2
     err = capsys.readouterr().err
     assert "has no verifier scores" in err and "--verifier logprob" in err
+    assert not (good / "report" / "verifier.json").exists()
     assert main(["verifiers", "nowhere"]) == 2
     assert "nowhere is not a run directory" in capsys.readouterr().err
 
@@ -224,7 +408,8 @@ def test_verifiers_on_an_imported_dump_with_reward_logits(
             {"text": "4", "score": -1.0, "correct": False}]},
         {"id": "b", "answer": "5", "samples": [
             {"text": "5", "score": 0.5, "correct": True},
-            {"text": "6", "score": 1.5, "correct": False}]},
+            {"text": "6", "score": 1.5, "correct": False},
+            {"text": "7", "score": -2.0, "correct": False}]},
     ]  # fmt: skip
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["import", "generic", str(src), "--task", "arith", "--output-dir", "imp"]) == 0
@@ -234,11 +419,19 @@ def test_verifiers_on_an_imported_dump_with_reward_logits(
     captured = capsys.readouterr()
     report = json.loads((run / "report" / "verifier.json").read_text())
     overall = next(d for d in report["discrimination"] if d["kind"] == "all")
-    # Pairs: 2.5 > -1.0, 2.5 > 1.5, 0.5 > -1.0, 0.5 < 1.5: 3/4.
-    assert overall["pooled"]["auroc"] == pytest.approx(0.75)
+    # Pairs: 2.5 beats -1.0, 1.5 and -2.0; 0.5 beats -1.0 and -2.0, not 1.5: 5/6. Two
+    # questions: too few for an interval.
+    assert overall["pooled"]["auroc"] == pytest.approx(5 / 6)
+    assert overall["pooled"]["ci_low"] is None and overall["pooled"]["ci_reason"]
+    # Pools of 2 and 3: the sweep stops at 2, and says so.
+    assert report["pool_sizes"] == [2, 3] and report["budgets"] == [1, 2]
+    assert "pools hold 2 to 3 samples per question" in captured.err
+    assert "budget sweep cut at 2" in captured.out
     calib = next(c for c in report["calibration"] if c["kind"] == "all")
     assert calib["ece"] is None and "not probabilities" in calib["reason"]
     assert "ECE undefined" in captured.out
     assert "reliability.png not written" in captured.err
+    # Only what was written is claimed.
+    assert "wrote verifier.json, verifier.md, overoptimization.png into" in captured.err
     assert not (run / "report" / "reliability.png").exists()
     assert (run / "report" / "overoptimization.png").is_file()

@@ -478,9 +478,9 @@ def _verifiers_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--aggregation",
         choices=AGGREGATIONS,
-        default="last",
         help="step scores to a solution score for calibration, regret and over-optimization "
-        "(AUROC is shown for every aggregation; default: %(default)s)",
+        "(AUROC is shown for every aggregation; default: the run's best_of_n aggregation "
+        "when it has one, else last)",
     )
     p.add_argument("--seed", type=int, help="bootstrap seed (default: each run's own seed)")
 
@@ -494,12 +494,18 @@ def _verifiers(args: argparse.Namespace) -> int:
     from ttc_eval.verifier_report import verifiers_command
 
     runs = [Path(r) for r in args.runs]
-    table, notes = verifiers_command(runs, args.aggregation, args.seed)
+    table, notes, written = verifiers_command(runs, args.aggregation, args.seed)
     print(table)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    written = ", ".join(str(r / "report") for r in runs)
-    print(f"\nwrote verifier.json, verifier.md and the figures into {written}", file=sys.stderr)
+    by_folder: dict[Path, list[str]] = {}
+    for f in written:
+        names = by_folder.setdefault(f.parent, [])
+        if f.name not in names:
+            names.append(f.name)
+    print(file=sys.stderr)
+    for folder, names in by_folder.items():
+        print(f"wrote {', '.join(names)} into {folder}", file=sys.stderr)
     return 0
 
 

@@ -3,11 +3,13 @@ alone (no model): outcome AUROC per step-score aggregation, calibration (ECE and
 reliability diagram), naive best-of-N's regret against the oracle and against majority, and
 over-optimization (verifier-guided selection falling below majority as N grows).
 
-Everything reads the run's sampled pool (the one its difficulty bins are measured on: the
-largest pool of independent samples), so every number is about the same samples. Each run
-gets ``report/verifier.json``, ``report/verifier.md``, ``report/reliability.png`` and
-``report/overoptimization.png``; several runs print side by side (one column block per run),
-which makes a verifier's in- and out-of-distribution numbers one table.
+Every section reads the pool the run's majority and best-of-N read (so selection numbers are
+results.json's own), falling back to the difficulty pool (``--difficulty-samples``) only for
+a run without one; every number is about the same samples. The oracle and predicted bins are
+the run's own (measured on its difficulty pool). Each run gets ``report/verifier.json``,
+``report/verifier.md``, ``report/reliability.png`` and ``report/overoptimization.png`` (the
+figures when there is something to draw); several runs print side by side (one column block
+per run), which makes a verifier's in- and out-of-distribution numbers one table.
 """
 
 from __future__ import annotations
@@ -38,27 +40,54 @@ from ttc_eval.reporting.tables import verifier_tables
 from ttc_eval.results import RunView, load_run
 from ttc_eval.types import Trace
 
-SELECTIONS = ("coverage", "majority", "naive", "weighted")
+SELECTIONS = ("oracle", "majority", "naive", "weighted")
 """What the selection and over-optimization sections compare, on the same disjoint groups of
-the pool: the oracle (a correct sample when the group has one), majority voting, and
-best-of-N naive (the best-scored sample) and weighted (the answer with the largest summed
-score)."""
+the pool: the oracle (a correct sample when the group has one: not the run's pass@k coverage
+row, which averages over every subset), majority voting, and best-of-N naive (the
+best-scored sample) and weighted (the answer with the largest summed score)."""
 
 FIGURE_KINDS = ("all", "oracle")
 """Groups drawn in the over-optimization figure, and printed in the regret table: all
 questions and the oracle difficulty bins (every group is in verifier.json)."""
 
 
+def run_aggregations(view: RunView) -> list[str]:
+    """The distinct step-score aggregations of the run's best_of_n configurations."""
+    return sorted(
+        {
+            str(s.args.get("aggregation", "last"))
+            for s in view.plan.strategies
+            if s.name == "best_of_n"
+        }
+    )
+
+
+def default_aggregation(view: RunView) -> str:
+    """The run's best_of_n aggregation when it has exactly one, else ``last``."""
+    mine = run_aggregations(view)
+    return mine[0] if len(mine) == 1 else "last"
+
+
 def evaluate_verifier(
-    run_dir: Path, aggregation: str = "last", seed: int | None = None
+    run_dir: Path, aggregation: str | None = None, seed: int | None = None
 ) -> dict[str, Any]:
     """verifier.json's content for one run (see the module docstring); ``aggregation``
     makes solution scores for calibration, selection and over-optimization (AUROC is
-    reported for every aggregation); ``seed``: the bootstrap's (default: the run's)."""
-    check_aggregation(aggregation, "ttc-eval verifiers --aggregation")
+    reported for every aggregation; default: :func:`default_aggregation`); ``seed``: the
+    bootstrap's (default: the run's)."""
+    if aggregation is not None:
+        check_aggregation(aggregation, "ttc-eval verifiers --aggregation")
     view = load_run(run_dir)
-    seed = view.config.seed if seed is None else seed
     key, traces, notes = _scored_pool(view, run_dir)
+    seed = view.config.seed if seed is None else seed
+    run_aggs = run_aggregations(view)
+    aggregation = default_aggregation(view) if aggregation is None else aggregation
+    if run_aggs and run_aggs != [aggregation]:
+        notes.append(
+            f"aggregation {aggregation}: the run's best_of_n used {', '.join(run_aggs)}, so the "
+            "weighted and naive best-of-N numbers here are not its results.json rows"
+            + ("" if len(run_aggs) == 1 else " (several: pick one with --aggregation)")
+        )
     labels = {p: view.labels.get(p, {}) for p in traces}
     groups = label_groups(labels, view.label_keys, view.bins)
     scored = {p: _question_scores(t) for p, t in traces.items()}
@@ -85,7 +114,13 @@ def evaluate_verifier(
             f"{len(traces) - len(complete)} question(s) with unscored samples are left out "
             "of the selection and over-optimization sections"
         )
-    budgets = _budgets(complete)
+    sizes = sorted({len(t.candidates) for t in complete.values()})
+    if len(sizes) > 1:
+        notes.append(
+            f"pools hold {sizes[0]} to {sizes[-1]} samples per question: the budget sweep "
+            f"is cut at the smallest, {sizes[0]}"
+        )
+    budgets = _budgets(complete, view.config.budgets)
     accuracy = _accuracies(complete, budgets, aggregation)
     selection, overopt = [], []
     for kind, value, pids in groups:
@@ -106,7 +141,9 @@ def evaluate_verifier(
         "n_samples": len(all_scores),
         "score_range": [min(all_scores), max(all_scores)] if all_scores else None,
         "aggregation": aggregation,
+        "run_aggregations": run_aggs,
         "budgets": budgets,
+        "pool_sizes": [sizes[0], sizes[-1]] if sizes else None,
         # Every CI resamples questions with all their samples (ttc_eval.analysis.verifier_eval).
         "bootstrap": {
             "unit": "question",
@@ -139,21 +176,36 @@ def _no_scores(view: RunView, run_dir: Path) -> UsageError:
     return UsageError(f"{run_dir} has no verifier scores to evaluate; {fix}")
 
 
+def strategy_pool(view: RunView) -> str:
+    """Key of the pool the run's pool strategies (majority, best_of_n, coverage) read."""
+    majority = STRATEGIES.create("majority")
+    return majority.expansion(max(view.config.budgets), view.plan.defaults).key
+
+
 def _scored_pool(view: RunView, run_dir: Path) -> tuple[str, dict[str, Trace], list[str]]:
-    """The run's sampled pool (its difficulty pool), questions in id order, with notes."""
+    """The pool the run's majority and best_of_n read (else its difficulty pool), questions
+    in id order, with notes."""
     if view.config.verifier is None:
         raise _no_scores(view, run_dir)
-    spec = view.difficulty_pool
-    if spec is None:
-        raise UsageError(
-            f"{run_dir} has no pool of independent samples (its strategies are all search "
-            "or sequential); verifier evaluation reads one: rerun with --strategy best_of_n "
-            "added"
+    notes = []
+    key = strategy_pool(view)
+    traces = view.store.by_expansion(key)
+    if not traces:
+        spec = view.difficulty_pool
+        if spec is None:
+            raise UsageError(
+                f"{run_dir} has no pool of independent samples (its strategies are all search "
+                "or sequential); verifier evaluation reads one: rerun with --strategy "
+                "best_of_n added"
+            )
+        key, traces = spec.key, view.store.by_expansion(spec.key)
+        notes.append(
+            f"the run's strategies read no sample pool: every section reads its difficulty "
+            f"pool {key}"
         )
-    traces = dict(sorted(view.store.by_expansion(spec.key).items()))
+    traces = dict(sorted(traces.items()))
     if not any(c.step_scores for t in traces.values() for c in t.candidates):
         raise _no_scores(view, run_dir)
-    notes = []
     unusable = sum(
         1 for t in traces.values() for c in t.candidates if not c.step_scores or c.correct is None
     )
@@ -162,7 +214,7 @@ def _scored_pool(view: RunView, run_dir: Path) -> tuple[str, dict[str, Trace], l
             f"{unusable} sample(s) without a verifier score or a verdict are left out of "
             "discrimination and calibration"
         )
-    return spec.key, traces, notes
+    return key, traces, notes
 
 
 def _question_scores(trace: Trace) -> dict[str, QuestionScores]:
@@ -177,22 +229,24 @@ def _question_scores(trace: Trace) -> dict[str, QuestionScores]:
     }
 
 
-def _budgets(traces: Mapping[str, Trace]) -> list[int]:
-    """1, 2, 4, ... up to the smallest pool (imported pools may differ in size)."""
+def _budgets(traces: Mapping[str, Trace], run_budgets: Sequence[int]) -> list[int]:
+    """The budget sweep: 1, 2, 4, ..., the run's own budgets and the pool size, all capped at
+    the smallest pool (imported pools may differ in size)."""
     if not traces:
         return []
     n = min(len(t.candidates) for t in traces.values())
-    return [2**k for k in range(n.bit_length()) if 2**k <= n]
+    powers = {2**k for k in range(n.bit_length())}
+    return sorted(b for b in powers | set(run_budgets) | {n} if 1 <= b <= n)
 
 
 def _accuracies(
     traces: Mapping[str, Trace], budgets: Sequence[int], aggregation: str
 ) -> dict[str, dict[int, dict[str, float]]]:
     """Per selection (:data:`SELECTIONS`), budget and question: the expected accuracy, as
-    the run's report computes it (mean over the disjoint groups of the pool). Coverage is
-    the oracle's choice in those same groups, not the report's pass@N over every subset:
-    then its regret over naive best-of-N is what naive lost on the very samples it read,
-    never below zero for a question."""
+    the run's report computes it (mean over the disjoint groups of the pool). The oracle
+    chooses a correct sample in those same groups (not the report's coverage row, pass@N
+    over every subset): then its regret over naive best-of-N is what naive lost on the very
+    samples it read, never below zero for a question."""
     strategies = {
         "majority": STRATEGIES.create("majority"),
         "naive": STRATEGIES.create("best_of_n", mode="naive", aggregation=aggregation),
@@ -203,7 +257,7 @@ def _accuracies(
         for name, s in strategies.items()
     }
     oracle = STRATEGIES.create("coverage")
-    out["coverage"] = {
+    out["oracle"] = {
         b: {p: _mean([float(c.correct) for c in oracle.select(t, b)]) for p, t in traces.items()}
         for b in budgets
     }
@@ -232,10 +286,10 @@ def _selection_rows(
                 "budget": b,
                 "n_questions": len(pids),
                 **{name: _mean(v) for name, v in per.items()},
-                # Regret of picking the best-scored sample: against the oracle (coverage, a
-                # correct sample was in the group) and against plain voting.
-                "coverage_minus_naive": asdict(
-                    paired_difference(per["coverage"], per["naive"], seed=seed)
+                # Regret of picking the best-scored sample: against the oracle (a correct
+                # sample was in the group) and against plain voting.
+                "oracle_minus_naive": asdict(
+                    paired_difference(per["oracle"], per["naive"], seed=seed)
                 ),
                 "majority_minus_naive": asdict(
                     paired_difference(per["majority"], per["naive"], seed=seed)
@@ -276,25 +330,29 @@ def _overopt_rows(
     return rows
 
 
-def write_verifier_report(run_dir: Path, report: Mapping[str, Any]) -> list[str]:
-    """verifier.json, verifier.md and the figures into ``run_dir/report``; returns notes on
-    what could not be drawn."""
+def write_verifier_report(run_dir: Path, report: Mapping[str, Any]) -> tuple[list[Path], list[str]]:
+    """verifier.json, verifier.md and the figures into ``run_dir/report``; returns the files
+    written and notes on what could not be drawn."""
     out = run_dir / "report"
     out.mkdir(exist_ok=True)
     write_json(out / "verifier.json", report)
     write_atomic(out / "verifier.md", verifier_tables([dict(report)]) + "\n")
-    notes = []
+    written, notes = [out / "verifier.json", out / "verifier.md"], []
     drawn = [c for c in report["calibration"] if c["kind"] == "all" and c["ece"] is not None]
-    if not reliability_diagrams(drawn, out / "reliability.png"):
+    if reliability_diagrams(drawn, out / "reliability.png"):
+        written.append(out / "reliability.png")
+    else:
         why = next((c["reason"] for c in report["calibration"] if c["kind"] == "all"), None)
         notes.append(f"{out / 'reliability.png'} not written: {why or 'no scores'}")
     panels = [
         _overopt_panel(report, kind, value)
         for kind, value in _groups_of(report["overoptimization"], FIGURE_KINDS)
     ]
-    if not overoptimization_curves(panels, out / "overoptimization.png"):
+    if overoptimization_curves(panels, out / "overoptimization.png"):
+        written.append(out / "overoptimization.png")
+    else:
         notes.append(f"{out / 'overoptimization.png'} not written: no budgets to compare")
-    return notes
+    return written, notes
 
 
 def _groups_of(rows: Sequence[Mapping[str, Any]], kinds: Sequence[str]) -> list[tuple[str, str]]:
@@ -323,16 +381,21 @@ def _overopt_panel(report: Mapping[str, Any], kind: str, value: str) -> dict[str
 
 
 def verifiers_command(
-    run_dirs: Sequence[Path], aggregation: str = "last", seed: int | None = None
-) -> tuple[str, list[str]]:
-    """Evaluate and write every run; the side-by-side tables to print and the notes."""
-    reports, notes = [], []
+    run_dirs: Sequence[Path], aggregation: str | None = None, seed: int | None = None
+) -> tuple[str, list[str], list[Path]]:
+    """Evaluate every run, then write each one's report (a run that cannot be evaluated is
+    refused before anything is written); the side-by-side tables to print, the notes and
+    the files written. ``aggregation``: ``None`` takes each run's own
+    (:func:`default_aggregation`)."""
     for run_dir in run_dirs:
         if not (run_dir / "config.json").is_file():
             raise UsageError(f"{run_dir} is not a run directory (no config.json)")
-    for run_dir in run_dirs:
-        report = evaluate_verifier(run_dir, aggregation, seed)
+    reports = [evaluate_verifier(run_dir, aggregation, seed) for run_dir in run_dirs]
+    notes: list[str] = []
+    written: list[Path] = []
+    for run_dir, report in zip(run_dirs, reports, strict=True):
         notes += [f"{run_dir.name}: {n}" for n in report["notes"]]
-        notes += write_verifier_report(run_dir, report)
-        reports.append(report)
-    return verifier_tables(reports, regret_kinds=FIGURE_KINDS), notes
+        files, skipped = write_verifier_report(run_dir, report)
+        written += files
+        notes += skipped
+    return verifier_tables(reports, regret_kinds=FIGURE_KINDS), notes, written

@@ -27,6 +27,11 @@ N_RESAMPLES = 2000
 ECE_BINS = 10
 """Equal-width bins of [0, 1] for the expected calibration error (the usual choice)."""
 
+MIN_CLASS_QUESTIONS = 3
+"""The pooled AUROC's interval needs at least this many questions with a correct sample and
+as many with a wrong one: with fewer, many resamples hold one class only (AUROC undefined,
+left out) and the rest say little, so no interval is given."""
+
 _CHUNK = 250
 """Resamples computed at once: bounds the (resamples x questions) weight matrix in memory."""
 
@@ -62,6 +67,11 @@ class Discrimination:
     """Wrong samples."""
     reason: str | None = None
     """Why ``auroc`` is ``None`` (every sample correct, or every one wrong)."""
+    resamples_dropped: int = 0
+    """Bootstrap resamples left out of the interval because they held no correct or no
+    wrong sample (AUROC undefined there); 0 when no bootstrap was run."""
+    ci_reason: str | None = None
+    """Why the interval is ``None`` while ``auroc`` is not."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,8 @@ class WithinQuestion:
     """Questions with both correct and wrong samples (the others say nothing of ranking)."""
     reason: str | None = None
     """Why ``auroc`` is ``None`` (no question has both)."""
+    ci_reason: str | None = None
+    """Why the interval is ``None`` while ``auroc`` is not (a single question)."""
 
 
 @dataclass(frozen=True)
@@ -217,9 +229,12 @@ def discrimination(
     confidence: float = 0.95,
     n_resamples: int = N_RESAMPLES,
     seed: int = 0,
+    min_class_questions: int = MIN_CLASS_QUESTIONS,
 ) -> Discrimination:
-    """Pooled outcome AUROC of ``questions`` with a cluster-bootstrap CI (resamples where
-    one class is empty are left out of the interval)."""
+    """Pooled outcome AUROC of ``questions`` with a cluster-bootstrap CI. Resamples where
+    one class is empty are left out of the interval and counted (``resamples_dropped``);
+    no interval when fewer than ``min_class_questions`` questions have a correct sample, or
+    fewer have a wrong one."""
     questions = [q for q in questions if q.scores]
     n_pos = sum(sum(q.correct) for q in questions)
     n_neg = sum(len(q.correct) for q in questions) - n_pos
@@ -232,33 +247,50 @@ def discrimination(
         else:
             why = "every sample is correct" if n_neg == 0 else "every sample is wrong"
         return Discrimination(None, None, None, len(questions), n_pos, n_neg, why)
-    lo, hi = _clustered(questions, confidence, n_resamples, seed)
-    return Discrimination(value, lo, hi, len(questions), n_pos, n_neg)
+    with_pos = sum(1 for q in questions if any(q.correct))
+    with_neg = sum(1 for q in questions if not all(q.correct))
+    if min(with_pos, with_neg) < min_class_questions:
+        why = (
+            f"{with_pos} question(s) have a correct sample and {with_neg} a wrong one; an "
+            f"interval needs at least {min_class_questions} of each"
+        )
+        return Discrimination(value, None, None, len(questions), n_pos, n_neg, ci_reason=why)
+    lo, hi, dropped = _clustered(questions, confidence, n_resamples, seed)
+    return Discrimination(value, lo, hi, len(questions), n_pos, n_neg, resamples_dropped=dropped)
 
 
 def _clustered(
     questions: Sequence[QuestionScores], confidence: float, n_resamples: int, seed: int
-) -> tuple[float | None, float | None]:
+) -> tuple[float | None, float | None, int]:
+    """The percentile interval of the pooled AUROC over resamples of questions, and how
+    many resamples were left out (one class empty: AUROC undefined)."""
     c, pos, neg = _pair_counts(questions)
     if len(questions) < 2:
-        return None, None
+        return None, None, 0
     draws = []
     for w in _resample_weights(len(questions), n_resamples, seed):
         pairs = (w @ pos) * (w @ neg)
-        wins = np.einsum("bq,qr,br->b", w, c, w)
+        # w_b' C w_b per resample b: the (correct, wrong) pairs it wins, ties counting half.
+        wins = ((w @ c) * w).sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             draws.append(np.where(pairs > 0, wins / np.where(pairs > 0, pairs, 1), np.nan))
-    return _percentile_ci(np.concatenate(draws), confidence)
+    values = np.concatenate(draws)
+    dropped = int(np.count_nonzero(~np.isfinite(values)))
+    lo, hi = _percentile_ci(values, confidence)
+    return lo, hi, dropped
 
 
 def within_question(
     questions: Sequence[QuestionScores], confidence: float = 0.95, seed: int = 0
 ) -> WithinQuestion:
     """Mean per-question AUROC over the questions with both classes, with a bootstrap CI
-    over those questions."""
+    over those questions (none from a single question: it would have zero width)."""
     values = [v for q in questions if (v := auroc(q.scores, q.correct)) is not None]
     if not values:
         return WithinQuestion(None, None, None, 0, "no question has both correct and wrong samples")
+    if len(values) < 2:
+        why = "one question has both correct and wrong samples: no interval from one"
+        return WithinQuestion(values[0], None, None, 1, ci_reason=why)
     lo, hi = bootstrap_ci(values, confidence=confidence, seed=seed)
     return WithinQuestion(float(np.mean(values)), lo, hi, len(values))
 

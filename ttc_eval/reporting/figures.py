@@ -341,7 +341,7 @@ _SELECTION_STYLE = {
     "majority": {"label": "majority", "color": "tab:orange"},
     "weighted": {"label": "best-of-N weighted", "color": "tab:blue"},
     "naive": {"label": "best-of-N naive", "color": "tab:green"},
-    "coverage": {"label": "coverage (oracle)", "color": "grey", "linestyle": ":"},
+    "oracle": {"label": "oracle (same groups)", "color": "grey", "linestyle": ":"},
 }
 
 

@@ -333,10 +333,11 @@ def verifier_tables(
     best-of-N's regret and over-optimization, one column block per run (``reports``:
     verifier.json's of each run); ``regret_kinds`` limits the regret table's groups."""
     names = _run_names(reports)
-    how = reports[0]["aggregation"]
+    how = _aggregations(reports, names)
     runs = "\n".join(
         f"- {r['run_id']}: verifier {r['verifier']} on {r['task']} ({r['model']}), pool "
-        f"{r['pool']}, {r['n_questions']} questions, {r['n_samples']} scored samples"
+        f"{r['pool']}{_pool_sizes(r)}, {r['n_questions']} questions, {r['n_samples']} scored "
+        f"samples, aggregation {r['aggregation']}"
         for r in reports
     )
     tables = [
@@ -347,6 +348,23 @@ def verifier_tables(
         _overoptimization(reports, names, how, fmt),
     ]
     return "\n\n".join(t for t in tables if t)
+
+
+def _aggregations(reports: Sequence[dict[str, Any]], names: Sequence[str]) -> str:
+    """``aggregation=min``, or each run's when they differ (each run defaults to its own
+    best_of_n aggregation)."""
+    hows = [str(r["aggregation"]) for r in reports]
+    if len(set(hows)) == 1:
+        return f"aggregation={hows[0]}"
+    return "aggregation per run: " + "; ".join(f"{n}{h}" for n, h in zip(names, hows, strict=True))
+
+
+def _pool_sizes(report: dict[str, Any]) -> str:
+    """`` (3 to 8 samples per question; sweep cut at 3)`` when pools differ in size."""
+    sizes = report.get("pool_sizes")
+    if not sizes or sizes[0] == sizes[-1]:
+        return ""
+    return f" ({sizes[0]} to {sizes[-1]} samples per question; budget sweep cut at {sizes[0]})"
 
 
 def _index(rows: Sequence[dict[str, Any]], *keys: str) -> dict[tuple[Any, ...], dict[str, Any]]:
@@ -376,11 +394,25 @@ def _auroc_by_aggregation(reports: Sequence[dict[str, Any]], names: Sequence[str
                 _interval(w["auroc"], w["ci_low"], w["ci_high"]) + f" (q={w['n_questions']})",
             ]
         body.append(line)
+    notes = []
+    for name, r in zip(names, reports, strict=True):
+        d = _index(r["discrimination"], "kind", "aggregation").get(("all", "last"))
+        if d is None:
+            continue
+        p = d["pooled"]
+        if p.get("ci_reason"):
+            notes.append(f"- {name}pooled: no interval, {p['ci_reason']}")
+        if p.get("resamples_dropped"):
+            notes.append(
+                f"- {name}pooled: {p['resamples_dropped']} of {r['bootstrap']['resamples']} "
+                "resamples held no correct or no wrong sample and were left out of the interval"
+            )
     return (
         "outcome AUROC [95% CI] by step-score aggregation, all questions (pooled: over every "
-        "sample; within question: mean over questions with both correct and wrong samples; "
-        "CIs resample questions)\n\n"
+        "sample, unanswered ones included; within question: mean over questions with both "
+        "correct and wrong samples; CIs resample questions)\n\n"
         + tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
+        + ("\n\n" + "\n".join(notes) if notes else "")
     )
 
 
@@ -392,8 +424,9 @@ def _by_group(reports: Sequence[dict[str, Any]], names: Sequence[str], how: str,
     for kind, value in _groups(reports):
         line: list[Any] = [_group_name(kind, value)]
         for r in reports:
-            d = _index(r["discrimination"], "kind", "value", "aggregation").get((kind, value, how))
-            c = _index(r["calibration"], "kind", "value", "aggregation").get((kind, value, how))
+            key = (kind, value, r["aggregation"])
+            d = _index(r["discrimination"], "kind", "value", "aggregation").get(key)
+            c = _index(r["calibration"], "kind", "value", "aggregation").get(key)
             if d is None or c is None:
                 line += ["", "", ""]
                 continue
@@ -409,13 +442,15 @@ def _by_group(reports: Sequence[dict[str, Any]], names: Sequence[str], how: str,
             f"{name}ECE undefined: {c['reason']}"
             for name, r in zip(names, reports, strict=True)
             for c in r["calibration"]
-            if c["kind"] == "all" and c["aggregation"] == how and c["ece"] is None
+            if c["kind"] == "all" and c["aggregation"] == r["aggregation"] and c["ece"] is None
         }
     )
     notes = "".join(f"\n- {n}" for n in reasons)
     return (
-        f"outcome AUROC and expected calibration error [95% CI] by group (aggregation={how}; "
-        f"ECE: {reports[0]['ece_bins']} equal-width bins of the score read as P(correct))\n\n"
+        f"outcome AUROC and expected calibration error [95% CI] by group ({how}; "
+        f"ECE: {reports[0]['ece_bins']} equal-width bins of the score read as P(correct); it "
+        "is biased upward with few samples, so small groups inflate ECE: even a perfectly "
+        "calibrated verifier shows about 0.05 on 400 samples)\n\n"
         + tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
         + (f"\n{notes}" if notes else "")
     )
@@ -430,7 +465,7 @@ def _regret(
 ) -> str:
     headers = ["budget", "questions"]
     for name in names:
-        headers += [f"{name}naive", f"{name}coverage - naive", f"{name}majority - naive"]
+        headers += [f"{name}naive", f"{name}oracle - naive", f"{name}majority - naive"]
     budgets = sorted({s["budget"] for r in reports for s in r["selection"]})
     groups = [g for g in _groups(reports) if kinds is None or g[0] in kinds]
     body = []
@@ -445,7 +480,7 @@ def _regret(
                     continue
                 cells += [
                     f"{s['naive']:.3f}",
-                    _signed(s["coverage_minus_naive"]),
+                    _signed(s["oracle_minus_naive"]),
                     _signed(s["majority_minus_naive"]),
                 ]
             if any(cells):
@@ -453,9 +488,10 @@ def _regret(
     if not body:
         return ""
     return (
-        f"naive best-of-N's regret [paired 95% CI] (aggregation={how}): coverage - naive is "
-        "what an oracle would gain by picking a correct sample from the same group; "
-        "majority - naive > 0 means plain voting beats trusting the best score\n\n"
+        f"naive best-of-N's regret [paired 95% CI] ({how}): oracle - naive is what an "
+        "oracle would gain by picking a correct sample from the same disjoint groups (not "
+        "the run's pass@k coverage row, which averages over every subset); majority - naive "
+        "> 0 means plain voting beats trusting the best score\n\n"
         + tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
     )
 
@@ -491,7 +527,7 @@ def _overoptimization(
                 said += f" (first below at N={first})"
             flags.append(f"- {name}{o['mode']} best-of-N {said}")
     return (
-        f"over-optimization, all questions (aggregation={how}): accuracy as N grows; the "
+        f"over-optimization, all questions ({how}): accuracy as N grows; the "
         "flagged N is the smallest from which verifier-guided selection stays below "
         "majority at every larger budget\n\n"
         + tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
