@@ -141,6 +141,16 @@ _FIX_ELSEWHERE = (
 )
 
 
+def run_dirs(paths: Sequence[str | Path]) -> list[Path]:
+    """``paths`` as run directories, each checked to hold a ``config.json`` (a usage error
+    names the first that does not)."""
+    out = [Path(p) for p in paths]
+    for run_dir in out:
+        if not (run_dir / "config.json").is_file():
+            raise UsageError(f"{run_dir} is not a run directory (no config.json)")
+    return out
+
+
 def read_record(run_dir: Path, by_run: bool = False) -> dict[str, Any]:
     """config.json of a run directory, or a clear error saying how to recover (``by_run``:
     the reader is `ttc-eval run`, whose own command takes --force-new)."""

@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 import yaml
 
+from ttc_eval._rundir import run_dirs
 from ttc_eval.config import (
     GROUPS,
     OPTIMAL_AXES,
@@ -370,9 +371,7 @@ def _report_arguments(p: argparse.ArgumentParser) -> None:
 def _report(args: argparse.Namespace) -> int:
     from ttc_eval.runner import build_results
 
-    run_dir = Path(args.run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise UsageError(f"{run_dir} is not a run directory (no config.json)")
+    (run_dir,) = run_dirs([args.run_dir])
     _, table = build_results(run_dir, optimal_axis=args.optimal_axis)
     print(table)
     print(f"\nwrote {run_dir / 'results.json'} and {run_dir / 'report'}/", file=sys.stderr)
@@ -431,10 +430,7 @@ def _policy_arguments(p: argparse.ArgumentParser) -> None:
 def _policy(args: argparse.Namespace) -> int:
     from ttc_eval.policy import Choice, fit_policy, write_policy
 
-    runs = [Path(r) for r in args.runs]
-    for r in runs:
-        if not (r / "config.json").is_file():
-            raise UsageError(f"{r} is not a run directory (no config.json)")
+    runs = run_dirs(args.runs)
     spec = StrategySpec.parse(args.estimator)
     policy = fit_policy(
         runs,

@@ -19,6 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ttc_eval._rundir import run_dirs as check_run_dirs
 from ttc_eval._rundir import write_atomic, write_json
 from ttc_eval.aggregation import AGGREGATIONS, aggregate, check_aggregation
 from ttc_eval.analysis.results import label_groups
@@ -387,9 +388,7 @@ def verifiers_command(
     refused before anything is written); the side-by-side tables to print, the notes and
     the files written. ``aggregation``: ``None`` takes each run's own
     (:func:`default_aggregation`)."""
-    for run_dir in run_dirs:
-        if not (run_dir / "config.json").is_file():
-            raise UsageError(f"{run_dir} is not a run directory (no config.json)")
+    check_run_dirs(run_dirs)
     reports = [evaluate_verifier(run_dir, aggregation, seed) for run_dir in run_dirs]
     notes: list[str] = []
     written: list[Path] = []
