@@ -12,7 +12,7 @@ import yaml
 
 from ttc_eval.cli import main
 from ttc_eval.errors import UsageError
-from ttc_eval.policy import Choice, Policy, quantile_edges, read_policy, write_policy
+from ttc_eval.policy import Choice, Policy, load_policy, quantile_edges, write_policy
 from ttc_eval.registry import STRATEGIES
 from ttc_eval.types import Candidate, Cost, Trace
 
@@ -60,13 +60,13 @@ def test_edges_of_a_discrete_feature_never_coincide() -> None:
 def test_policy_files_round_trip_and_bad_files_say_what_to_do(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     write_policy(_policy(), path)
-    read, digest = read_policy(path)
+    read, digest, _ = load_policy(path)
     assert read == _policy() and len(digest) == 64
     with pytest.raises(UsageError, match="ttc-eval policy fit"):
-        read_policy(tmp_path / "missing.yaml")
+        load_policy(tmp_path / "missing.yaml")
     (tmp_path / "bad.yaml").write_text("estimator: 3\n")
     with pytest.raises(UsageError, match="not a policy file"):
-        read_policy(tmp_path / "bad.yaml")
+        load_policy(tmp_path / "bad.yaml")
 
 
 def _trace(keys: list[str | None]) -> Trace:

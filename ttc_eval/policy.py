@@ -169,14 +169,9 @@ class Policy:
             ) from None
 
 
-def read_policy(path: Path) -> tuple[Policy, str]:
-    """The policy in ``path`` and the SHA-256 of the file (what a run's label records)."""
-    policy, digest, _ = load_policy(path)
-    return policy, digest
-
-
 def load_policy(path: Path) -> tuple[Policy, str, bytes]:
-    """:func:`read_policy`, with the exact bytes the policy was read from."""
+    """The policy in ``path``, the SHA-256 of the file (what a run's label records) and the
+    exact bytes it was read from (what the run keeps a copy of)."""
     try:
         raw = path.read_bytes()
     except OSError as e:

@@ -154,8 +154,14 @@ def _compare(
     qs = sorted(traces)
     at = group_size(budget, strategy.probe, strategy.charge)
 
+    done: dict[tuple[str, int], Results] = {}
+
     def run(s: Strategy, b: int) -> Results:
-        return {q: evaluate(s, traces[q], b) for q in qs}
+        # Baselines are often candidates too (best-of-N, majority): each is evaluated once.
+        key = (s.label(), b)
+        if key not in done:
+            done[key] = {q: evaluate(s, traces[q], b) for q in qs}
+        return done[key]
 
     mine = run(strategy, budget)
     sides = [_side("policy", strategy.label(), at, mine, mine, flops_of, seed)]
