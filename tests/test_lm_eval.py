@@ -251,3 +251,39 @@ def test_done_when_ttc_model_through_lm_eval_on_the_default_model(tmp_path: Path
     samples = [json.loads(line) for line in samples_file.read_text().splitlines()]
     assert {s["doc_id"] for s in samples} == {0, 1}
     assert all(len(s["resps"][0]) == 1 and s["resps"][0][0] for s in samples)
+
+
+def test_ttc_model_refuses_a_policy_on_the_questions_it_was_fitted_on(tmp_path: Path) -> None:
+    """lm-eval names its documents by its own task, so a fitted policy recognises its
+    calibration questions by text: a request whose document holds one is refused before
+    anything is generated; others are answered."""
+    from lm_eval.api.instance import Instance
+
+    from ttc_eval.lm_eval_model import TTCLM
+    from ttc_eval.policy import Choice, Policy, text_key, write_policy
+
+    seen = "What is 3 + 4?"
+    policy = Policy(
+        estimator="vote_agreement",
+        estimator_args={},
+        probe=2,
+        edges=(),
+        choices={4: {0: Choice("majority", {}, "majority", 1.0)}},
+        fitted_on=("arith:arith-L1-0000",),
+        fitted_text=(text_key(seen),),
+    )
+    write_policy(policy, tmp_path / "p.yaml")
+    lm = TTCLM(backend="fake", strategy=f"policy:file={tmp_path / 'p.yaml'}", n=4, cache=False,
+               progress=False)  # fmt: skip
+    gen = {"until": ["Question:"], "max_gen_toks": 64}
+
+    def request(question: str, doc_id: int) -> Instance:
+        doc = {"question": question, "answer": "#### 0"}
+        prompt = f"Question: {question}\nAnswer:"
+        return Instance("generate_until", doc, (prompt, gen), doc_id, ("arith_votes", doc_id, 1))
+
+    with pytest.raises(UsageError, match=r"fitted on a question .*document 1"):
+        lm.generate_until([request("What is 5 + 5?", 0), request(seen, 1)])
+    assert lm._ctx is None  # nothing was loaded, nothing generated
+    (out,) = lm.generate_until([request("What is 5 + 5?", 0)])
+    assert "\\boxed{" in out

@@ -4,6 +4,7 @@ strategy on the fake backend, and what a choice with a probe is charged."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -535,3 +536,141 @@ def test_two_policy_files_of_one_name_keep_two_copies_and_no_verifier_is_needed(
     again = json.loads((run_dir / "results.json").read_text())
     assert sorted(e["probe"] for e in again["policy"]) == [1, 2]
     assert [r["config"] for r in again["rows"]] == [r["config"] for r in first["rows"]]
+
+
+def _searched(correct: bool, tokens: int) -> Trace:
+    """A search's tree for one question: 3 step generations, ``tokens`` generated, its
+    candidates' costs not separable (one tree), all right or all wrong."""
+    key = "a" if correct else "x"
+    cands = tuple(Candidate(i, f"s{i}", 10, "stop", key, key, correct, (0.5,)) for i in range(2))
+    cost = Cost(samples=3, prompt_tokens=15, prompt_tokens_computed=5, generated_tokens=tokens,
+                role_tokens={"policy": 5 + tokens})  # fmt: skip
+    return Trace("q", "search(n=2)", cands, 5, tokens, 3, cost=cost)
+
+
+def test_the_fit_sends_hard_questions_to_a_search_at_the_budget_the_probe_leaves(
+    tmp_path: Path,
+) -> None:
+    """Easy questions: majority is right, the search wrong; hard ones the reverse. A search
+    cannot reuse the probe: at budget 4 with charge=total it runs at 2 (4 - K), with
+    charge=extra at 4. Applied, a hard group reads its probe from the pool and answers from
+    the search's own trace, and is charged both, the question's prompt once."""
+    from ttc_eval.pipeline import selections
+    from ttc_eval.policy import Calibration, companion_name, fit_on, served_budget
+    from ttc_eval.registry import ESTIMATORS
+
+    beam = STRATEGIES.create("beam_search", width=2)
+    label = beam.label()
+    scores = [0.1] * 8
+    easy = _pool(["a", "a", "a", "x"] * 2, scores, gold="a")
+    hard = _pool(["x", "y", "x", "a"] * 2, scores, gold="a")
+    searches = {b: (_searched(False, 20 * b), _searched(True, 20 * b)) for b in (2, 4)}
+
+    def joined(pool: Trace, right: int) -> Trace:
+        companions = {companion_name(label, b): pair[right] for b, pair in searches.items()}
+        return replace(pool, companions=companions)
+
+    pools = _six_each("e", joined(easy, 0), "h", joined(hard, 1))
+    configs = {"majority": STRATEGIES.create("majority"), label: beam}
+    est = ESTIMATORS.create("vote_agreement")
+    assert served_budget([2, 4], 4, 2, "total") == 2 and served_budget([4], 4, 2, "total") is None
+    for charge, runs_at in (("total", 2), ("extra", 4)):
+        cal = Calibration(pools, configs, [4], [], served={label: [2, 4]})
+        policy = fit_on(cal, est, probe=2, charge=charge)
+        assert policy.choice(4, 1).label == "majority"
+        chosen = policy.choice(4, 2)
+        assert (chosen.label, chosen.budget) == (label, runs_at)
+        assert {c.label for c in policy.candidates} == {"majority", label}
+        s = _write(tmp_path, f"{charge}.yaml", policy)
+        assert s.needs_verifier  # the search reads scores
+        spec = beam.expansion(runs_at, _defaults())
+        assert s.also_reads(4, _defaults()) == {companion_name(label, runs_at): spec}
+        hard_q = pools["t:h0"]
+        sels = selections(s, hard_q, 4)
+        assert all(x.correct and x.picked_in == companion_name(label, runs_at) for x in sels)
+        for x in sels:
+            assert x.cost is not None
+            # The probe's 2 samples (10 tokens each) plus the search's 3 generations.
+            assert x.cost.samples == 2 + 3
+            assert x.cost.generated_tokens == 20 + 20 * runs_at
+            assert x.cost.prompt_tokens_computed == 5  # the question's prompt, once
+        # Without the search's trace the choice cannot be made, and says what to do.
+        with pytest.raises(UsageError, match="rerun the run's command"):
+            s.select(replace(hard_q, companions={}), 4)
+
+
+def _defaults() -> Any:
+    from ttc_eval.strategies._base import RunDefaults
+    from ttc_eval.types import SamplingParams
+
+    return RunDefaults(SamplingParams(temperature=0.7, max_tokens=64), (4, 8))
+
+
+def test_a_policy_runs_search_and_revisions_configurations_on_the_fake_backend(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fit on a calibration run of pool, search and revisions configurations: they are all
+    candidates, a search only at budgets it has beside the probe. A policy that runs
+    revisions in the easy bin and beam search elsewhere at budget 8: the run expands both
+    for the test questions; each question is charged its probe plus what the chosen
+    configuration read there (recomputed here from traces.jsonl), and answers from it."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    import test_search  # noqa: F401  (registers the scripted fake-prm verifier)
+
+    from ttc_eval.registry import ESTIMATORS
+
+    fake = ["--backend", "fake", "--task", "arith_wide", "--quiet", "--verifier", "fake-prm"]
+    configs = "majority,best_of_n,beam_search:width=2,revisions:sequential=2"
+    run_args = ["run", *fake, "--budgets", "4,8"]
+    assert main([*run_args, "--strategy", configs, "--split", "calibration",
+                 "--output-dir", "cal"]) == 0  # fmt: skip
+    fit = ["policy", "fit", str(_run_dir("cal")), "--probe", "2", "--min-questions", "2"]
+    assert main([*fit, "--output", "p.yaml"]) == 0
+    data = yaml.safe_load(Path("p.yaml").read_text())
+    by_name = {c["name"]: c for c in data["candidates"]}
+    assert set(by_name) == {"majority", "best_of_n", "beam_search", "revisions"}
+    beam = {**by_name["beam_search"], "share": 1.0, "budget": 4}
+    revise = {**by_name["revisions"], "share": 1.0, "budget": 4}
+    data["choices"][8] = {0: beam, 1: revise, 2: beam}
+    Path("h.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    assert main([*run_args, "--strategy", "policy:file=h.yaml,majority", "--split", "test",
+                 "--output-dir", "test"]) == 0  # fmt: skip
+    rows = [json.loads(x) for x in (_run_dir("test") / "traces.jsonl").read_text().splitlines()]
+    by = {(r["expansion"].split("(")[0], r["problem_id"]): r for r in rows}
+    questions = sorted({q for _, q in by})
+    assert {k for k, _ in by} == {"sample", "search", "revisions"}
+    policy = Policy.from_dict(data)
+    est = ESTIMATORS.create("vote_agreement")
+    revisions = STRATEGIES.create("revisions", sequential=2)
+    search = STRATEGIES.create("beam_search", width=2)
+    samples, tokens, right = [], [], []
+    for q in questions:
+        pool = Trace.from_dict(by[("sample", q)])
+        probe = pool.candidates[:2]
+        spent = sum(c.n_tokens for c in probe)
+        feature = est.feature(list(probe))
+        bin_ = policy.bin_of(feature) if feature is not None else 0
+        if bin_ == 1:  # revisions 2 x 2: chains 0 and 1 of length 8, two attempts each
+            rev = Trace.from_dict(by[("revisions", q)])
+            read = [rev.candidates[i] for i in (0, 1, 8, 9)]
+            samples.append(2 + 4)
+            tokens.append(spent + sum(c.n_tokens for c in read))
+            right.append(revisions.select(rev, 4)[0].correct)
+        else:
+            tree = by[("search", q)]
+            samples.append(2 + tree["cost"]["samples"])
+            tokens.append(spent + tree["cost"]["generated_tokens"])
+            right.append(search.select(Trace.from_dict(tree), 4)[0].correct)
+    results = json.loads((_run_dir("test") / "results.json").read_text())
+    (row,) = [
+        r for r in results["rows"]
+        if r["label_kind"] == "all" and r["budget"] == 8 and r["strategy"] == "policy"
+    ]  # fmt: skip
+    assert row["cost"]["samples"] == pytest.approx(sum(samples) / len(samples))
+    assert row["cost"]["generated_tokens"] == pytest.approx(sum(tokens) / len(tokens))
+    assert row["accuracy"] == pytest.approx(sum(right) / len(right))
+    assert 0 < sum(1 for s in samples if s == 6) < len(samples)  # both kinds were routed
+    # The report's best single configuration is the fallback (beam search) alone at 4.
+    (entry,) = [e for e in results["policy"] if e["budget"] == 8]
+    single = next(s for s in entry["sides"] if s["kind"] == "best_single")
+    assert single["label"] == beam["label"] and single["budget"] == 4

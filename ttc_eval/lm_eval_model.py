@@ -149,7 +149,28 @@ class TTCLM(LM):  # type: ignore[misc]
             stop=tuple(until),
         )
 
+    def _check_not_fitted_on(self, requests: Sequence[Any]) -> None:
+        """Refuse requests whose document is a question the strategy was fitted on (a
+        policy): lm-eval names its documents by its own task, so they are recognised by
+        text, the request's prompt or any text field of its document (the question as
+        the dataset writes it)."""
+        fitted = self.strategy.fitted_text
+        if not fitted:
+            return
+        from ttc_eval.policy import text_key
+
+        for req in requests:
+            doc = req.doc if isinstance(req.doc, dict) else {}
+            texts = [req.args[0], *(v for v in doc.values() if isinstance(v, str))]
+            if any(text_key(t) in fitted for t in texts):
+                raise UsageError(
+                    f"{self.strategy.label()} was fitted on a question of this evaluation "
+                    f"(lm-eval task {req.task_name}, document {req.doc_id}): evaluate it on "
+                    "questions it has not seen"
+                )
+
     def generate_until(self, requests: Sequence[Any], disable_tqdm: bool = False) -> list[str]:
+        self._check_not_fitted_on(requests)
         # Identical requests (lm-eval's repeats) are one question with K answers.
         positions: dict[tuple[str, str], list[int]] = {}
         kwargs_of: dict[str, dict[str, Any]] = {}
@@ -195,13 +216,14 @@ class TTCLM(LM):  # type: ignore[misc]
                 f"lm-eval asks for {copies} repeats: use a sampling strategy (majority, "
                 "best_of_n), or repeats: 1"
             )
-        by_index = {c.index: c for c in trace.candidates}
         n_cands = len(trace.candidates)
         groups = disjoint_groups(n_cands, self.n) if self.n <= n_cands else [range(n_cands)]
         texts = []
         for g, sel in enumerate(sels[:copies]):
             if sel.index is not None:
-                texts.append(by_index[sel.index].text)
+                # A policy's pick may come from a companion trace (the search it ran).
+                source = trace.companions[sel.picked_in] if sel.picked_in else trace
+                texts.append(next(c for c in source.candidates if c.index == sel.index).text)
             else:
                 # No sample had an answer ttc-eval could read: hand lm-eval the group's first
                 # sample, so that its own filters still see an output.

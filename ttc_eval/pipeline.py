@@ -151,8 +151,8 @@ def plan_strategies(config: RunConfig) -> StrategyPlan:
         specs[difficulty.key] = difficulty
     for s in strategies:
         for b in s.budgets(config.budgets):
-            spec = s.expansion(b, defaults)
-            specs.setdefault(spec.key, spec)
+            for spec in (s.expansion(b, defaults), *s.also_reads(b, defaults).values()):
+                specs.setdefault(spec.key, spec)
     roles = [POLICY]
     for s in strategies:
         roles += [r for r in s.roles if r not in roles]
@@ -684,17 +684,54 @@ def _without_verifier(cost: Cost, trace: Trace) -> Cost:
     return replace(cost, verifier_tokens=0, role_tokens=roles)
 
 
+def measured_cost(trace: Trace, sel: Selection, needs_verifier: bool) -> Cost:
+    """What one choice cost: what it read of ``trace``, plus what its choices on companion
+    traces read there (:attr:`Selection.elsewhere`), the question's prompt computed once."""
+    scored = needs_verifier if sel.scored is None else sel.scored
+    cost = selection_cost(trace, sel.read, scored, sel.cut)
+    for name, sub in sel.elsewhere:
+        other = trace.companions.get(name)
+        if other is None:
+            raise UsageError(
+                f"question {trace.problem_id}: the trace {name} a choice read is not in the run "
+                "(rerun the run's command to expand it)"
+            )
+        more = measured_cost(other, sub, needs_verifier)
+        if sel.read and sub.read:
+            # The same question's prompt: an engine that shares prefixes computes it once.
+            more = more + shared_prompt_cost(other.prompt_tokens).scaled(-1)
+        cost = cost + more
+    return cost
+
+
 def selections(strategy: Strategy, trace: Trace, budget: int) -> list[Selection]:
     """The strategy's choices at ``budget``, each with its measured cost attached."""
     return [
-        replace(
-            s,
-            cost=selection_cost(
-                trace, s.read, strategy.needs_verifier if s.scored is None else s.scored, s.cut
-            ),
-        )
+        replace(s, cost=measured_cost(trace, s, strategy.needs_verifier))
         for s in strategy.select(trace, budget)
     ]
+
+
+def with_companions(
+    strategy: Strategy,
+    budget: int,
+    defaults: RunDefaults,
+    traces: Mapping[str, Trace],
+    stored: Callable[[str], Mapping[str, Trace]],
+) -> dict[str, Trace]:
+    """``traces`` (question -> the trace the strategy reads at ``budget``) with the
+    companion traces it also reads attached (``stored``: expansion key -> question ->
+    trace); a question that lacks one of them is left out, as a question without its own
+    trace is (a run still under way)."""
+    wanted = strategy.also_reads(budget, defaults)
+    if not wanted:
+        return dict(traces)
+    found = {name: stored(spec.key) for name, spec in wanted.items()}
+    return {
+        q: replace(t, companions={name: by_q[q] for name, by_q in found.items()})
+        for q, t in traces.items()
+        if all(q in by_q for by_q in found.values())
+    }
 
 
 def evaluate(strategy: Strategy, trace: Trace, budget: int) -> QuestionResult:
@@ -731,6 +768,20 @@ def answer(
     """Each question's graded trace and the strategy's choices on it at ``budget``, as the
     chunks finish: the pipeline without a run directory (the lm-eval ``ttc`` model)."""
     spec = strategy.expansion(budget, plan.defaults)
+    # Companion traces (a policy's searches) first, kept until their question's own is done.
+    stored: dict[str, dict[str, Trace]] = {}
+    for other in strategy.also_reads(budget, plan.defaults).values():
+        if other.key not in stored:
+            stored[other.key] = {
+                t.problem_id: t for chunk in expand(other, problems, ctx, task) for t in chunk
+            }
     for traces in expand(spec, problems, ctx, task):
-        for trace in traces:
+        joined = with_companions(
+            strategy,
+            budget,
+            plan.defaults,
+            {t.problem_id: t for t in traces},
+            lambda key: stored.get(key, {}),
+        )
+        for trace in joined.values():
             yield trace, selections(strategy, trace, budget)

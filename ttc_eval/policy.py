@@ -49,8 +49,10 @@ class Choice:
     share: float
     """Share of cross-validation folds that chose it (how settled the choice is)."""
     budget: int | None = None
-    """Samples it reads (``None``: the policy's budget). A choice made at equal measured
-    compute (``--axis tokens|flops``) may read fewer: the first ``budget`` of the group."""
+    """A pool configuration: the samples it reads (``None``: the policy's budget); a choice
+    made at equal measured compute (``--axis tokens|flops``) may read fewer, the first
+    ``budget`` of the group. A search or revisions configuration: the budget it runs at, in
+    its own expansion (:func:`served_budget`), after the probe."""
 
     def to_dict(self) -> dict[str, Any]:
         d = {"name": self.name, "args": dict(self.args), "label": self.label, "share": self.share}
@@ -241,6 +243,72 @@ def group_size(budget: int, probe: int, charge: str) -> int:
     return budget + probe if charge == "extra" else budget
 
 
+def reads_pool(strategy: Strategy) -> bool:
+    """Whether a configuration picks from the sample pool the probe is read from (majority,
+    best-of-N, ESC, ...), so that the probe's samples can be part of what it reads; search
+    and revisions run their own expansion after the probe."""
+    from ttc_eval.strategies._base import PoolStrategy
+
+    return isinstance(strategy, PoolStrategy)
+
+
+def served_budget(available: Sequence[int], budget: int, probe: int, charge: str) -> int | None:
+    """The budget a search or revisions configuration runs at in a policy at ``budget``: the
+    largest of its ``available`` ones within what the probe leaves (``total``: N - K; the
+    probe cannot be reused by a configuration that does not read the pool) or within N
+    (``extra``: the probe is paid on top). ``None``: none fits."""
+    room = budget - probe if charge == "total" else budget
+    return max((b for b in available if b <= room), default=None)
+
+
+def companion_name(label: str, budget: int) -> str:
+    """What a policy calls the trace of configuration ``label`` at ``budget`` among a
+    question's companion traces (:attr:`~ttc_eval.types.Trace.companions`)."""
+    return f"{label}@{budget}"
+
+
+def apply_choice(
+    strategy: Strategy,
+    label: str,
+    trace: Trace,
+    group: Sequence[Candidate],
+    index: int,
+    probe: int,
+    budget: int,
+    charge: str,
+    probe_scored: bool,
+) -> Selection:
+    """One application of a policy's choice ``strategy`` (called ``label``) at ``budget`` on
+    the ``index``-th group of the pool: :func:`apply_in_group` for a pool configuration;
+    otherwise the probe is read here and the configuration's own choice is made on its
+    companion trace at ``budget`` (the ``index``-th of its independent choices, cycling),
+    and charged there (:attr:`~ttc_eval.types.Selection.elsewhere`)."""
+    if reads_pool(strategy):
+        return apply_in_group(strategy, trace, group, probe, budget, charge, probe_scored)
+    name = companion_name(label, budget)
+    other = trace.companions.get(name)
+    if other is None:
+        raise UsageError(
+            f"question {trace.problem_id}: the policy chose {label} at budget {budget}, whose "
+            "trace is not in this run; rerun the run's command to expand it"
+        )
+    sels = strategy.select(other, budget)
+    sub = sels[index % len(sels)]
+    sub = replace(sub, scored=sub.read if strategy.needs_verifier else ())
+    probed = tuple(c.index for c in group[:probe])
+    return Selection(
+        answer=sub.answer,
+        correct=sub.correct,
+        n_generations=len(probed) + sub.n_generations,
+        n_tokens=sum(c.n_tokens for c in group[:probe]) + sub.n_tokens,
+        index=sub.index,
+        read=probed,
+        scored=probed if probe_scored else (),
+        elsewhere=((name, sub),),
+        picked_in=name,
+    )
+
+
 def apply_in_group(
     strategy: Strategy,
     trace: Trace,
@@ -336,9 +404,10 @@ class Calibration:
     """What the fit reads from the calibration runs."""
 
     pools: dict[str, Trace]
-    """Question (``task:problem id``) -> its sample pool."""
+    """Question (``task:problem id``) -> its sample pool, with the traces of the search and
+    revisions configurations attached as companions (:func:`companion_name`)."""
     configs: dict[str, Strategy]
-    """Label -> pool strategy: the candidates of every choice, in run order."""
+    """Label -> strategy: the candidates of every choice, in run order."""
     budgets: list[int]
     """Budgets every candidate configuration was reported at."""
     sources: list[dict[str, Any]]
@@ -347,6 +416,16 @@ class Calibration:
     """Question -> :func:`text_key` of its text (questions whose text could be read)."""
     params: dict[str, int | None] = field(default_factory=dict)
     """Non-embedding parameters per model role (for ``--axis flops``; None: unknown)."""
+    served: dict[str, list[int]] = field(default_factory=dict)
+    """Label -> the budgets a search or revisions configuration has a trace at for every
+    calibration question (pool configurations are not listed: they read the pool)."""
+
+    def budget_of(self, label: str, budget: int, probe: int, charge: str) -> int | None:
+        """The budget configuration ``label`` runs at in a policy at ``budget``: ``budget``
+        for a pool configuration, else :func:`served_budget`."""
+        if label not in self.served:
+            return budget
+        return served_budget(self.served[label], budget, probe, charge)
 
 
 def read_calibration(run_dirs: Sequence[Path], probe: int) -> Calibration:
@@ -360,6 +439,8 @@ def read_calibration(run_dirs: Sequence[Path], probe: int) -> Calibration:
     sources: list[dict[str, Any]] = []
     texts: dict[str, str] = {}
     params: dict[str, int | None] = {}
+    # Search and revisions configurations: label -> budget -> question -> trace, per run.
+    served: dict[str, list[dict[int, dict[str, Trace]]]] = {}
     for run_dir in run_dirs:
         view = load_run(run_dir)
         # The spec's own name, as a run of the policy names its questions.
@@ -399,6 +480,19 @@ def read_calibration(run_dirs: Sequence[Path], probe: int) -> Calibration:
         for ev in runs_on:
             configs.setdefault(ev.label, ev.strategy)
             budgets = set(ev.budgets) if budgets is None else budgets & set(ev.budgets)
+        # Search and revisions: chosen after the probe, run on their own traces.
+        for ev in view.evaluated:
+            s = ev.strategy
+            if reads_pool(s) or s.is_oracle or s.fitted_on or not ev.budgets:
+                continue
+            configs.setdefault(ev.label, s)
+            served.setdefault(ev.label, []).append(
+                {
+                    b: {question_key(task, pid): t for pid, t in ev.traces[b].items()}
+                    for b in ev.budgets
+                    if set(stored) <= set(ev.traces[b])
+                }
+            )
         for role, count in _role_params(recorded_params(run_dir)).items():
             if params.get(role, count) != count:
                 # Two models in one role: FLOPs per token are not one number (flops refuses).
@@ -412,7 +506,18 @@ def read_calibration(run_dirs: Sequence[Path], probe: int) -> Calibration:
                 "versions": {k: v for k, v in view.record.items() if k.endswith("_version") and v},
             }
         )
-    return Calibration(pools, configs, sorted(budgets or ()), sources, texts, params)
+    # A configuration some calibration run lacks cannot be evaluated on its questions.
+    at: dict[str, list[int]] = {}
+    for label, per_run in served.items():
+        common = set.intersection(*(set(by_b) for by_b in per_run))
+        at[label] = sorted(common) if len(per_run) == len(run_dirs) else []
+        for by_b in per_run:
+            for b in common:
+                for q, t in by_b[b].items():
+                    pool = pools[q]
+                    companions = {**pool.companions, companion_name(label, b): t}
+                    pools[q] = replace(pool, companions=companions)
+    return Calibration(pools, configs, sorted(budgets or ()), sources, texts, params, served=at)
 
 
 MIN_QUESTIONS = 10
@@ -533,7 +638,9 @@ def fit_on(
         for b, (questions, acc, cost) in sorted(table.items()):
             if len(questions) < max(2, min_questions if b else 2):
                 continue
-            choice = _choose(cal, questions, acc, cost, base, budget, axis, repeats, seed, b)
+            choice = _choose(
+                cal, questions, acc, cost, base, budget, axis, repeats, seed, b, probe, charge
+            )
             choices.setdefault(budget, {})[b] = choice
     if not choices:
         raise UsageError(
@@ -589,7 +696,7 @@ def _bin_table(
     """Each question's mean accuracy and cost per bin, over its groups of ``size`` samples
     whose probe fell in that bin, for each configuration at ``budget`` (and, on a measured
     axis, at each smaller calibration budget of at least the probe)."""
-    from ttc_eval.pipeline import selection_cost
+    from ttc_eval.pipeline import measured_cost
 
     inner = [b for b in cal.budgets if b <= budget and (b >= draft.probe or charge == "extra")]
     reads = inner if axis != "budget" else [budget]
@@ -597,16 +704,20 @@ def _bin_table(
     acc: dict[int, dict[tuple[str, int], dict[str, list[float]]]] = {}
     cost: dict[int, dict[tuple[str, int], dict[str, list[float]]]] = {}
     for q, trace in sorted(cal.pools.items()):
-        for group in _windows(trace, size):
+        for index, group in enumerate(_windows(trace, size)):
             feature = est.feature(group[: draft.probe])
             bin_ = draft.bin_of(feature) if feature is not None else 0
             for label, strategy in cal.configs.items():
                 for b in reads:
-                    sel = apply_in_group(
-                        strategy, trace, group, draft.probe, b, charge, est.needs_verifier
-                    )
-                    used = selection_cost(trace, sel.read, sel.scored or (), sel.cut)
-                    spent = _cost(used, axis, cal)
+                    runs_at = cal.budget_of(label, b, draft.probe, charge)
+                    if runs_at is None:
+                        continue  # a search with no budget that fits beside the probe
+                    sel = apply_choice(
+                        strategy, label, trace, group, index, draft.probe, runs_at, charge,
+                        est.needs_verifier,
+                    )  # fmt: skip
+                    # Every choice here says what it read of the verifier (``scored``).
+                    spent = _cost(measured_cost(trace, sel, False), axis, cal)
                     for k in (0, bin_) if bin_ else (0,):
                         acc.setdefault(k, {}).setdefault((label, b), {}).setdefault(q, [])
                         acc[k][(label, b)][q].append(float(sel.correct))
@@ -622,8 +733,9 @@ def _bin_table(
             per_acc.setdefault(label, {})[b] = {q: sum(v) / len(v) for q, v in by_q.items()}
             costs = cost[k][(label, b)]
             per_cost.setdefault(label, {})[b] = {q: sum(v) / len(v) for q, v in costs.items()}
-        first = next(iter(per_acc.values()))[budget]
-        out[k] = (sorted(first), per_acc, per_cost)
+        # Pool configurations answer every question of the bin at ``budget``.
+        questions = {q for by_b in per_acc.values() for q in by_b.get(budget, {})}
+        out[k] = (sorted(questions), per_acc, per_cost)
     return out
 
 
@@ -659,27 +771,37 @@ def _choose(
     repeats: int,
     seed: int,
     bin_: int,
+    probe: int,
+    charge: str,
 ) -> Choice:
-    """The configuration (and, on a measured axis, its budget) for one bin at ``budget``."""
+    """The configuration (and, on a measured axis, its budget; for a search or revisions
+    configuration, always the budget it runs at) for one bin at ``budget``."""
     from collections import Counter
 
     from ttc_eval.analysis.optimal import compute_optimal_at_cost, cross_validate
 
+    def runs_at(label: str, level: int) -> int | None:
+        # A pool configuration at the policy's own budget reads it all (None); a search
+        # records the budget it runs at.
+        if label not in cal.served:
+            return None if level == budget else level
+        return cal.budget_of(label, level, probe, charge)
+
     if axis == "budget":
-        per_q = {c: acc[c][budget] for c in cal.configs}
+        per_q = {c: acc[c][budget] for c in cal.configs if budget in acc.get(c, {})}
         folds = cross_validate(per_q, questions, repeats, seed=f"{seed}|{budget}|{bin_}")
         tally = Counter(f.chosen for f in folds)
         top = max(tally.values())
-        label = next(c for c in cal.configs if tally.get(c) == top)
+        label = next(c for c in per_q if tally.get(c) == top)
         s = cal.configs[label]
-        return Choice(s.name, dict(s.args), label, top / len(folds))
+        return Choice(s.name, dict(s.args), label, top / len(folds), runs_at(label, budget))
     assert base is not None  # checked by fit_on
     rows = compute_optimal_at_cost(
         acc, cost, [("bin", str(bin_), questions)], baseline=base, axis=axis, repeats=repeats,
         seed=seed,
     )  # fmt: skip
     (row,) = [r for r in rows if r["budget"] == budget]
-    s = cal.configs[row["chosen_config"]]
-    b = int(row["chosen_budget"])
-    return Choice(s.name, dict(s.args), row["chosen_config"], row["chosen_share"],
-                  None if b == budget else b)  # fmt: skip
+    label = row["chosen_config"]
+    s = cal.configs[label]
+    return Choice(s.name, dict(s.args), label, row["chosen_share"],
+                  runs_at(label, int(row["chosen_budget"])))  # fmt: skip

@@ -8,12 +8,15 @@ N + K with ``charge=extra``):
 - the policy itself (probe included in its measured cost);
 - best-of-N (weighted; the paper's baseline) and majority voting;
 - the best single configuration: the policy's fallback (bin 0) choice, chosen on the
-  calibration questions, run on every question;
+  calibration questions, run on every question (a search or revisions fallback at the
+  budget the policy runs it, on its own trace, without the probe);
 - the oracle-bin policy, in-sample: the test questions' own difficulty bins (from their
   ground truth) and, per bin, the candidate configuration that scores best on those very
   questions; no deployable policy can know either. It bounds what choosing one
   configuration per question-level difficulty bin can buy, not the policy itself: the
-  policy routes each group of a pool by its own probe, which can beat it.
+  policy routes each group of a pool by its own probe, which can beat it. Search and
+  revisions candidates take part where the run holds their traces (the budgets the policy
+  runs them at, the largest within the compared samples).
 
 Each side gets its accuracy with a bootstrap CI, its measured cost (samples, generated
 tokens, FLOPs where parameter counts are known) and the paired difference to the policy
@@ -32,7 +35,7 @@ from ttc_eval.analysis.flops import inference_flops
 from ttc_eval.analysis.optimal import budget_to_match
 from ttc_eval.analysis.stats import bootstrap_ci
 from ttc_eval.pipeline import evaluate
-from ttc_eval.policy import group_size
+from ttc_eval.policy import companion_name, group_size, reads_pool
 from ttc_eval.registry import STRATEGIES
 from ttc_eval.strategies._base import Strategy
 from ttc_eval.strategies.policy import PolicyStrategy
@@ -156,12 +159,26 @@ def _compare(
 
     done: dict[tuple[str, int], Results] = {}
 
-    def run(s: Strategy, b: int) -> Results:
+    def run(s: Strategy, b: int, label: str | None = None) -> Results:
         # Baselines are often candidates too (best-of-N, majority): each is evaluated once.
+        # A search or revisions configuration (``label``) reads its companion trace.
         key = (s.label(), b)
         if key not in done:
-            done[key] = {q: evaluate(s, traces[q], b) for q in qs}
+            done[key] = {
+                q: evaluate(s, traces[q].companions[companion_name(label, b)] if label
+                            else traces[q], b)
+                for q in qs
+            }  # fmt: skip
         return done[key]
+
+    def own_budget(label: str, most: int) -> int | None:
+        """The largest budget up to ``most`` at which every question holds the trace of
+        the search or revisions configuration ``label``."""
+        held = [
+            {int(n.rsplit("@", 1)[1]) for n in traces[q].companions if n.rsplit("@", 1)[0] == label}
+            for q in qs
+        ]
+        return max((b for b in set.intersection(*held) if b <= most), default=None)
 
     mine = run(strategy, budget)
     sides = [_side("policy", strategy.label(), at, mine, mine, flops_of, seed)]
@@ -174,27 +191,34 @@ def _compare(
         reference = reference or s
         sides.append(_side(name, s.label(), at, run(s, at), mine, flops_of, seed))
     fallback = policy.choice(budget, 0)
-    # At the samples the policy is charged: a choice made at equal tokens may read fewer
-    # (then with the probe on top when the policy pays for it on top, as the policy does).
-    single = group_size(fallback.budget, strategy.probe, strategy.charge) if fallback.budget else at
-    sides.append(
-        _side(
-            "best_single",
-            fallback.label,
-            single,
-            run(strategy.chosen[fallback.label], single),
-            mine,
-            flops_of,
-            seed,
+    best = strategy.chosen[fallback.label]
+    if reads_pool(best):
+        # At the samples the policy is charged: a choice made at equal tokens may read fewer
+        # (then with the probe on top when the policy pays for it on top, as it does).
+        single = (
+            group_size(fallback.budget, strategy.probe, strategy.charge) if fallback.budget else at
         )
-    )
+        sides.append(
+            _side("best_single", fallback.label, single, run(best, single), mine, flops_of, seed)
+        )
+    else:
+        # A search or revisions configuration alone, at the budget the policy runs it.
+        single = fallback.budget or budget
+        sides.append(
+            _side("best_single", fallback.label, single, run(best, single, fallback.label),
+                  mine, flops_of, seed)
+        )  # fmt: skip
     # The candidates these traces can serve (a run without a verifier cannot score
-    # best-of-N, one without token confidences cannot weigh DeepConf).
-    candidates = {
-        label: run(s, at)
-        for label, s in strategy.chosen.items()
-        if (scored or not s.needs_verifier) and (confident or not s.needs_confidences)
-    }
+    # best-of-N, one without token confidences cannot weigh DeepConf; a search only where
+    # the run holds its trace).
+    candidates: dict[str, Results] = {}
+    for label, s in strategy.chosen.items():
+        if (s.needs_verifier and not scored) or (s.needs_confidences and not confident):
+            continue
+        if reads_pool(s):
+            candidates[label] = run(s, at)
+        elif (b := own_budget(label, at)) is not None:
+            candidates[label] = run(s, b, label)
     upper, chosen = _oracle_bins(candidates, oracle_bins, qs)
     if candidates and len(upper) == len(qs):
         sides.append(

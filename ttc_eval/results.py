@@ -21,7 +21,14 @@ from ttc_eval.analysis.optimal import PerQuestion, compute_optimal, compute_opti
 from ttc_eval.analysis.results import ConfigResults, label_groups, summarize
 from ttc_eval.config import OPTIMAL_AXES, RunConfig
 from ttc_eval.errors import UsageError
-from ttc_eval.pipeline import StrategyPlan, evaluate, load_task, plan_strategies, trace_cost
+from ttc_eval.pipeline import (
+    StrategyPlan,
+    evaluate,
+    load_task,
+    plan_strategies,
+    trace_cost,
+    with_companions,
+)
 from ttc_eval.policy_report import policy_comparison
 from ttc_eval.registry import BACKENDS, GRADERS, VERIFIERS
 from ttc_eval.reporting.figures import policy_vs_baselines, write_figures
@@ -113,7 +120,10 @@ def load_run(run_dir: Path, problem_ids: Sequence[str] | None = None) -> RunView
         budgets = s.budgets(config.budgets)
         per_budget = {}
         for b in budgets:
-            traces = store.by_expansion(s.expansion(b, plan.defaults).key)
+            traces = with_companions(
+                s, b, plan.defaults, store.by_expansion(s.expansion(b, plan.defaults).key),
+                store.by_expansion,
+            )  # fmt: skip
             if problem_ids is not None:
                 traces = {p: traces[p] for p in problem_ids if p in traces}
             # One order whatever order the rows were stored in (a resumed run stores them

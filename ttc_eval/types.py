@@ -349,6 +349,11 @@ class Trace:
     verifier_role: str | None = None
     """The model role whose tokens the verifier's reading is counted under (``None``: no
     verifier, or one that runs no model of its own)."""
+    companions: Mapping[str, Trace] = field(default_factory=dict, compare=False, repr=False)
+    """Traces of other expansions of the same question that a strategy reads besides this
+    one (:meth:`~ttc_eval.strategies._base.StrategyBase.also_reads`: a policy that runs a
+    search in some bins), by the name the strategy gave them. Attached when a run is
+    evaluated, never stored."""
 
     @property
     def graded(self) -> bool:
@@ -421,6 +426,12 @@ class Selection:
     strategy declares ``needs_verifier``, none otherwise). A policy that runs majority in
     one group and best-of-N in another pays for the verifier's reading only in the second,
     and for the probe's alone when only its estimator read scores."""
+    elsewhere: tuple[tuple[str, Selection], ...] = ()
+    """Choices made on companion traces (:attr:`Trace.companions`, by name), whose measured
+    cost the pipeline adds to this one's: a policy's probe is read here, the search it chose
+    ran there. The question's prompt is charged once."""
+    picked_in: str | None = None
+    """The companion whose trace holds the chosen candidate ``index`` (``None``: this trace)."""
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ A :class:`Strategy` names the expensive trace it reads (``expansion``) and picks
 it (``select``: cheap and pure, no model, no I/O). An :class:`Expansion` produces that trace,
 batched across questions, from an :class:`ExpansionContext`: the backends of the run's model
 roles, the verifier, the sampling parameters. Capabilities (``is_oracle``,
-``needs_confidences``, ``variants``, ``shape``, ``roles``, ``estimate``) are declared on
+``needs_confidences``, ``variants``, ``shape``, ``roles``, ``estimate``,
+``also_reads``) are declared on
 :class:`StrategyBase` with defaults, never probed; the registry sets ``name`` and ``args``
 when it builds a strategy.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 from ttc_eval.analysis.estimators import disjoint_groups
 from ttc_eval.backends._base import Backend
@@ -153,6 +154,12 @@ class Strategy(Protocol):
         one pool return the same spec for every budget."""
         ...
 
+    def also_reads(self, budget: int, defaults: RunDefaults) -> Mapping[str, ExpansionSpec]:
+        """Other expansions ``select`` reads at ``budget`` besides its own, by the name it
+        finds their traces under in :attr:`~ttc_eval.types.Trace.companions` (a policy
+        that runs a search in some bins); empty for almost every strategy."""
+        ...
+
     def budgets(self, requested: Sequence[int]) -> list[int]: ...
 
     def variants(self, budgets: Sequence[int]) -> Sequence[Strategy]:
@@ -186,7 +193,9 @@ class StrategyBase(ABC):
     fitted_on: frozenset[str] = frozenset()
     fitted_text: frozenset[str] = frozenset()
     fitted_files: Mapping[str, bytes] = {}
-    roles: ClassVar[Mapping[str, str | None]] = {}
+    roles: Mapping[str, str | None] = {}
+    """Model roles it uses besides the policy, with the built-in prompt template of each
+    (a class constant for most; a policy names those of what it may run)."""
 
     def label(self) -> str:
         return label_of(self.name, self.args)
@@ -199,6 +208,9 @@ class StrategyBase(ABC):
 
     @abstractmethod
     def select(self, trace: Trace, budget: int) -> list[Selection]: ...
+
+    def also_reads(self, budget: int, defaults: RunDefaults) -> Mapping[str, ExpansionSpec]:
+        return {}
 
     def budgets(self, requested: Sequence[int]) -> list[int]:
         return list(requested)

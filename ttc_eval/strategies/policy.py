@@ -11,8 +11,12 @@ the whole choice costs N samples, or the probe's K if the configuration stops be
 asks for the other is refused. Every probe sample, and the verifier's reading where the
 estimator or the chosen configuration reads scores, is in the choice's measured cost.
 
-Only configurations that read the sample pool can be chosen so far: a policy that chose a
-search or revisions configuration is refused with a clear error.
+A search or revisions configuration cannot reuse the probe (it does not read the pool): in
+the groups whose bin chose one, the probe is read from the pool and the configuration runs
+at the budget the policy file records for it (at most N - K with ``charge=total``, N with
+``extra``) on its own expansion, which the run expands for every question
+(:meth:`PolicyStrategy.also_reads`); the choice is charged the probe plus what that
+configuration read, the question's prompt once.
 """
 
 from __future__ import annotations
@@ -24,16 +28,18 @@ from ttc_eval.analysis.estimators import disjoint_groups
 from ttc_eval.errors import UsageError
 from ttc_eval.policy import (
     CHARGES,
+    Choice,
     Policy,
-    apply_in_group,
+    apply_choice,
+    companion_name,
     group_size,
     load_policy,
+    reads_pool,
     resolve_policy_file,
 )
 from ttc_eval.registry import ESTIMATORS, STRATEGIES, strategy
 from ttc_eval.strategies._base import (
     ExpansionSpec,
-    PoolStrategy,
     RunDefaults,
     Strategy,
     StrategyBase,
@@ -70,15 +76,16 @@ class PolicyStrategy(StrategyBase):
         self.chosen: dict[str, Strategy] = {}
         for c in [*self.policy.candidates, *self._choices()]:
             if c.label not in self.chosen:
-                s = STRATEGIES.create(c.name, **c.args)
-                if not isinstance(s, PoolStrategy):
+                try:
+                    self.chosen[c.label] = STRATEGIES.create(c.name, **c.args)
+                except (TypeError, KeyError) as e:
                     raise UsageError(
-                        f"policy {file} chose {c.label}, which does not read the sample "
-                        "pool; only pool configurations (majority, best_of_n, esc, ...) "
-                        "can be applied so far"
-                    )
-                self.chosen[c.label] = s
+                        f"policy {file} chose {c.label}, which this ttc-eval cannot build "
+                        f"({e}); fit the policy again with this version"
+                    ) from None
         used = {c.label for c in self._choices()}
+        # The model roles of what it may run (a reviser), with their built-in templates.
+        self.roles = {r: t for c in sorted(used) for r, t in self.chosen[c].roles.items()}
         self.needs_verifier = self.estimator.needs_verifier or any(
             self.chosen[c].needs_verifier for c in used
         )
@@ -89,8 +96,26 @@ class PolicyStrategy(StrategyBase):
         self.fitted_text = frozenset(self.policy.fitted_text)
         self.fitted_files = {file: raw}
 
-    def _choices(self) -> list[Any]:
+    def _choices(self) -> list[Choice]:
         return [c for by_bin in self.policy.choices.values() for c in by_bin.values()]
+
+    def _elsewhere(self, budget: int) -> list[Choice]:
+        """The choices at ``budget`` that run on an expansion of their own (search,
+        revisions), each recording the budget it runs at."""
+        return [
+            c
+            for c in self.policy.choices.get(budget, {}).values()
+            if not reads_pool(self.chosen[c.label])
+        ]
+
+    def also_reads(self, budget: int, defaults: RunDefaults) -> dict[str, ExpansionSpec]:
+        # Expanded for every question, so that every group can run its bin's choice; the
+        # measured cost charges only what the chosen configuration read.
+        out: dict[str, ExpansionSpec] = {}
+        for c in self._elsewhere(budget):
+            at = c.budget or budget
+            out[companion_name(c.label, at)] = self.chosen[c.label].expansion(at, defaults)
+        return out
 
     def canonical_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
         # The file's content decides every choice: its digest is part of the label (and so
@@ -109,6 +134,15 @@ class PolicyStrategy(StrategyBase):
                 f"policy {self.path} has no choices at budget(s) {missing}: it was fitted at "
                 f"{sorted(self.policy.choices)}; fit on a run with those budgets"
             )
+        for b in requested:
+            for c in self._elsewhere(b):
+                at = c.budget or b
+                if at not in self.chosen[c.label].budgets([*requested, at]):
+                    raise UsageError(
+                        f"policy {self.path} runs {c.label} at budget {at}, which this run's "
+                        f"budgets {list(requested)} cannot serve (its pool is sized by "
+                        "them); run with the budgets of the calibration run"
+                    )
         return list(requested)
 
     def expansion(self, budget: int, defaults: RunDefaults) -> ExpansionSpec:
@@ -116,15 +150,19 @@ class PolicyStrategy(StrategyBase):
         n = group_size(max(defaults.budgets), self.probe, self.charge)
         return ExpansionSpec.of("sample", n=n, temperature=defaults.params.temperature)
 
-    def choose(self, trace: Trace, group: Sequence[Any], budget: int) -> tuple[int, Selection]:
-        """The bin the group's probe falls in, and the policy's choice on the group."""
+    def choose(
+        self, trace: Trace, group: Sequence[Any], budget: int, index: int = 0
+    ) -> tuple[int, Selection]:
+        """The bin the probe of the ``index``-th group falls in, and the policy's choice."""
         feature = self.estimator.feature(group[: self.probe])
         bin_ = self.policy.bin_of(feature) if feature is not None else 0
         choice = self.policy.choice(budget, bin_)
-        sel = apply_in_group(
+        sel = apply_choice(
             self.chosen[choice.label],
+            choice.label,
             trace,
             group,
+            index,
             self.probe,
             choice.budget or budget,
             self.charge,
@@ -135,6 +173,6 @@ class PolicyStrategy(StrategyBase):
     def select(self, trace: Trace, budget: int) -> list[Selection]:
         size = group_size(budget, self.probe, self.charge)
         return [
-            self.choose(trace, [trace.candidates[i] for i in g], budget)[1]
-            for g in disjoint_groups(len(trace.candidates), size)
+            self.choose(trace, [trace.candidates[i] for i in g], budget, index)[1]
+            for index, g in enumerate(disjoint_groups(len(trace.candidates), size))
         ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import Any
 
 from ttc_eval.aggregation import aggregate, check_aggregation
 from ttc_eval.analysis.estimators import disjoint_groups
@@ -135,7 +135,7 @@ class Revisions(StrategyBase):
     chains; select by ``majority`` (all attempts), ``verifier`` (best attempt per chain, then
     weighted best-of-N across chains) or ``last`` (majority over each chain's last attempt)."""
 
-    roles: ClassVar[Mapping[str, str | None]] = {REVISER: DEFAULT_REVISION_TEMPLATE}
+    roles: Mapping[str, str | None] = {REVISER: DEFAULT_REVISION_TEMPLATE}
     """Revisions are written by the ``reviser`` role (the policy unless another is named)."""
 
     def __init__(
