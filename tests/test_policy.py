@@ -544,8 +544,9 @@ def _searched(correct: bool, tokens: int) -> Trace:
     key = "a" if correct else "x"
     cands = tuple(Candidate(i, f"s{i}", 10, "stop", key, key, correct, (0.5,)) for i in range(2))
     cost = Cost(samples=3, prompt_tokens=15, prompt_tokens_computed=5, generated_tokens=tokens,
-                role_tokens={"policy": 5 + tokens})  # fmt: skip
-    return Trace("q", "search(n=2)", cands, 5, tokens, 3, cost=cost)
+                verifier_tokens=70, role_tokens={"policy": 5 + tokens, "verifier": 70})  # fmt: skip
+    return Trace("q", "search(n=2)", cands, 5, tokens, 3, verifier="prm", verifier_tokens=70,
+                 cost=cost, verifier_role="verifier")  # fmt: skip
 
 
 def test_the_fit_sends_hard_questions_to_a_search_at_the_budget_the_probe_leaves(
@@ -594,6 +595,8 @@ def test_the_fit_sends_hard_questions_to_a_search_at_the_budget_the_probe_leaves
             assert x.cost.samples == 2 + 3
             assert x.cost.generated_tokens == 20 + 20 * runs_at
             assert x.cost.prompt_tokens_computed == 5  # the question's prompt, once
+            # The search read its scores; the vote-agreement probe read none.
+            assert x.cost.verifier_tokens == 70 and x.cost.role_tokens["verifier"] == 70
         # Without the search's trace the choice cannot be made, and says what to do.
         with pytest.raises(UsageError, match="rerun the run's command"):
             s.select(replace(hard_q, companions={}), 4)
@@ -629,6 +632,12 @@ def test_a_policy_runs_search_and_revisions_configurations_on_the_fake_backend(
     data = yaml.safe_load(Path("p.yaml").read_text())
     by_name = {c["name"]: c for c in data["candidates"]}
     assert set(by_name) == {"majority", "best_of_n", "beam_search", "revisions"}
+    # At budget 4 the probe leaves 2, and the search ran at 4 and 8 only.
+    assert any(n.startswith("budget 4: beam_search") for n in data["notes"])
+    assert all(
+        c["budget"] <= b - 2 for b, by_bin in data["choices"].items() for c in by_bin.values()
+        if c["name"] in ("beam_search", "revisions")
+    )  # fmt: skip
     beam = {**by_name["beam_search"], "share": 1.0, "budget": 4}
     revise = {**by_name["revisions"], "share": 1.0, "budget": 4}
     data["choices"][8] = {0: beam, 1: revise, 2: beam}
@@ -650,9 +659,11 @@ def test_a_policy_runs_search_and_revisions_configurations_on_the_fake_backend(
         spent = sum(c.n_tokens for c in probe)
         feature = est.feature(list(probe))
         bin_ = policy.bin_of(feature) if feature is not None else 0
-        if bin_ == 1:  # revisions 2 x 2: chains 0 and 1 of length 8, two attempts each
+        if bin_ == 1:  # revisions 2 x 2: the first two attempts of chains 0 and 1
             rev = Trace.from_dict(by[("revisions", q)])
-            read = [rev.candidates[i] for i in (0, 1, 8, 9)]
+            length = int(rev.extra["length"])
+            assert length == 4  # the companion is sized for budget 4, not the run's 8
+            read = [rev.candidates[i] for i in (0, 1, length, length + 1)]
             samples.append(2 + 4)
             tokens.append(spent + sum(c.n_tokens for c in read))
             right.append(revisions.select(rev, 4)[0].correct)
@@ -674,3 +685,13 @@ def test_a_policy_runs_search_and_revisions_configurations_on_the_fake_backend(
     (entry,) = [e for e in results["policy"] if e["budget"] == 8]
     single = next(s for s in entry["sides"] if s["kind"] == "best_single")
     assert single["label"] == beam["label"] and single["budget"] == 4
+    # A calibration pool still under way (one question's pool row gone): the fit reads the
+    # search's traces of the questions that have a pool only.
+    traces = _run_dir("cal") / "traces.jsonl"
+    lines = traces.read_text().splitlines()
+    first = next(i for i, x in enumerate(lines) if json.loads(x)["expansion"].startswith("sample"))
+    traces.write_text("\n".join(lines[:first] + lines[first + 1 :]) + "\n")
+    assert main([*fit, "--output", "q.yaml"]) == 0
+    assert (
+        len(yaml.safe_load(Path("q.yaml").read_text())["fitted_on"]) == len(data["fitted_on"]) - 1
+    )

@@ -409,7 +409,7 @@ class Calibration:
     configs: dict[str, Strategy]
     """Label -> strategy: the candidates of every choice, in run order."""
     budgets: list[int]
-    """Budgets every candidate configuration was reported at."""
+    """Budgets every pool configuration was reported at (the policy's budgets)."""
     sources: list[dict[str, Any]]
     """Run id, task, model and versions of each calibration run."""
     texts: dict[str, str] = field(default_factory=dict)
@@ -419,6 +419,8 @@ class Calibration:
     served: dict[str, list[int]] = field(default_factory=dict)
     """Label -> the budgets a search or revisions configuration has a trace at for every
     calibration question (pool configurations are not listed: they read the pool)."""
+    notes: list[str] = field(default_factory=list)
+    """What reading the runs left out (a search whose traces are incomplete)."""
 
     def budget_of(self, label: str, budget: int, probe: int, charge: str) -> int | None:
         """The budget configuration ``label`` runs at in a policy at ``budget``: ``budget``
@@ -475,8 +477,8 @@ def read_calibration(run_dirs: Sequence[Path], probe: int) -> Calibration:
         texts.update(
             {question_key(task, p.id): text_key(p.question) for p in problems if p.id in stored}
         )
-        # Only configurations the policy strategy can run (those that read the sample pool),
-        # and never an oracle or another fitted policy.
+        # Pool configurations (never an oracle or another fitted policy): the probe is
+        # read from their pool and they can reuse it.
         for ev in runs_on:
             configs.setdefault(ev.label, ev.strategy)
             budgets = set(ev.budgets) if budgets is None else budgets & set(ev.budgets)
@@ -486,9 +488,11 @@ def read_calibration(run_dirs: Sequence[Path], probe: int) -> Calibration:
             if reads_pool(s) or s.is_oracle or s.fitted_on or not ev.budgets:
                 continue
             configs.setdefault(ev.label, s)
+            # Only budgets with a trace for each of this run's pool questions, and only
+            # those questions' traces (a pool still under way holds fewer).
             served.setdefault(ev.label, []).append(
                 {
-                    b: {question_key(task, pid): t for pid, t in ev.traces[b].items()}
+                    b: {question_key(task, pid): ev.traces[b][pid] for pid in stored}
                     for b in ev.budgets
                     if set(stored) <= set(ev.traces[b])
                 }
@@ -506,18 +510,29 @@ def read_calibration(run_dirs: Sequence[Path], probe: int) -> Calibration:
                 "versions": {k: v for k, v in view.record.items() if k.endswith("_version") and v},
             }
         )
-    # A configuration some calibration run lacks cannot be evaluated on its questions.
+    # A configuration some calibration run lacks, or holds for only some of its questions,
+    # cannot be evaluated on them: it is no candidate, and the fit says so.
     at: dict[str, list[int]] = {}
+    notes: list[str] = []
     for label, per_run in served.items():
         common = set.intersection(*(set(by_b) for by_b in per_run))
-        at[label] = sorted(common) if len(per_run) == len(run_dirs) else []
+        if len(per_run) < len(run_dirs) or not common:
+            del configs[label]
+            notes.append(
+                f"{label}: not a candidate, no budget of it has a trace for every "
+                "calibration question in every calibration run (finish those runs)"
+            )
+            continue
+        at[label] = sorted(common)
         for by_b in per_run:
             for b in common:
                 for q, t in by_b[b].items():
                     pool = pools[q]
                     companions = {**pool.companions, companion_name(label, b): t}
                     pools[q] = replace(pool, companions=companions)
-    return Calibration(pools, configs, sorted(budgets or ()), sources, texts, params, served=at)
+    return Calibration(
+        pools, configs, sorted(budgets or ()), sources, texts, params, served=at, notes=notes
+    )
 
 
 MIN_QUESTIONS = 10
@@ -542,7 +557,7 @@ def fit_policy(
     """Fit a policy on the calibration runs ``run_dirs`` (stored traces only, no model),
     exactly as the ``policy`` strategy applies it: on each group of a pool the first
     ``probe`` samples give the feature, hence the bin, and the configuration runs on that
-    group (:func:`apply_in_group`). See :func:`fit_on`."""
+    group (:func:`apply_choice`). See :func:`fit_on`."""
     from ttc_eval.registry import ESTIMATORS
 
     if probe < 1:
@@ -647,7 +662,16 @@ def fit_on(
             f"no budget of the calibration runs ({cal.budgets}) holds a group of at least "
             f"the probe's {probe} samples"
         )
-    notes = skipped + [
+    room = "N - K" if charge == "total" else "N"
+    notes = [*cal.notes, *skipped]
+    notes += [
+        f"budget {b}: {label} is no candidate, none of its budgets {cal.served[label]} "
+        f"fits within {room} = {b - probe if charge == 'total' else b}"
+        for b in sorted(choices)
+        for label in cal.served
+        if cal.budget_of(label, b, probe, charge) is None
+    ]
+    notes += [
         f"budget {b}: bin {k} ({counts[b].get(k, 0)} calibration questions, fewer than "
         f"{min_questions}) runs the fallback, the choice over all questions"
         for b, by_bin in sorted(choices.items())

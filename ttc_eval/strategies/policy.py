@@ -22,6 +22,7 @@ configuration read, the question's prompt once.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from ttc_eval.analysis.estimators import disjoint_groups
@@ -114,7 +115,10 @@ class PolicyStrategy(StrategyBase):
         out: dict[str, ExpansionSpec] = {}
         for c in self._elsewhere(budget):
             at = c.budget or budget
-            out[companion_name(c.label, at)] = self.chosen[c.label].expansion(at, defaults)
+            # Sized for that budget alone: revisions would otherwise grow a pool of chains x
+            # length of the run's largest budget, of which a choice reads ``at``.
+            alone = replace(defaults, budgets=(at,))
+            out[companion_name(c.label, at)] = self.chosen[c.label].expansion(at, alone)
         return out
 
     def canonical_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -137,11 +141,10 @@ class PolicyStrategy(StrategyBase):
         for b in requested:
             for c in self._elsewhere(b):
                 at = c.budget or b
-                if at not in self.chosen[c.label].budgets([*requested, at]):
+                if at not in self.chosen[c.label].budgets([at]):
                     raise UsageError(
-                        f"policy {self.path} runs {c.label} at budget {at}, which this run's "
-                        f"budgets {list(requested)} cannot serve (its pool is sized by "
-                        "them); run with the budgets of the calibration run"
+                        f"policy {self.path} runs {c.label} at budget {at}, which it cannot "
+                        "serve; fit the policy again with this version"
                     )
         return list(requested)
 
