@@ -695,3 +695,33 @@ def test_a_policy_runs_search_and_revisions_configurations_on_the_fake_backend(
     assert (
         len(yaml.safe_load(Path("q.yaml").read_text())["fitted_on"]) == len(data["fitted_on"]) - 1
     )
+
+
+@pytest.mark.slow
+def test_a_policy_runs_revisions_on_the_default_model() -> None:
+    """On the default model: revisions is a candidate of the fit (no room beside the probe at
+    budget 2, a note says so), and a policy that runs it at 2 after a probe of 2 expands the
+    revisions for the test questions and is charged 2 + 2 samples, answering from them."""
+    common = ["--task", "arith_wide", "--budgets", "2,4", "--quiet"]
+    assert main(["run", *common, "--strategy", "majority,revisions:sequential=2",
+                 "--split", "calibration", "--limit", "2", "--output-dir", "cal"]) == 0  # fmt: skip
+    assert main(["policy", "fit", str(_run_dir("cal")), "--probe", "2", "--min-questions", "2",
+                 "--output", "p.yaml"]) == 0  # fmt: skip
+    data = yaml.safe_load(Path("p.yaml").read_text())
+    revise = next(c for c in data["candidates"] if c["name"] == "revisions")
+    assert any(n.startswith(f"budget 2: {revise['label']} is no candidate") for n in data["notes"])
+    data["choices"][4] = {0: {**revise, "share": 1.0, "budget": 2}}
+    Path("h.yaml").write_text(yaml.safe_dump(data))
+    assert main(["run", *common, "--strategy", "policy:file=h.yaml,majority", "--split", "test",
+                 "--limit", "2", "--output-dir", "test"]) == 0  # fmt: skip
+    rows = [json.loads(x) for x in (_run_dir("test") / "traces.jsonl").read_text().splitlines()]
+    chains = [Trace.from_dict(r) for r in rows if r["expansion"].startswith("revisions(")]
+    assert len(chains) == 2 and all(t.extra["chains"] == t.extra["length"] == 2 for t in chains)
+    revisions = STRATEGIES.create("revisions", sequential=2)
+    right = [revisions.select(t, 2)[0].correct for t in chains]
+    results = json.loads((_run_dir("test") / "results.json").read_text())
+    (row,) = [
+        r for r in results["rows"]
+        if r["strategy"] == "policy" and r["budget"] == 4 and r["label_kind"] == "all"
+    ]  # fmt: skip
+    assert row["cost"]["samples"] == 4 and row["accuracy"] == pytest.approx(sum(right) / 2)
