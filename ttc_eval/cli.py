@@ -505,6 +505,81 @@ def _verifiers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _processbench_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--verifier", required=True, help="verifier to score the steps (self-judge or a PRM)"
+    )
+    p.add_argument(
+        "--verifier-model",
+        help="the verifier's weights (a PRM's hub id or folder; self-judge: its judge model, "
+        "default the embedded smollm2-135m)",
+    )
+    p.add_argument(
+        "--split",
+        default="gsm8k",
+        help="ProcessBench split(s), comma-separated: gsm8k, math, olympiadbench, omnimath "
+        "(default: gsm8k)",
+    )
+    p.add_argument(
+        "--data-files",
+        action="append",
+        metavar="[SPLIT=]FILE",
+        help="a local JSON/JSONL file in ProcessBench's format instead of the hub dataset "
+        "(SPLIT=FILE, repeated, when several splits are asked for)",
+    )
+    p.add_argument(
+        "--threshold",
+        default="0.5",
+        help="a step scored under it is wrong (default 0.5); auto: chosen on a held-out half "
+        "of each split (best F1), reported on the other half",
+    )
+    p.add_argument("--limit", type=int, help="first N items of each split")
+    p.add_argument("--seed", type=int, default=0, help="the held-out half of --threshold auto")
+    p.add_argument(
+        "--output-dir",
+        help="where scores and results go (default: processbench/<verifier>); an "
+        "interrupted run continues there",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+@subcommand(
+    "processbench",
+    "score a verifier on step-annotated solutions (ProcessBench): earliest wrong step, F1",
+    _processbench_arguments,
+)
+def _processbench(args: argparse.Namespace) -> int:
+    from ttc_eval.processbench import processbench_command
+
+    threshold: float | None
+    if args.threshold == "auto":
+        threshold = None
+    else:
+        try:
+            threshold = float(args.threshold)
+        except ValueError:
+            raise UsageError(
+                f"--threshold must be a number or auto, not {args.threshold!r}"
+            ) from None
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit must be a positive number of items, got {args.limit}")
+    splits = [x.strip() for x in str(args.split).split(",") if x.strip()]
+    table, out = processbench_command(
+        args.verifier,
+        args.verifier_model,
+        splits,
+        args.data_files or [],
+        threshold,
+        args.limit,
+        args.seed,
+        Path(args.output_dir) if args.output_dir else None,
+        progress=not args.quiet,
+    )
+    print(table)
+    print(f"\nwrote {out}", file=sys.stderr)
+    return 0
+
+
 def _compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("base_run", help="run directory of the baseline")
     p.add_argument("new_run", help="run directory to test against it")
