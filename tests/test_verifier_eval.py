@@ -389,6 +389,7 @@ def test_verifiers_refuses_runs_without_scores_and_non_runs(
     assert main([*scored, "--output-dir", "good"]) == 0
     capsys.readouterr()
     good = _run_dir("good")
+    (good / "report" / "verifier.json").unlink()  # written by the run's own report
     # The good run comes first, but nothing is written: every run is checked up front.
     assert main(["verifiers", str(good), str(_run_dir("bare"))]) == 2
     err = capsys.readouterr().err
@@ -435,3 +436,25 @@ def test_verifiers_on_an_imported_dump_with_reward_logits(
     assert "wrote verifier.json, verifier.md, overoptimization.png into" in captured.err
     assert not (run / "report" / "reliability.png").exists()
     assert (run / "report" / "overoptimization.png").is_file()
+
+
+def test_the_report_has_the_verifier_section(capsys: pytest.CaptureFixture[str]) -> None:
+    """A run with a verifier reports how good the verifier is: tables.md's section, the
+    figures, and results.json's headline AUROC, which is the pooled AUROC counted here from
+    the stored scores; a run without one has no section."""
+    args = [*FAKE, "--strategy", "majority,best_of_n", "--limit", "6", "--budgets", "1,2,4,8"]
+    assert main([*args, "--output-dir", "out"]) == 0
+    run = _run_dir("out")
+    for name in ("verifier.json", "verifier.md", "reliability.png", "overoptimization.png"):
+        assert (run / "report" / name).stat().st_size > 0
+    assert "## How good is the verifier" in (run / "report" / "tables.md").read_text()
+    section = json.loads((run / "results.json").read_text())["verifier_evaluation"]
+    (last,) = [a for a in section["auroc"] if a["aggregation"] == "last"]
+    assert last["pooled"]["auroc"] == pytest.approx(_brute_auroc(run / "traces.jsonl"))
+    assert section["aggregation"] == "last" and section["n_questions"] == 6
+    bare = ["run", "--backend", "fake", "--task", "arith", "--quiet", "--strategy", "majority",
+            "--verifier", "none"]  # fmt: skip
+    assert main([*bare, "--budgets", "2", "--limit", "2", "--output-dir", "bare"]) == 0
+    results = json.loads((_run_dir("bare") / "results.json").read_text())
+    assert "verifier_evaluation" not in results
+    assert not (_run_dir("bare") / "report" / "verifier.json").exists()

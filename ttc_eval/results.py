@@ -40,6 +40,7 @@ from ttc_eval.reporting.tables import (
     optimal_tables,
     policy_tables,
     revision_tables,
+    verifier_tables,
 )
 from ttc_eval.store import TraceStore
 from ttc_eval.strategies._base import ExpansionSpec, Strategy
@@ -462,13 +463,48 @@ def build_results(
         # Each fitted policy against best-of-N, majority, the best single configuration and
         # the in-sample oracle-bin bound, on these questions at equal compute (policy_report).
         results["policy"] = policy
+    verifier = _verifier_section(view, run_dir, say)
+    if verifier is not None:
+        # The headline numbers; report/verifier.json has every group (ttc-eval verifiers).
+        results["verifier_evaluation"] = {
+            k: verifier[k] for k in ("pool", "aggregation", "n_questions", "n_samples", "notes")
+        } | {
+            "auroc": [d for d in verifier["discrimination"] if d["kind"] == "all"],
+            "calibration": [c for c in verifier["calibration"] if c["kind"] == "all"],
+            "overoptimization": [o for o in verifier["overoptimization"] if o["kind"] == "all"],
+        }
     write_json(run_dir / "results.json", results)
     extra = [policy_tables(policy), cost_table(rows), flops_table(flops, roles)]
+    if verifier is not None:
+        extra.append("## How good is the verifier\n\n" + verifier_tables([verifier]))
     printed = _write_report(run_dir, rows, optimal, extra, optimal_note)
     if policy:
         policy_vs_baselines(policy, run_dir / "report" / "policy.png")
+    if verifier is not None:
+        from ttc_eval.verifier_report import write_verifier_report
+
+        _, skipped = write_verifier_report(run_dir, verifier)
+        for note in skipped:
+            say(f"note: {note}")
     _update_board(run_dir, record, config, rows, leaderboard_dir)
     return results, printed
+
+
+def _verifier_section(
+    view: RunView, run_dir: Path, say: Callable[[str], None]
+) -> dict[str, Any] | None:
+    """The verifier's evaluation (``ttc-eval verifiers``) when the run's pool has verifier
+    scores, else None."""
+    from ttc_eval.verifier_report import evaluate_view
+
+    if view.config.verifier is None:
+        return None
+    try:
+        return evaluate_view(view, run_dir)
+    except UsageError as e:
+        # A run of search strategies only, or a pool without scores: nothing to judge here.
+        say(f"note: no verifier section in the report ({e})")
+        return None
 
 
 def _rows(

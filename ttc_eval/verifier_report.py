@@ -76,9 +76,15 @@ def evaluate_verifier(
     makes solution scores for calibration, selection and over-optimization (AUROC is
     reported for every aggregation; default: :func:`default_aggregation`); ``seed``: the
     bootstrap's (default: the run's)."""
+    return evaluate_view(load_run(run_dir), run_dir, aggregation, seed)
+
+
+def evaluate_view(
+    view: RunView, run_dir: Path, aggregation: str | None = None, seed: int | None = None
+) -> dict[str, Any]:
+    """:func:`evaluate_verifier` on a run already loaded (``report`` has it)."""
     if aggregation is not None:
         check_aggregation(aggregation, "ttc-eval verifiers --aggregation")
-    view = load_run(run_dir)
     key, traces, notes = _scored_pool(view, run_dir)
     seed = view.config.seed if seed is None else seed
     run_aggs = run_aggregations(view)
