@@ -196,3 +196,49 @@ def test_search_samples_do_not_depend_on_chunking() -> None:
 
     one_by_one, all_at_once = texts(4, "a"), texts(10_000, "b")
     assert len(one_by_one) == 4 and one_by_one == all_at_once
+
+
+def test_pruned_beams_are_kept_graded_and_reported(capsys: pytest.CaptureFixture[str]) -> None:
+    """Each pruned beam is in its trace with its round and scores; with lookahead its
+    finished rollout is graded, and the verifier report counts the pruned beams that were
+    right (recounted here from the rollouts' boxed answers and the questions' gold answers)
+    and the questions the search got wrong although one was."""
+    from ttc_eval.cli import main
+    from ttc_eval.tasks import Task, find_task_spec
+
+    strategies = "best_of_n,beam_search:width=2:lookahead=1,beam_search:width=2"
+    args = ["run", "--backend", "fake", "--task", "arith", "--quiet", "--verifier", "fake-prm",
+            "--strategy", strategies, "--budgets", "4", "--limit", "6"]  # fmt: skip
+    assert main([*args, "--output-dir", "s"]) == 0
+    (run_dir,) = list(Path("s").iterdir())
+    gold = {p.id: p.answer for p in Task(find_task_spec("arith")).problems(None)}
+    rows = [json.loads(x) for x in (run_dir / "traces.jsonl").read_text().splitlines()]
+    expected = {}
+    for key in {r["expansion"] for r in rows if r["expansion"].startswith("search(")}:
+        mine = [r for r in rows if r["expansion"] == key]
+        lookahead = "lookahead=1" in key
+        pruned = [b for r in mine for b in r["extra"]["pruned"]]
+        assert pruned and all(b["round"] >= 1 and len(b["step_scores"]) >= 1 for b in pruned)
+        # Round 1 grows 4 beams and keeps the top 2 of them (width 2): 2 are pruned.
+        assert all(sum(1 for b in r["extra"]["pruned"] if b["round"] == 1) == 2 for r in mine)
+        assert all(("rollout" in b) == ("correct" in b) for b in pruned)
+        assert any("rollout" in b for b in pruned) == lookahead
+        right = 0
+        for r in mine:
+            for b in r["extra"]["pruned"]:
+                if "rollout" in b:
+                    boxed = re.findall(r"\\boxed\{([^}]*)\}", b["rollout"])
+                    ok = bool(boxed) and boxed[-1].strip() == gold[r["problem_id"]]
+                    assert b["correct"] == ok
+                    right += ok
+        expected[lookahead] = (len(pruned), right)
+    assert expected[True][1] > 0  # some pruned path was going to be right
+    assert main(["verifiers", str(run_dir)]) == 0
+    assert "search pruning" in capsys.readouterr().out
+    report = json.loads((run_dir / "report" / "verifier.json").read_text())
+    by = {"lookahead=1" in r["config"]: r for r in report["pruning"]}
+    for lookahead, (n, right) in expected.items():
+        assert by[lookahead]["pruned_per_question"] * 6 == n
+        assert by[lookahead]["pruned_correct"] == right
+    assert by[False]["pruned_with_verdict"] == 0 and "lookahead=k" in by[False]["note"]
+    assert by[True]["wrong_with_a_correct_pruned_beam"] <= by[True]["n_wrong"]

@@ -496,10 +496,43 @@ def grade_traces(
                        correct=g.correct)
         for where, a, g in zip(todo, answers, task.grader.grade(pairs), strict=True)
     }  # fmt: skip
-    return [
+    out = [
         replace(t, candidates=tuple(graded.get((ti, ci), c) for ci, c in enumerate(t.candidates)))
         for ti, t in enumerate(traces)
     ]
+    return _grade_pruned(task, out, problems)
+
+
+def _grade_pruned(
+    task: Task, traces: Sequence[Trace], problems: Mapping[str, Problem]
+) -> list[Trace]:
+    """A search keeps the rollouts of the beams it pruned (``extra["pruned"]``, lookahead
+    only): each finished one is graded like a candidate (all of a chunk in one call), so
+    the verifier report can say how often the search pruned a path that was going to be
+    right."""
+    todo = [
+        (ti, i)
+        for ti, t in enumerate(traces)
+        for i, b in enumerate(t.extra.get("pruned") or ())
+        if "rollout" in b and "correct" not in b
+    ]
+    if not todo:
+        return list(traces)
+    answers = [task.grader.extract(traces[ti].extra["pruned"][i]["rollout"]) for ti, i in todo]
+    pairs = [(problems[traces[ti].problem_id].answer, a)
+             for (ti, _), a in zip(todo, answers, strict=True)]  # fmt: skip
+    done: dict[tuple[int, int], dict[str, Any]] = {
+        (ti, i): {**traces[ti].extra["pruned"][i], "answer": a, "correct": g.correct}
+        for (ti, i), a, g in zip(todo, answers, task.grader.grade(pairs), strict=True)
+    }
+    out = []
+    for ti, t in enumerate(traces):
+        beams = t.extra.get("pruned")
+        if beams and any((ti, i) in done for i in range(len(beams))):
+            graded = [done.get((ti, i), b) for i, b in enumerate(beams)]
+            t = replace(t, extra={**t.extra, "pruned": graded})
+        out.append(t)
+    return out
 
 
 def _with_seconds(trace: Trace, seconds: float) -> Trace:

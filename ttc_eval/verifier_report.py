@@ -164,8 +164,49 @@ def evaluate_view(
         "calibration": calib,
         "selection": selection,
         "overoptimization": overopt,
+        "pruning": pruning_rows(view),
         "notes": notes,
     }
+
+
+def pruning_rows(view: RunView) -> list[dict[str, Any]]:
+    """Per search configuration and budget: how often the verifier pruned a path that was
+    going to be right. A pruned beam's verdict is its lookahead rollout's, graded when the
+    rollout finished; without lookahead (k = 0) pruned beams are partial solutions with no
+    verdict, and the row says so."""
+    rows = []
+    for ev in view.evaluated:
+        for budget in ev.budgets:
+            traces = ev.traces[budget]
+            if not traces or not all("pruned" in t.extra for t in traces.values()):
+                continue  # not a search, or a search stored before pruned beams were kept
+            n = len(traces)
+            beams = [b for t in traces.values() for b in t.extra["pruned"]]
+            judged = [b for b in beams if "correct" in b]
+            right_pruned = {
+                q for q, t in traces.items() if any(b.get("correct") for b in t.extra["pruned"])
+            }
+            wrong = {q for q, t in traces.items() if evaluate(ev.strategy, t, budget).accuracy < 1}
+            rows.append(
+                {
+                    "config": ev.label,
+                    "budget": budget,
+                    "n_questions": n,
+                    "pruned_per_question": len(beams) / n,
+                    "pruned_with_verdict": len(judged),
+                    "pruned_correct": sum(1 for b in judged if b["correct"]),
+                    # Questions where some pruned beam's rollout was right.
+                    "questions_with_a_correct_pruned_beam": len(right_pruned),
+                    # ... and the search's own answer was wrong: lost to pruning.
+                    "wrong_with_a_correct_pruned_beam": len(right_pruned & wrong),
+                    "n_wrong": len(wrong),
+                    "note": None
+                    if judged or not beams
+                    else "no pruned beam has a verdict: without lookahead (lookahead=0) a "
+                    "pruned beam is a partial solution; rerun with lookahead=k to measure this",
+                }
+            )
+    return rows
 
 
 def _no_scores(view: RunView, run_dir: Path) -> UsageError:

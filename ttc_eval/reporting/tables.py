@@ -346,8 +346,48 @@ def verifier_tables(
         _by_group(reports, names, how, fmt),
         _regret(reports, names, how, fmt, regret_kinds),
         _overoptimization(reports, names, how, fmt),
+        _pruning(reports, names, fmt),
     ]
     return "\n\n".join(t for t in tables if t)
+
+
+def _pruning(reports: Sequence[dict[str, Any]], names: Sequence[str], fmt: str) -> str:
+    """Search runs: pruned beams, the verdicts of their finished lookahead rollouts, and the
+    questions the search got wrong although it pruned a beam whose rollout was right."""
+    body = []
+    notes = []
+    for name, r in zip(names, reports, strict=True):
+        for row in r.get("pruning") or ():
+            judged = row["pruned_with_verdict"]
+            body.append(
+                [
+                    f"{name}{row['config']}",
+                    row["budget"],
+                    row["n_questions"],
+                    f"{row['pruned_per_question']:.1f}",
+                    judged,
+                    f"{row['pruned_correct']} ({row['pruned_correct'] / judged:.0%})"
+                    if judged
+                    else "-",
+                    row["questions_with_a_correct_pruned_beam"] if judged else "-",
+                    f"{row['wrong_with_a_correct_pruned_beam']} of {row['n_wrong']}"
+                    if judged
+                    else "-",
+                ]
+            )
+            if row.get("note"):
+                notes.append(f"- {name}{row['config']} at {row['budget']}: {row['note']}")
+    if not body:
+        return ""
+    headers = ["search", "budget", "questions", "pruned beams/q", "with a verdict",
+               "right", "questions with one right", "wrong answers with one right"]  # fmt: skip
+    return (
+        "search pruning (a pruned beam's verdict: its finished lookahead rollout's; the last "
+        "column: questions the search answered wrong although it had pruned a beam whose "
+        "rollout was right)\n\n"
+        + tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
+        + ("\n\n" + "\n".join(dict.fromkeys(notes)) if notes else "")
+    )
 
 
 def _aggregations(reports: Sequence[dict[str, Any]], names: Sequence[str]) -> str:

@@ -62,6 +62,10 @@ class Beam:
     """Selection score (the verifier's, after lookahead when k > 0)."""
     step_scores: tuple[float, ...] = ()
     """Verifier step scores of ``text`` itself."""
+    rollout: str | None = None
+    """Lookahead: the whole text of its greedy rollout when that rollout finished (ended by
+    end of sequence or the token limit), so that a pruned beam's would-be answer can be
+    graded; ``None`` otherwise."""
 
 
 def _verifier(ctx: ExpansionContext) -> Verifier:
@@ -199,6 +203,7 @@ class SearchExpansion:
         ]
         finished: list[list[Beam]] = [[] for _ in problems]
         live: list[list[Beam]] = [[] for _ in problems]
+        pruned: list[list[dict[str, object]]] = [[] for _ in problems]
         rounds = 0
         while rounds < self.max_rounds and any(parents):
             rounds += 1
@@ -208,14 +213,19 @@ class SearchExpansion:
             for qi, kids in enumerate(children):
                 finished[qi] += [b for b in kids if b.finished]
                 live[qi] = [b for b in kids if not b.finished]
-                parents.append(self._select(live[qi], finished[qi]))
+                kept = self._select(live[qi], finished[qi])
+                parents.append(kept)
+                # The live beams not kept: the verifier pruned them (the last round's live
+                # beams are not pruned: they become candidates).
+                if rounds < self.max_rounds:
+                    pruned[qi] += _pruned(live[qi], kept, rounds)
         traces = []
         for qi, p in enumerate(problems):
             final = finished[qi] + [
                 replace(b, finished=True, finish_reason="length") for b in live[qi]
             ]
             assert len(final) == self.n, "search must end with exactly n candidates"
-            traces.append(self._trace(p, final, spent[qi], rounds, ctx))
+            traces.append(self._trace(p, final, spent[qi], rounds, ctx, pruned[qi]))
         return traces
 
     def _grow(
@@ -262,7 +272,13 @@ class SearchExpansion:
         return children
 
     def _trace(
-        self, p: Problem, final: Sequence[Beam], spent: _Spent, rounds: int, ctx: ExpansionContext
+        self,
+        p: Problem,
+        final: Sequence[Beam],
+        spent: _Spent,
+        rounds: int,
+        ctx: ExpansionContext,
+        pruned: Sequence[dict[str, object]],
     ) -> Trace:
         role = ctx.verifier_role
         return Trace(
@@ -278,7 +294,14 @@ class SearchExpansion:
             verifier=_verifier(ctx).name,
             verifier_tokens=spent.read,
             labels=dict(p.labels),
-            extra={"rounds": rounds, "step_calls": spent.calls, "slots": self.slots},
+            extra={
+                "rounds": rounds,
+                "step_calls": spent.calls,
+                "slots": self.slots,
+                # Every pruned beam: its round, scores and, with lookahead, its finished
+                # rollout (graded by the pipeline: the verifier report's pruning statistic).
+                "pruned": list(pruned),
+            },
             # The tree's beams share their prefixes, so the cost is the whole tree's.
             cost=shared_prompt_cost(spent.question_tokens)
             + Cost(
@@ -323,6 +346,7 @@ class SearchExpansion:
         }
         used = {key: out[key[0]][key[1]].tokens for key in roll}
         open_keys = list(roll)
+        ended: set[tuple[int, int]] = set()
         for _ in range(self.lookahead):
             if not open_keys:
                 break
@@ -339,14 +363,20 @@ class SearchExpansion:
                 spent[key[0]].add(comp)
                 roll[key] += comp.text
                 used[key] += comp.n_tokens
-                if not self._ended(ctx, comp, used[key]):
+                if self._ended(ctx, comp, used[key]):
+                    ended.add(key)
+                else:
                     still.append(key)
             open_keys = still
         for qi in range(len(out)):
             keys = [k for k in roll if k[0] == qi]
             scores = _score(ctx, problems[qi], [roll[k] for k in keys], spent[qi])
             for k, s in zip(keys, scores, strict=True):
-                out[qi][k[1]] = replace(out[qi][k[1]], score=aggregate(s, self.aggregation))
+                out[qi][k[1]] = replace(
+                    out[qi][k[1]],
+                    score=aggregate(s, self.aggregation),
+                    rollout=roll[k] if k in ended else None,
+                )
         return out
 
     def _select(self, live: Sequence[Beam], finished: Sequence[Beam]) -> list[tuple[Beam, int]]:
@@ -365,6 +395,24 @@ class SearchExpansion:
                 if k > 0:
                     pairs.append((b, k))
         return pairs
+
+
+def _pruned(
+    live: Sequence[Beam], kept: Sequence[tuple[Beam, int]], rounds: int
+) -> list[dict[str, object]]:
+    """The live beams of a round that were not kept, as stored in the trace."""
+    chosen = {id(b) for b, _ in kept}
+    return [
+        {
+            "round": rounds,
+            "score": b.score,
+            "step_scores": list(b.step_scores),
+            "tokens": b.tokens,
+            **({"rollout": b.rollout} if b.rollout is not None else {}),
+        }
+        for b in live
+        if id(b) not in chosen
+    ]
 
 
 class SearchStrategy(StrategyBase):
