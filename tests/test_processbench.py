@@ -192,3 +192,36 @@ def test_done_when_self_judge_on_the_bundled_file_offline() -> None:
         len(row) == len(it.steps)
         for row, it in zip(scores, load_items("gsm8k", str(DATA)), strict=True)
     )
+
+
+def test_a_torn_row_a_moved_file_and_a_changed_one(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """An interrupted run's torn last row is cut off and its item scored again, the next row
+    starting clean; the same data under another path is the same setting, other data is
+    not; auto needs both classes in its half; a threshold must be a finite number."""
+    ArithChecker.calls = 0
+    assert _run("--limit", "4") == 0
+    scores = Path("pb/gsm8k/scores.jsonl")
+    scores.write_text(scores.read_text()[:-20])  # the last row torn mid-way
+    assert _run() == 0
+    assert ArithChecker.calls == 4 + 9  # the torn item again, and the 8 not scored yet
+    rows = [json.loads(x) for x in scores.read_text().splitlines()]
+    assert len(rows) == 12 and len({r["id"] for r in rows}) == 12
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(DATA.read_bytes())
+    same = ["processbench", "--verifier", "arith-checker", "--split", "gsm8k", "--quiet",
+            "--output-dir", "pb", "--data-files"]  # fmt: skip
+    assert main([*same, str(copy)]) == 0 and ArithChecker.calls == 13
+    copy.write_text(DATA.read_text().replace("Tom has 3", "Tom has 5"))
+    assert main([*same, str(copy)]) == 2
+    assert "holds scores of another setting" in capsys.readouterr().err
+    correct_only = tmp_path / "correct.jsonl"
+    correct_only.write_text(
+        "".join(x + "\n" for x in DATA.read_text().splitlines() if '"label": -1' in x)
+    )
+    auto = ["processbench", "--verifier", "arith-checker", "--quiet", "--threshold", "auto"]
+    assert main([*auto, "--output-dir", "c", "--data-files", str(correct_only)]) == 2
+    assert "needs erroneous and correct items" in capsys.readouterr().err
+    assert _run("--threshold", "nan") == 2
+    assert "must be a number or auto" in capsys.readouterr().err

@@ -199,14 +199,15 @@ def test_search_samples_do_not_depend_on_chunking() -> None:
 
 
 def test_pruned_beams_are_kept_graded_and_reported(capsys: pytest.CaptureFixture[str]) -> None:
-    """Each pruned beam is in its trace with its round and scores; with lookahead its
-    finished rollout is graded, and the verifier report counts the pruned beams that were
-    right (recounted here from the rollouts' boxed answers and the questions' gold answers)
-    and the questions the search got wrong although one was."""
+    """Each pruned beam is in its trace with its round and score; with lookahead its
+    finished rollout is graded (its answer and verdict kept, not its text), and the verifier
+    report counts the pruned beams that were right (recounted here against the questions'
+    gold answers) and the questions the search got wrong although one was. DVTS prunes per
+    subtree; a search stopped by max_rounds prunes nothing in its last round."""
     from ttc_eval.cli import main
     from ttc_eval.tasks import Task, find_task_spec
 
-    strategies = "best_of_n,beam_search:width=2:lookahead=1,beam_search:width=2"
+    strategies = "best_of_n,beam_search:width=2:lookahead=1,beam_search:width=2,dvts:width=2"
     args = ["run", "--backend", "fake", "--task", "arith", "--quiet", "--verifier", "fake-prm",
             "--strategy", strategies, "--budgets", "4", "--limit", "6"]  # fmt: skip
     assert main([*args, "--output-dir", "s"]) == 0
@@ -217,18 +218,20 @@ def test_pruned_beams_are_kept_graded_and_reported(capsys: pytest.CaptureFixture
     for key in {r["expansion"] for r in rows if r["expansion"].startswith("search(")}:
         mine = [r for r in rows if r["expansion"] == key]
         lookahead = "lookahead=1" in key
+        if "subtrees=2" in key:  # DVTS: 2 subtrees of 2 slots each keep 1 of their 2
+            assert all(sum(1 for b in r["extra"]["pruned"] if b["round"] == 1) == 2 for r in mine)
+            continue
         pruned = [b for r in mine for b in r["extra"]["pruned"]]
-        assert pruned and all(b["round"] >= 1 and len(b["step_scores"]) >= 1 for b in pruned)
+        assert pruned and all(b["round"] >= 1 and 0 <= b["score"] <= 1 for b in pruned)
         # Round 1 grows 4 beams and keeps the top 2 of them (width 2): 2 are pruned.
         assert all(sum(1 for b in r["extra"]["pruned"] if b["round"] == 1) == 2 for r in mine)
-        assert all(("rollout" in b) == ("correct" in b) for b in pruned)
-        assert any("rollout" in b for b in pruned) == lookahead
+        assert all("rollout" not in b and ("answer" in b) == ("correct" in b) for b in pruned)
+        assert any("correct" in b for b in pruned) == lookahead
         right = 0
         for r in mine:
             for b in r["extra"]["pruned"]:
-                if "rollout" in b:
-                    boxed = re.findall(r"\\boxed\{([^}]*)\}", b["rollout"])
-                    ok = bool(boxed) and boxed[-1].strip() == gold[r["problem_id"]]
+                if "correct" in b:
+                    ok = b["answer"] is not None and b["answer"].strip() == gold[r["problem_id"]]
                     assert b["correct"] == ok
                     right += ok
         expected[lookahead] = (len(pruned), right)
@@ -236,9 +239,21 @@ def test_pruned_beams_are_kept_graded_and_reported(capsys: pytest.CaptureFixture
     assert main(["verifiers", str(run_dir)]) == 0
     assert "search pruning" in capsys.readouterr().out
     report = json.loads((run_dir / "report" / "verifier.json").read_text())
-    by = {"lookahead=1" in r["config"]: r for r in report["pruning"]}
+    by = {"lookahead=1" in r["config"]: r for r in report["pruning"] if "beam" in r["config"]}
     for lookahead, (n, right) in expected.items():
         assert by[lookahead]["pruned_per_question"] * 6 == n
         assert by[lookahead]["pruned_correct"] == right
     assert by[False]["pruned_with_verdict"] == 0 and "lookahead=k" in by[False]["note"]
     assert by[True]["wrong_with_a_correct_pruned_beam"] <= by[True]["n_wrong"]
+    # A search of one round prunes nothing: its live beams are its candidates. A run of
+    # searches only still reports its pruning.
+    one = ["run", "--backend", "fake", "--task", "arith", "--quiet", "--verifier", "fake-prm",
+           "--strategy", "beam_search:width=2:max_rounds=1,beam_search:width=2:lookahead=1",
+           "--budgets", "4", "--limit", "3", "--output-dir", "one"]  # fmt: skip
+    assert main(one) == 0
+    (one_dir,) = list(Path("one").iterdir())
+    rows = [json.loads(x) for x in (one_dir / "traces.jsonl").read_text().splitlines()]
+    assert all(r["extra"]["pruned"] == [] for r in rows if "max_rounds=1," in r["expansion"])
+    section = json.loads((one_dir / "results.json").read_text())["verifier_evaluation"]
+    assert {r["config"].split("(")[0] for r in section["pruning"]} == {"beam_search"}
+    assert "search pruning" in (one_dir / "report" / "tables.md").read_text()

@@ -558,9 +558,9 @@ def _processbench(args: argparse.Namespace) -> int:
         try:
             threshold = float(args.threshold)
         except ValueError:
-            raise UsageError(
-                f"--threshold must be a number or auto, not {args.threshold!r}"
-            ) from None
+            threshold = math.nan
+        if not math.isfinite(threshold):
+            raise UsageError(f"--threshold must be a number or auto, not {args.threshold!r}")
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be a positive number of items, got {args.limit}")
     splits = [x.strip() for x in str(args.split).split(",") if x.strip()]

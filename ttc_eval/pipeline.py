@@ -521,8 +521,11 @@ def _grade_pruned(
     answers = [task.grader.extract(traces[ti].extra["pruned"][i]["rollout"]) for ti, i in todo]
     pairs = [(problems[traces[ti].problem_id].answer, a)
              for (ti, _), a in zip(todo, answers, strict=True)]  # fmt: skip
+    # Only the answer and the verdict are kept: the rollout's text would make a wide
+    # search's trace many times larger.
     done: dict[tuple[int, int], dict[str, Any]] = {
-        (ti, i): {**traces[ti].extra["pruned"][i], "answer": a, "correct": g.correct}
+        (ti, i): {k: v for k, v in traces[ti].extra["pruned"][i].items() if k != "rollout"}
+        | {"answer": a, "correct": g.correct}
         for (ti, i), a, g in zip(todo, answers, task.grader.grade(pairs), strict=True)
     }
     out = []

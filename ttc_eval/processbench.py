@@ -173,9 +173,16 @@ class ScoreStore:
         self.path = path
         self.identity = dict(identity)
         self.scores: dict[str, tuple[float, ...]] = {}
+        from ttc_eval._rundir import write_json
+
         meta = path.with_name("config.json")
         if meta.is_file():
-            recorded = json.loads(meta.read_text())
+            try:
+                recorded = json.loads(meta.read_text())
+            except ValueError:
+                raise UsageError(
+                    f"{meta} is unreadable; delete {path.parent} to score again"
+                ) from None
             if recorded != self.identity:
                 raise UsageError(
                     f"{path.parent} holds scores of another setting ({recorded}); pass "
@@ -183,14 +190,20 @@ class ScoreStore:
                 )
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
-            meta.write_text(json.dumps(self.identity, indent=1, sort_keys=True) + "\n")
+            write_json(meta, self.identity)
         if path.is_file():
-            for line in path.read_text().splitlines():
+            text = path.read_text()
+            if text and not text.endswith("\n"):
+                # A row torn by an interruption: cut it off, so the next row starts clean
+                # (its item is scored again).
+                text = text[: text.rfind("\n") + 1]
+                path.write_text(text)
+            for line in text.splitlines():
                 try:
                     row = json.loads(line)
                     self.scores[str(row["id"])] = tuple(float(s) for s in row["scores"])
                 except (ValueError, KeyError, TypeError):
-                    continue  # a row torn by an interruption: scored again
+                    continue  # not a row of ours: scored again
 
     def add(self, item_id: str, scores: Sequence[float]) -> None:
         self.scores[item_id] = tuple(scores)
@@ -242,6 +255,14 @@ def evaluate_split(
                 f"--threshold auto needs items on both halves; {len(items)} item(s) are too "
                 "few: give a number (e.g. --threshold 0.5)"
             )
+        classes = {it.label == -1 for it in chosen_on}
+        if len(classes) < 2:
+            raise UsageError(
+                "--threshold auto chooses by F1, which needs erroneous and correct items in "
+                f"the held-out half; its {len(chosen_on)} item(s) are all "
+                f"{'correct' if True in classes else 'erroneous'}: give a number (e.g. "
+                "--threshold 0.5), or more items"
+            )
         threshold, tuned_f1 = choose_threshold(chosen_on, scores)
         out["threshold_chosen_on"] = {"items": len(chosen_on), "f1": tuned_f1, "seed": seed}
     predictions = {it.id: predict(scores[it.id], threshold) for it in evaluated}
@@ -259,6 +280,8 @@ def data_files_by_split(splits: Sequence[str], given: Sequence[str]) -> dict[str
     for value in given:
         split, eq, file = value.partition("=")
         if eq and split in splits:
+            if split in out:
+                raise UsageError(f"--data-files names two files for the split {split}")
             out[split] = file
         elif eq and not Path(value).exists():
             raise UsageError(
@@ -328,7 +351,7 @@ def processbench_command(
     from ttc_eval._rundir import write_json
 
     if not splits:
-        raise UsageError("--split names no split")
+        raise UsageError(f"--split names no split; give one or more of {', '.join(SPLITS)}")
     files = data_files_by_split(splits, data_files)
     items = {split: load_items(split, files.get(split), limit) for split in splits}
     out_dir = output_dir or Path("processbench") / verifier_name.replace("/", "_")
@@ -338,12 +361,12 @@ def processbench_command(
     rows = []
     for split, its in items.items():
         source = files.get(split)
-        data = {"file": source, "sha256": _digest(source)} if source else HUB_ID
-        identity = {**who, "split": split, "data": data}
+        # The data by its content, however its path was written.
+        identity = {**who, "split": split, "data": _digest(source) if source else HUB_ID}
         store = ScoreStore(out_dir / split / "scores.jsonl", identity)
         scores = score_items(verifier, its, store, progress)
         res = evaluate_split(its, scores, threshold, seed)
-        results["splits"][split] = res
+        results["splits"][split] = {"data": source or HUB_ID, **res}
         how = (
             f"auto: {res['threshold']:.3g}, chosen on {res['threshold_chosen_on']['items']} "
             "held-out items"

@@ -39,6 +39,7 @@ from ttc_eval.reporting.tables import (
     flops_table,
     optimal_tables,
     policy_tables,
+    pruning_table,
     revision_tables,
     verifier_tables,
 )
@@ -463,7 +464,11 @@ def build_results(
         # Each fitted policy against best-of-N, majority, the best single configuration and
         # the in-sample oracle-bin bound, on these questions at equal compute (policy_report).
         results["policy"] = policy
-    verifier = _verifier_section(view, run_dir, say)
+    verifier, pruning = _verifier_section(view, run_dir, say)
+    if pruning is not None:
+        # A run of search strategies only: no pool to judge the verifier on, but its
+        # pruned beams still say how often the search cut a path that was right.
+        results["verifier_evaluation"] = {"pruning": pruning}
     if verifier is not None:
         # The headline numbers; report/verifier.json has every group (ttc-eval verifiers).
         results["verifier_evaluation"] = {
@@ -472,11 +477,14 @@ def build_results(
             "auroc": [d for d in verifier["discrimination"] if d["kind"] == "all"],
             "calibration": [c for c in verifier["calibration"] if c["kind"] == "all"],
             "overoptimization": [o for o in verifier["overoptimization"] if o["kind"] == "all"],
+            "pruning": verifier["pruning"],
         }
     write_json(run_dir / "results.json", results)
     extra = [policy_tables(policy), cost_table(rows), flops_table(flops, roles)]
     if verifier is not None:
         extra.append("## How good is the verifier\n\n" + verifier_tables([verifier]))
+    elif pruning:
+        extra.append("## How good is the verifier\n\n" + pruning_table(pruning))
     printed = _write_report(run_dir, rows, optimal, extra, optimal_note)
     if policy:
         policy_vs_baselines(policy, run_dir / "report" / "policy.png")
@@ -492,19 +500,20 @@ def build_results(
 
 def _verifier_section(
     view: RunView, run_dir: Path, say: Callable[[str], None]
-) -> dict[str, Any] | None:
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]] | None]:
     """The verifier's evaluation (``ttc-eval verifiers``) when the run's pool has verifier
-    scores, else None."""
-    from ttc_eval.verifier_report import evaluate_view
+    scores; else, for a run of searches only, their pruning rows alone."""
+    from ttc_eval.verifier_report import evaluate_view, pruning_rows
 
     if view.config.verifier is None:
-        return None
+        return None, None
     try:
-        return evaluate_view(view, run_dir)
+        return evaluate_view(view, run_dir), None
     except UsageError as e:
-        # A run of search strategies only, or a pool without scores: nothing to judge here.
-        say(f"note: no verifier section in the report ({e})")
-        return None
+        rows = pruning_rows(view)
+        if not rows:
+            say(f"note: no verifier section in the report ({e})")
+        return None, rows or None
 
 
 def _rows(

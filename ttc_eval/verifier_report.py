@@ -187,6 +187,9 @@ def pruning_rows(view: RunView) -> list[dict[str, Any]]:
                 q for q, t in traces.items() if any(b.get("correct") for b in t.extra["pruned"])
             }
             wrong = {q for q, t in traces.items() if evaluate(ev.strategy, t, budget).accuracy < 1}
+            # Wrong with no right final candidate either: the search itself lost the path
+            # (not only its final selection).
+            none_right = {q for q in wrong if not any(c.correct for c in traces[q].candidates)}
             rows.append(
                 {
                     "config": ev.label,
@@ -199,11 +202,15 @@ def pruning_rows(view: RunView) -> list[dict[str, Any]]:
                     "questions_with_a_correct_pruned_beam": len(right_pruned),
                     # ... and the search's own answer was wrong: lost to pruning.
                     "wrong_with_a_correct_pruned_beam": len(right_pruned & wrong),
+                    # ... and no final candidate right: only pruning lost it.
+                    "no_right_candidate_with_a_correct_pruned_beam": len(right_pruned & none_right),
                     "n_wrong": len(wrong),
+                    "n_no_right_candidate": len(none_right),
                     "note": None
                     if judged or not beams
-                    else "no pruned beam has a verdict: without lookahead (lookahead=0) a "
-                    "pruned beam is a partial solution; rerun with lookahead=k to measure this",
+                    else "no pruned beam has a verdict: no pruned beam's lookahead rollout "
+                    "finished (without lookahead, lookahead=0, there is none); a longer "
+                    "lookahead=k finishes more",
                 }
             )
     return rows

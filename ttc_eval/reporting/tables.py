@@ -351,6 +351,11 @@ def verifier_tables(
     return "\n\n".join(t for t in tables if t)
 
 
+def pruning_table(rows: Sequence[dict[str, Any]], fmt: str = "github") -> str:
+    """The search-pruning table of one run's rows alone (a run of searches only)."""
+    return _pruning([{"pruning": list(rows)}], [""], fmt)
+
+
 def _pruning(reports: Sequence[dict[str, Any]], names: Sequence[str], fmt: str) -> str:
     """Search runs: pruned beams, the verdicts of their finished lookahead rollouts, and the
     questions the search got wrong although it pruned a beam whose rollout was right."""
@@ -373,18 +378,24 @@ def _pruning(reports: Sequence[dict[str, Any]], names: Sequence[str], fmt: str) 
                     f"{row['wrong_with_a_correct_pruned_beam']} of {row['n_wrong']}"
                     if judged
                     else "-",
+                    f"{row['no_right_candidate_with_a_correct_pruned_beam']} of "
+                    f"{row['n_no_right_candidate']}"
+                    if judged
+                    else "-",
                 ]
             )
             if row.get("note"):
                 notes.append(f"- {name}{row['config']} at {row['budget']}: {row['note']}")
     if not body:
         return ""
-    headers = ["search", "budget", "questions", "pruned beams/q", "with a verdict",
-               "right", "questions with one right", "wrong answers with one right"]  # fmt: skip
+    headers = ["search", "budget", "questions", "pruned beams/q", "with a verdict", "right",
+               "questions with one right", "wrong answers with one right",
+               "no right candidate, one right pruned"]  # fmt: skip
     return (
         "search pruning (a pruned beam's verdict: its finished lookahead rollout's; the last "
-        "column: questions the search answered wrong although it had pruned a beam whose "
-        "rollout was right)\n\n"
+        "columns: questions the search answered wrong, and those where no final candidate was "
+        "right, although it had pruned a beam whose rollout was right; only rollouts that "
+        "finished have a verdict, so late-pruned beams are over-represented)\n\n"
         + tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
         + ("\n\n" + "\n".join(dict.fromkeys(notes)) if notes else "")
     )

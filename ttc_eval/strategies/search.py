@@ -298,8 +298,9 @@ class SearchExpansion:
                 "rounds": rounds,
                 "step_calls": spent.calls,
                 "slots": self.slots,
-                # Every pruned beam: its round, scores and, with lookahead, its finished
-                # rollout (graded by the pipeline: the verifier report's pruning statistic).
+                # Every pruned beam: its round, score, tokens and, with lookahead, its
+                # finished rollout (graded by the pipeline, which keeps only its answer and
+                # verdict: the verifier report's pruning statistic).
                 "pruned": list(pruned),
             },
             # The tree's beams share their prefixes, so the cost is the whole tree's.
@@ -406,7 +407,6 @@ def _pruned(
         {
             "round": rounds,
             "score": b.score,
-            "step_scores": list(b.step_scores),
             "tokens": b.tokens,
             **({"rollout": b.rollout} if b.rollout is not None else {}),
         }
