@@ -159,6 +159,7 @@ def test_the_command_scores_once_resumes_and_refuses_what_it_cannot_do(
     for args, says in [
         (["--verifier", "logprob"], "given text: use one that reads text"),
         (["--verifier", "self-judg"], "Did you mean: self-judge"),
+        (["--verifier", "qwen-prm"], "a PRM needs its weights: --verifier-model"),
         (["--threshold", "high"], "must be a number or auto"),
         (["--split", "gsm8k,math"], "name the split of each file"),
     ]:

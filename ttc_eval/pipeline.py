@@ -258,7 +258,7 @@ def verifier_arguments(
     return out
 
 
-def _check_verifier_args(name: str, factory: VerifierFactory, args: Mapping[str, Any]) -> None:
+def check_verifier_args(name: str, factory: VerifierFactory, args: Mapping[str, Any]) -> None:
     import inspect
 
     try:
@@ -289,7 +289,7 @@ def check_components(plan: StrategyPlan) -> None:
         if spec.backend is not None and spec.backend not in BACKENDS:
             raise UsageError(BACKENDS.unknown_message(spec.backend))
     if config.verifier:
-        _check_verifier_args(config.verifier, VERIFIERS.get(config.verifier), config.verifier_args)
+        check_verifier_args(config.verifier, VERIFIERS.get(config.verifier), config.verifier_args)
     elif any(s.needs_verifier for s in strategies):
         need = sorted({s.name for s in strategies if s.needs_verifier})
         raise UsageError(

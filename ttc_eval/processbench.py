@@ -301,6 +301,7 @@ def data_files_by_split(splits: Sequence[str], given: Sequence[str]) -> dict[str
 def build_verifier(name: str, model: str | None) -> tuple[Verifier, dict[str, Any]]:
     """The verifier ``name`` (with its own weights ``model``), and its identity; one that
     reads the policy's log-probabilities of its own samples cannot score given text."""
+    from ttc_eval.pipeline import check_verifier_args
     from ttc_eval.registry import VERIFIERS
 
     if name not in VERIFIERS:
@@ -313,15 +314,8 @@ def build_verifier(name: str, model: str | None) -> tuple[Verifier, dict[str, An
             "a PRM with --verifier-model)"
         )
     args = {"model": model} if model else {}
-    try:
-        verifier = factory(**args)
-    except TypeError as e:
-        hint = (
-            " (a PRM needs its weights: --verifier-model HUB_ID_OR_PATH)"
-            if "model" in str(e)
-            else ""
-        )
-        raise UsageError(f"verifier {name}: {e}{hint}") from None
+    check_verifier_args(name, factory, args)
+    verifier = factory(**args)
     return verifier, {"verifier": name, "version": str(factory.version), "model": model}
 
 
