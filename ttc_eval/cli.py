@@ -507,12 +507,14 @@ def _verifiers(args: argparse.Namespace) -> int:
 
 def _processbench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--verifier", required=True, help="verifier to score the steps (self-judge or a PRM)"
+        "--verifier",
+        required=True,
+        help="verifier to score the steps (self-judge or a PRM; required, no default)",
     )
     p.add_argument(
         "--verifier-model",
-        help="the verifier's weights (a PRM's hub id or folder; self-judge: its judge model, "
-        "default the embedded smollm2-135m)",
+        help="the verifier's weights (a PRM's hub id or folder; self-judge: its judge model; "
+        "default: none, self-judge then judges with the embedded smollm2-135m)",
     )
     p.add_argument(
         "--split",
@@ -525,7 +527,7 @@ def _processbench_arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         metavar="[SPLIT=]FILE",
         help="a local JSON/JSONL file in ProcessBench's format instead of the hub dataset "
-        "(SPLIT=FILE, repeated, when several splits are asked for)",
+        "(SPLIT=FILE, repeated, when several splits are asked for; default: none, the hub)",
     )
     p.add_argument(
         "--threshold",
@@ -533,14 +535,18 @@ def _processbench_arguments(p: argparse.ArgumentParser) -> None:
         help="a step scored under it is wrong (default 0.5); auto: chosen on a held-out half "
         "of each split (best F1), reported on the other half",
     )
-    p.add_argument("--limit", type=int, help="first N items of each split")
-    p.add_argument("--seed", type=int, default=0, help="the held-out half of --threshold auto")
+    p.add_argument("--limit", type=int, help="first N items of each split (default: all)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="the held-out half of --threshold auto (default: 0)"
+    )
     p.add_argument(
         "--output-dir",
         help="where scores and results go (default: processbench/<verifier>); an "
         "interrupted run continues there",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bars (default: progress bars shown)"
+    )
 
 
 @subcommand(
