@@ -586,6 +586,47 @@ def _processbench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _learn_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "action",
+        choices=["revision-data"],
+        help="revision-data: chains of incorrect attempts then a correct one, from a run's "
+        "pool, to fine-tune a reviser on",
+    )
+    p.add_argument("run", metavar="RUN", help="the run whose sample pool the data comes from")
+    p.add_argument("--output", required=True, help="folder to write the dataset and learn.json to")
+    p.add_argument(
+        "--per-question",
+        type=positive_int,
+        default=4,
+        help="chains per question, one per correct sample (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-incorrect",
+        type=int,
+        default=4,
+        help="most incorrect attempts before the correct one; each chain draws 0 to this "
+        "many (default: %(default)s)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="draws of attempts per chain (default: 0)")
+
+
+@subcommand(
+    "learn",
+    "build training data from a run's own samples (revision chains for a reviser)",
+    _learn_arguments,
+)
+def _learn(args: argparse.Namespace) -> int:
+    from ttc_eval._rundir import run_dirs
+    from ttc_eval.learn_revisions import describe, revision_data
+
+    (run,) = run_dirs([Path(args.run)])
+    record = revision_data(run, Path(args.output), args.per_question, args.max_incorrect, args.seed)
+    print(describe(record))
+    print(f"wrote {args.output}/data and {args.output}/learn.json", file=sys.stderr)
+    return 0
+
+
 def _compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("base_run", help="run directory of the baseline")
     p.add_argument("new_run", help="run directory to test against it")

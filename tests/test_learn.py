@@ -1,0 +1,77 @@
+"""``ttc-eval learn``: training data built from a run's own samples."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ttc_eval.cli import main
+from ttc_eval.strategies.revisions import DEFAULT_REVISION_TEMPLATE
+from ttc_eval.tasks import Task, find_task_spec
+
+
+def _levenshtein(a: str, b: str) -> int:
+    """Edit distance by the textbook dynamic programme (no code under test)."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
+
+
+def test_revision_chains_end_in_a_correct_sample_after_its_nearest_wrong_ones(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each example's target is a correct sample of its question; the attempts before it are
+    that question's wrong samples nearest it by edit distance, nearest last, as many as the
+    example says (0 to 4); the prompt is the run's revision prompt; learn.json names the
+    questions."""
+    import datasets
+
+    run = ["run", "--backend", "fake", "--task", "arith", "--quiet", "--verifier", "none",
+           "--strategy", "majority", "--budgets", "8", "--limit", "6"]  # fmt: skip
+    assert main([*run, "--output-dir", "r"]) == 0
+    (run_dir,) = list(Path("r").iterdir())
+    assert main(["learn", "revision-data", str(run_dir), "--output", "rev"]) == 0
+    assert "revision examples" in capsys.readouterr().out
+    record = json.loads(Path("rev/learn.json").read_text())
+    data = datasets.load_from_disk("rev/data")
+    assert len(data) == record["examples"] > 0
+    pools = {}
+    for line in (run_dir / "traces.jsonl").read_text().splitlines():
+        t = json.loads(line)
+        pools[f"arith:{t['problem_id']}"] = t["candidates"]
+    assert set(record["questions"]) == set(data["question"]) <= set(pools)
+    questions = {p.id: p.question for p in Task(find_task_spec("arith")).problems(None)}
+    ks = set()
+    for ex in data:
+        cands = pools[ex["question"]]
+        right = {c["text"] for c in cands if c["correct"]}
+        wrong = [c["text"] for c in cands if c["correct"] is False]
+        (target,) = ex["completion"]
+        assert target["role"] == "assistant" and target["content"] in right
+        prompt = ex["prompt"][-1]["content"]
+        k = ex["k"]
+        ks.add(k)
+        assert 0 <= k <= min(4, len(wrong))
+        if k == 0:
+            assert "Attempt 1:" not in prompt
+            continue
+        assert questions[ex["question"].split(":", 1)[1]] in prompt
+        assert DEFAULT_REVISION_TEMPLATE.split("\n\n")[1].split("{")[0] in prompt
+        shown = [prompt.split(f"Attempt {i}:\n")[1].split("\n\nAttempt")[0].split(
+                 "\n\nCheck them")[0] for i in range(1, k + 1)]  # fmt: skip
+        dist = sorted(_levenshtein(w, target["content"]) for w in wrong)
+        got = [_levenshtein(s, target["content"]) for s in shown]
+        # The k nearest, farthest first and the nearest last.
+        assert sorted(got) == dist[:k] and got == sorted(got, reverse=True)
+    assert len(ks) > 1  # the number of attempts varies
+    # An output folder that is not empty is refused, and so is a bad setting.
+    assert main(["learn", "revision-data", str(run_dir), "--output", "rev"]) == 2
+    assert "not empty" in capsys.readouterr().err
+    bad = ["learn", "revision-data", str(run_dir), "--output", "x", "--max-incorrect", "5"]
+    assert main(bad) == 2 and "--max-incorrect must be 0 to 4" in capsys.readouterr().err
+    assert main(["learn", "revision-data", "nowhere", "--output", "y"]) == 2
