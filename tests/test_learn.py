@@ -75,3 +75,43 @@ def test_revision_chains_end_in_a_correct_sample_after_its_nearest_wrong_ones(
     bad = ["learn", "revision-data", str(run_dir), "--output", "x", "--max-incorrect", "5"]
     assert main(bad) == 2 and "--max-incorrect must be 0 to 4" in capsys.readouterr().err
     assert main(["learn", "revision-data", "nowhere", "--output", "y"]) == 2
+
+
+@pytest.mark.slow
+def test_a_reviser_fine_tuned_on_revision_chains_runs_as_the_reviser() -> None:
+    """The default model fine-tuned for 1 step on revision chains (full, and through a
+    LoRA adapter merged back): the saved folder is an ordinary model whose weights moved,
+    and a run uses it as its reviser."""
+    import torch
+    from safetensors.torch import load_file
+
+    from ttc_eval.models import resolve_model
+
+    run = ["run", "--backend", "fake", "--task", "arith", "--quiet", "--verifier", "none",
+           "--strategy", "majority", "--budgets", "8", "--limit", "6"]  # fmt: skip
+    assert main([*run, "--output-dir", "r"]) == 0
+    (run_dir,) = list(Path("r").iterdir())
+    assert main(["learn", "revision-data", str(run_dir), "--output", "rev"]) == 0
+    small = ["--max-steps", "1", "--batch-size", "2", "--max-length", "192", "--quiet"]
+    assert main(["learn", "reviser", "rev", "--output", "full", *small]) == 0
+    assert main(["learn", "reviser", "rev", "--output", "lora", "--lora", *small]) == 0
+    base = load_file(str(Path(resolve_model("smollm2-135m")) / "model.safetensors"))
+    for out in ("full", "lora"):
+        record = json.loads(Path(out, "learn.json").read_text())
+        assert record["settings"]["lora"] == (out == "lora") and record["seconds"] > 0
+        assert record["questions"] and record["train_loss"] > 0
+        tuned = load_file(str(Path(out) / "model.safetensors"))
+        assert not any("lora" in k for k in tuned)  # the adapter is merged in
+        moved = [k for k in base if k in tuned and not torch.equal(base[k], tuned[k])]
+        assert moved, out
+    revise = ["run", "--task", "arith", "--quiet", "--verifier", "none", "--budgets", "2",
+              "--limit", "1", "--strategy", "revisions:sequential=2", "--role",
+              "reviser=full", "--output-dir", "rv"]  # fmt: skip
+    assert main(revise) == 0
+    (rv,) = list(Path("rv").iterdir())
+    config = json.loads((rv / "config.json").read_text())
+    assert config["config"]["roles"]["reviser"]["model"] == "full"
+    rows = [json.loads(x) for x in (rv / "traces.jsonl").read_text().splitlines()]
+    (chains,) = [r for r in rows if r["expansion"].startswith("revisions(")]
+    assert "reviser=policy" not in chains["expansion"]  # the trained model wrote them
+    assert len(chains["candidates"]) == 4

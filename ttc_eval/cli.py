@@ -589,41 +589,99 @@ def _processbench(args: argparse.Namespace) -> int:
 def _learn_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "action",
-        choices=["revision-data"],
-        help="revision-data: chains of incorrect attempts then a correct one, from a run's "
-        "pool, to fine-tune a reviser on",
+        choices=["revision-data", "reviser"],
+        help="revision-data RUN: chains of incorrect attempts then a correct one, from a run's "
+        "pool; reviser DATA: fine-tune --base on such data (TRL's SFTTrainer)",
     )
-    p.add_argument("run", metavar="RUN", help="the run whose sample pool the data comes from")
-    p.add_argument("--output", required=True, help="folder to write the dataset and learn.json to")
+    p.add_argument(
+        "source", metavar="RUN_OR_DATA", help="the run (revision-data) or the dataset (reviser)"
+    )
+    p.add_argument("--output", required=True, help="folder to write to (must be new or empty)")
     p.add_argument(
         "--per-question",
         type=positive_int,
         default=4,
-        help="chains per question, one per correct sample (default: %(default)s)",
+        help="revision-data: chains per question, one per correct sample (default: %(default)s)",
     )
     p.add_argument(
         "--max-incorrect",
         type=int,
         default=4,
-        help="most incorrect attempts before the correct one; each chain draws 0 to this "
-        "many (default: %(default)s)",
+        help="revision-data: most incorrect attempts before the correct one; each chain draws "
+        "0 to this many (default: %(default)s)",
     )
-    p.add_argument("--seed", type=int, default=0, help="draws of attempts per chain (default: 0)")
+    p.add_argument(
+        "--base",
+        default="smollm2-135m",
+        help="reviser: the model to fine-tune (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-steps",
+        type=positive_int,
+        default=60,
+        help="reviser: optimizer steps (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=4,
+        help="reviser: examples per step (default: %(default)s)",
+    )
+    p.add_argument(
+        "--learning-rate", type=float, default=5e-5, help="reviser: (default: %(default)s)"
+    )
+    p.add_argument(
+        "--max-length",
+        type=positive_int,
+        default=768,
+        help="reviser: tokens per example, longer ones are cut (default: %(default)s)",
+    )
+    p.add_argument(
+        "--lora",
+        action="store_true",
+        help="reviser: train a LoRA adapter (peft), merged into the saved weights (default: "
+        "full fine-tuning)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="draws and training seed (default: 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (default: shown)")
 
 
 @subcommand(
     "learn",
-    "build training data from a run's own samples (revision chains for a reviser)",
+    "learn from a run's own samples: revision chains, then a reviser fine-tuned on them",
     _learn_arguments,
 )
 def _learn(args: argparse.Namespace) -> int:
-    from ttc_eval._rundir import run_dirs
-    from ttc_eval.learn_revisions import describe, revision_data
+    if args.action == "revision-data":
+        from ttc_eval._rundir import run_dirs
+        from ttc_eval.learn_revisions import describe, revision_data
 
-    (run,) = run_dirs([Path(args.run)])
-    record = revision_data(run, Path(args.output), args.per_question, args.max_incorrect, args.seed)
-    print(describe(record))
-    print(f"wrote {args.output}/data and {args.output}/learn.json", file=sys.stderr)
+        (run,) = run_dirs([Path(args.source)])
+        record = revision_data(
+            run, Path(args.output), args.per_question, args.max_incorrect, args.seed
+        )
+        print(describe(record))
+        print(f"wrote {args.output}/data and {args.output}/learn.json", file=sys.stderr)
+        return 0
+    from ttc_eval.learn_reviser import train_reviser
+
+    done = train_reviser(
+        Path(args.source),
+        args.base,
+        Path(args.output),
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        max_length=args.max_length,
+        lora=args.lora,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    print(
+        f"trained {args.base} on {done['data']['examples']} examples, {args.max_steps} steps in "
+        f"{done['seconds']:.0f} s (loss {done['first_logged_loss']} -> "
+        f"{done['last_logged_loss']}); use it with --revision-model {args.output}"
+    )
     return 0
 
 
