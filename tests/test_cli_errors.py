@@ -136,6 +136,7 @@ def test_every_option_of_every_command_shows_its_default() -> None:
         "policy",
         "verifiers",
         "processbench",
+        "learn",
     }
     for name, command in parser.commands.items():
         for action in command._actions:
