@@ -458,3 +458,29 @@ def test_the_report_has_the_verifier_section(capsys: pytest.CaptureFixture[str])
     results = json.loads((_run_dir("bare") / "results.json").read_text())
     assert "verifier_evaluation" not in results
     assert not (_run_dir("bare") / "report" / "verifier.json").exists()
+
+
+def test_two_runs_side_by_side_show_each_runs_own_numbers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The out-of-distribution table: two different runs (arith and arith_wide questions),
+    one column block each, each holding that run's own pooled AUROC as its verifier.json
+    has it."""
+    args = ["--strategy", "majority,best_of_n", "--budgets", "1,2,4", "--limit", "5"]
+    assert main([*FAKE, *args, "--output-dir", "a"]) == 0
+    wide = [x if x != "arith" else "arith_wide" for x in FAKE]
+    assert main([*wide, *args, "--output-dir", "b"]) == 0
+    runs = [_run_dir("a"), _run_dir("b")]
+    capsys.readouterr()
+    assert main(["verifiers", *map(str, runs)]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("| aggregation"))
+    row = next(line for line in out.splitlines() if line.startswith("| last"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    names = [c.strip() for c in header.strip("|").split("|")]
+    for run in runs:
+        auroc = json.loads((run / "report" / "verifier.json").read_text())["discrimination"]
+        (mine,) = [d for d in auroc if d["kind"] == "all" and d["aggregation"] == "last"]
+        (col,) = [i for i, n in enumerate(names) if n.startswith(run.name) and "pooled" in n]
+        assert cells[col].startswith(f"{mine['pooled']['auroc']:.3f}")
+    assert runs[0].name.split("-")[0] == "arith" and runs[1].name.startswith("arith_wide")
