@@ -115,3 +115,30 @@ def test_a_reviser_fine_tuned_on_revision_chains_runs_as_the_reviser() -> None:
     (chains,) = [r for r in rows if r["expansion"].startswith("revisions(")]
     assert "reviser=policy" not in chains["expansion"]  # the trained model wrote them
     assert len(chains["candidates"]) == 4
+
+
+def test_a_run_on_questions_its_trained_reviser_saw_warns_and_marks_its_rows(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A model folder written by ``ttc-eval learn`` lists the questions it was trained on: a
+    run that holds any of them says so loudly, and results.json and every row record it;
+    a run on other questions does not."""
+    ids = [p.id for p in Task(find_task_spec("arith")).problems(None)]
+    Path("tuned").mkdir()
+    (Path("tuned") / "learn.json").write_text(
+        json.dumps({"kind": "reviser", "questions": [f"arith:{ids[1]}", "gsm8k:7"]})
+    )
+    run = ["run", "--backend", "fake", "--task", "arith", "--quiet", "--verifier", "none",
+           "--strategy", "revisions:sequential=2", "--budgets", "2",
+           "--role", "reviser=tuned"]  # fmt: skip
+    assert main([*run, "--limit", "2", "--output-dir", "seen"]) == 0
+    assert "WARNING: the reviser model tuned was trained" in capsys.readouterr().err
+    results = json.loads(next(Path("seen").iterdir()).joinpath("results.json").read_text())
+    mark = {"reviser": {"model": "tuned", "questions": 1, "example": f"arith:{ids[1]}"}}
+    assert results["trained_overlap"] == mark
+    assert results["rows"] and all(r["trained_overlap"] == mark for r in results["rows"])
+    # The first question only: not one it was trained on.
+    assert main([*run, "--limit", "1", "--output-dir", "unseen"]) == 0
+    assert "WARNING" not in capsys.readouterr().err
+    results = json.loads(next(Path("unseen").iterdir()).joinpath("results.json").read_text())
+    assert results["trained_overlap"] == {} and "trained_overlap" not in results["rows"][0]

@@ -19,6 +19,7 @@ message), plus ``learn.json``: the source run, the settings, and every question 
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,3 +182,16 @@ def describe(record: dict[str, Any]) -> str:
         f"questions of {record['source']['run_id']}; "
         f"{len(record['questions_without_a_correct_sample'])} questions had no correct sample"
     )
+
+
+def trained_questions(model: str | None) -> list[str] | None:
+    """The questions (``task:problem id``) a model folder written by ``ttc-eval learn`` was
+    trained on, from its learn.json; None for any other model."""
+    if not model:
+        return None
+    try:
+        data = json.loads((Path(model) / "learn.json").read_text())
+    except (OSError, ValueError):
+        return None
+    questions = data.get("questions") if isinstance(data, dict) else None
+    return [str(q) for q in questions] if isinstance(questions, list) else None

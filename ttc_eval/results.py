@@ -417,7 +417,17 @@ def build_results(
         t for t in view.store.traces.values() if view.kept is None or t.problem_id in view.kept
     ]
     params = recorded_params(run_dir)
-    rows = [{**r, **versions} for r in _rows(view, all_traces, params)]
+    overlap = trained_overlap(view, {t.problem_id for t in all_traces})
+    for role, o in overlap.items():
+        say(
+            f"WARNING: the {role} model {o['model']} was trained (ttc-eval learn) on "
+            f"{o['questions']} of this run's questions (e.g. {o['example']}): its numbers here "
+            "are not held-out results; every row is marked trained_overlap"
+        )
+    rows = [
+        {**r, **versions, **({"trained_overlap": overlap} if overlap else {})}
+        for r in _rows(view, all_traces, params)
+    ]
     axis = optimal_axis or config.optimal_axis
     optimal, optimal_note = optimal_choice(view, params, axis)
     if optimal_note:
@@ -437,6 +447,8 @@ def build_results(
         **versions,
         "stale_versions": stale,
         "n_problems": len({t.problem_id for t in all_traces}),
+        # Models of this run trained on some of its questions (ttc-eval learn), per role.
+        "trained_overlap": overlap,
         "compute": _compute_section(view, all_traces),
         "flops": flops,
         "difficulty": {
@@ -496,6 +508,28 @@ def build_results(
             say(f"note: {note}")
     _update_board(run_dir, record, config, rows, leaderboard_dir)
     return results, printed
+
+
+def trained_overlap(view: RunView, problem_ids: set[str]) -> dict[str, dict[str, Any]]:
+    """Per model role: a model trained by ``ttc-eval learn`` on some of these questions (its
+    learn.json lists them), with how many and one of them; empty when none was."""
+    from ttc_eval.learn_revisions import trained_questions
+    from ttc_eval.policy import question_key
+
+    models = {role: spec.model or view.config.model for role, spec in view.plan.roles.items()}
+    if view.config.verifier_args.get("model"):
+        models["verifier"] = str(view.config.verifier_args["model"])
+    trained = {role: m for role, m in models.items() if trained_questions(m)}
+    out: dict[str, dict[str, Any]] = {}
+    if not trained:
+        return out  # no model of this run was trained by ttc-eval learn
+    name = load_task(view.config).spec.name
+    asked = {question_key(name, p) for p in problem_ids}
+    for role, model in trained.items():
+        seen = sorted(asked & set(trained_questions(model) or ()))
+        if seen:
+            out[role] = {"model": model, "questions": len(seen), "example": seen[0]}
+    return out
 
 
 def _verifier_section(
