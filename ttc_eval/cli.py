@@ -32,6 +32,7 @@ from ttc_eval.config import (
     Shorthand,
     StrategySpec,
     bounded,
+    key_values,
     optimal_axis,
     positive_int,
     run_options,
@@ -589,19 +590,56 @@ def _processbench(args: argparse.Namespace) -> int:
 def _learn_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "action",
-        choices=["revision-data", "reviser"],
-        help="revision-data RUN: chains of incorrect attempts then a correct one, from a run's "
-        "pool; reviser DATA: fine-tune --base on such data (TRL's SFTTrainer)",
+        choices=["prm-data", "prm", "revision-data", "reviser"],
+        help="prm-data [RUN]: step labels from Monte Carlo rollouts of the policy; prm DATA: "
+        "train a PRM (token classifier, --verifier qwen-prm) on them; revision-data RUN: "
+        "chains of incorrect attempts then a correct one, from a run's pool; reviser DATA: "
+        "fine-tune --base on such chains (TRL's SFTTrainer)",
     )
     p.add_argument(
-        "source", metavar="RUN_OR_DATA", help="the run (revision-data) or the dataset (reviser)"
+        "source",
+        metavar="RUN_OR_DATA",
+        nargs="?",
+        help="the run (prm-data, revision-data) or the dataset (prm, reviser); prm-data "
+        "without a run samples its own solutions from --task and --model (default: none)",
     )
     p.add_argument("--output", required=True, help="folder to write to (must be new or empty)")
     p.add_argument(
         "--per-question",
         type=positive_int,
         default=4,
-        help="revision-data: chains per question, one per correct sample (default: %(default)s)",
+        help="prm-data: solutions labelled per question (without RUN: samples drawn); "
+        "revision-data: chains per question, one per correct sample (default: %(default)s)",
+    )
+    p.add_argument(
+        "--rollouts",
+        type=positive_int,
+        default=4,
+        help="prm-data: completions rolled out from each step (default: %(default)s)",
+    )
+    for flag, text in (
+        ("--task", "prm-data without RUN: the task to sample (default: arith)"),
+        ("--model", "prm-data without RUN: the policy (default: smollm2-135m)"),
+        ("--backend", "prm-data without RUN: backend (default: hf)"),
+        ("--data-files", "prm-data without RUN: local data file of the task (default: its own)"),
+    ):
+        p.add_argument(flag, help=text)
+    p.add_argument(
+        "--backend-args",
+        type=key_values,
+        metavar="K=V,...",
+        help="prm-data without RUN: backend options (default: the backend's own)",
+    )
+    p.add_argument(
+        "--split",
+        choices=["calibration", "test"],
+        help="prm-data without RUN: only one seeded split of the questions, as in run "
+        "(default: all); train on calibration and evaluate on test to keep them apart",
+    )
+    p.add_argument(
+        "--limit",
+        type=positive_int,
+        help="prm-data without RUN: only the first N questions (default: all)",
     )
     p.add_argument(
         "--max-incorrect",
@@ -613,74 +651,141 @@ def _learn_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--base",
         default="smollm2-135m",
-        help="reviser: the model to fine-tune (default: %(default)s)",
+        help="prm, reviser: the model to fine-tune (default: %(default)s)",
+    )
+    p.add_argument(
+        "--labels",
+        choices=["hard", "soft"],
+        default="hard",
+        help="prm: train on hard labels (any rollout right) or soft ones (the share right) "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--max-steps",
         type=positive_int,
-        default=60,
-        help="reviser: optimizer steps (default: %(default)s)",
+        help="prm, reviser: optimizer steps (default: 100 for prm, 60 for reviser)",
     )
     p.add_argument(
         "--batch-size",
         type=positive_int,
-        default=4,
-        help="reviser: examples per step (default: %(default)s)",
+        help="prm, reviser: examples per step (default: 8 for prm, 4 for reviser)",
     )
     p.add_argument(
-        "--learning-rate", type=float, default=5e-5, help="reviser: (default: %(default)s)"
+        "--learning-rate",
+        type=float,
+        help="prm, reviser: (default: 1e-4 for prm, 5e-5 for reviser)",
     )
     p.add_argument(
         "--max-length",
         type=positive_int,
-        default=768,
-        help="reviser: tokens per example, longer ones are cut (default: %(default)s)",
+        help="prm, reviser: tokens per example, longer ones are cut (default: 512 for prm, "
+        "768 for reviser)",
     )
     p.add_argument(
         "--lora",
         action="store_true",
-        help="reviser: train a LoRA adapter (peft), merged into the saved weights (default: "
-        "full fine-tuning)",
+        help="prm, reviser: train a LoRA adapter (peft), merged into the saved weights "
+        "(default: full fine-tuning)",
     )
     p.add_argument("--seed", type=int, default=0, help="draws and training seed (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (default: shown)")
 
 
+_LEARN_DEFAULTS = {
+    "prm": {"max_steps": 100, "batch_size": 8, "learning_rate": 1e-4, "max_length": 512},
+    "reviser": {"max_steps": 60, "batch_size": 4, "learning_rate": 5e-5, "max_length": 768},
+}
+_POOL_FLAGS = ("task", "model", "backend", "backend_args", "data_files", "split", "limit")
+
+
 @subcommand(
     "learn",
-    "learn from a run's own samples: revision chains, then a reviser fine-tuned on them",
+    "learn from the policy's own samples: a PRM from rollout step labels, a reviser from "
+    "revision chains",
     _learn_arguments,
 )
 def _learn(args: argparse.Namespace) -> int:
+    from ttc_eval._rundir import run_dirs
+
+    given = [f"--{f.replace('_', '-')}" for f in _POOL_FLAGS if getattr(args, f) is not None]
+    if given and not (args.action == "prm-data" and args.source is None):
+        raise UsageError(
+            f"{', '.join(given)} only choose what `learn prm-data` samples when it is given no "
+            "RUN; a run's own settings are used otherwise"
+        )
+    if args.source is None and args.action != "prm-data":
+        raise UsageError(
+            f"learn {args.action} needs its source: "
+            + ("a run directory" if args.action == "revision-data" else "a dataset folder")
+        )
+    training = {"max_steps", "batch_size", "learning_rate", "max_length"}
+    if args.action in _LEARN_DEFAULTS:
+        for k, v in _LEARN_DEFAULTS[args.action].items():
+            if getattr(args, k) is None:
+                setattr(args, k, v)
+    elif any(getattr(args, k) is not None for k in training):
+        raise UsageError(
+            "--max-steps, --batch-size, --learning-rate and --max-length are settings of "
+            "learn prm and learn reviser"
+        )
+    if args.action == "prm-data":
+        from ttc_eval.learn_prm_data import describe as describe_prm
+        from ttc_eval.learn_prm_data import pool_config, prm_data
+
+        if args.source is None:
+            from ttc_eval.runner import run as run_pool
+
+            config = pool_config(
+                Path(args.output),
+                args.per_question,
+                {f: getattr(args, f) for f in _POOL_FLAGS} | {"seed": args.seed},
+            )
+            run_dir = run_pool(config, progress=not args.quiet).run_dir
+        else:
+            (run_dir,) = run_dirs([Path(args.source)])
+        prm_record = prm_data(
+            run_dir, Path(args.output), args.rollouts, args.per_question, not args.quiet
+        )
+        print(describe_prm(prm_record))
+        print(f"wrote {args.output}/data and {args.output}/learn.json", file=sys.stderr)
+        return 0
     if args.action == "revision-data":
-        from ttc_eval._rundir import run_dirs
         from ttc_eval.learn_revisions import describe, revision_data
 
-        (run,) = run_dirs([Path(args.source)])
+        (source_run,) = run_dirs([Path(args.source)])
         record = revision_data(
-            run, Path(args.output), args.per_question, args.max_incorrect, args.seed
+            source_run, Path(args.output), args.per_question, args.max_incorrect, args.seed
         )
         print(describe(record))
         print(f"wrote {args.output}/data and {args.output}/learn.json", file=sys.stderr)
         return 0
-    from ttc_eval.learn_reviser import train_reviser
+    settings = {
+        "max_steps": args.max_steps,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "max_length": args.max_length,
+        "lora": args.lora,
+        "seed": args.seed,
+        "progress": not args.quiet,
+    }
+    if args.action == "prm":
+        from ttc_eval.learn_prm import train_prm
 
-    done = train_reviser(
-        Path(args.source),
-        args.base,
-        Path(args.output),
-        max_steps=args.max_steps,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        max_length=args.max_length,
-        lora=args.lora,
-        seed=args.seed,
-        progress=not args.quiet,
-    )
+        done = train_prm(
+            Path(args.source), args.base, Path(args.output), labels=args.labels, **settings
+        )
+        use = f"--verifier qwen-prm --verifier-model {args.output}"
+        examples = f"{done['data']['step_labels']} step labels"
+    else:
+        from ttc_eval.learn_reviser import train_reviser
+
+        done = train_reviser(Path(args.source), args.base, Path(args.output), **settings)
+        use = f"--revision-model {args.output}"
+        examples = f"{done['data']['examples']} examples"
     print(
-        f"trained {args.base} on {done['data']['examples']} examples, {args.max_steps} steps in "
+        f"trained {args.base} on {examples}, {args.max_steps} steps in "
         f"{done['seconds']:.0f} s (loss {done['first_logged_loss']} -> "
-        f"{done['last_logged_loss']}); use it with --revision-model {args.output}"
+        f"{done['last_logged_loss']}); use it with {use}"
     )
     return 0
 

@@ -100,6 +100,10 @@ def train_reviser(
         processing_class=tokenizer,
         peft_config=peft_config,
     )
+    if not progress:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # it prints every log line when bars are off
     started = time.monotonic()
     with scratch:
         result = trainer.train()

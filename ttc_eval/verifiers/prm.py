@@ -242,6 +242,24 @@ class MathShepherd(_GenerativePRM):
         return ids, [i for i, t in enumerate(ids) if t == self.tag_id]
 
 
+def qwen_prm_inputs(
+    tokenizer: Any, sep_id: int, question: str, steps: Sequence[str]
+) -> tuple[list[int], list[int]]:
+    """Token ids of the Qwen2.5-Math-PRM input (chat: system, question, the steps each ended
+    by ``<extra_0>``) and the positions of those tags; ``ttc-eval learn prm`` trains on exactly
+    this."""
+    sep = QwenPRM.step_sep
+    clean = [s.replace(sep, "") for s in steps]
+    messages = [
+        {"role": "system", "content": QWEN_PRM_SYSTEM},
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": sep.join(clean) + sep},
+    ]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+    ids = list(tokenizer.encode(text, add_special_tokens=False))
+    return ids, [i for i, t in enumerate(ids) if t == sep_id]
+
+
 @verifier("qwen-prm")
 class QwenPRM(_TransformersPRM):
     """Qwen2.5-Math-PRM: chat-formatted, steps ended by <extra_0>; softmax(logits)[1] there."""
@@ -279,17 +297,7 @@ class QwenPRM(_TransformersPRM):
         self.sep_id = self._id(self.step_sep)
 
     def encode(self, question: str, steps: Sequence[str]) -> tuple[list[int], list[int]]:
-        clean = [s.replace(self.step_sep, "") for s in steps]
-        messages = [
-            {"role": "system", "content": QWEN_PRM_SYSTEM},
-            {"role": "user", "content": question},
-            {"role": "assistant", "content": self.step_sep.join(clean) + self.step_sep},
-        ]
-        text = self.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=False
-        )
-        ids = list(self.tokenizer.encode(text, add_special_tokens=False))
-        return ids, [i for i, t in enumerate(ids) if t == self.sep_id]
+        return qwen_prm_inputs(self.tokenizer, self.sep_id, question, steps)
 
     def read(self, output: Any, positions: Any) -> Any:
         return self.torch.softmax(output[positions].float(), dim=-1)[:, 1]
