@@ -116,6 +116,19 @@ def test_prm_data_resumes_where_it_stopped_and_refuses_other_settings() -> None:
     again = Path("pd/rollouts.jsonl").read_text().splitlines()
     assert again[:2] == [x.rstrip("\n") for x in lines[:2]] and len(again) == 5
     assert main([*argv, "--rollouts", "2"]) == 2
+    # A question whose pool changed since it was labelled is labelled again, alone.
+    rows = [json.loads(x) for x in Path("pd/rollouts.jsonl").read_text().splitlines()]
+    rows[0]["pool_sha256"] = "another pool"
+    Path("pd/rollouts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    RolloutBackend.asked.clear()
+    assert main(argv) == 0
+    assert len(Path("pd/rollouts.jsonl").read_text().splitlines()) == 6
+    assert datasets.load_from_disk("pd/data").to_list() == whole
+    # A folder that is not PRM data is not written into.
+    Path("other").mkdir()
+    Path("other/notes.txt").write_text("mine")
+    assert main(["learn", "prm-data", str(run_dir), "--output", "other", "--quiet"]) == 2
+    assert sorted(p.name for p in Path("other").iterdir()) == ["notes.txt"]
 
 
 def test_prm_data_without_a_run_samples_its_own_pool_first() -> None:
@@ -139,6 +152,9 @@ def test_prm_data_without_a_run_samples_its_own_pool_first() -> None:
         ["learn", "prm", "nowhere", "--output", "o"],  # not a prm-data folder
         ["learn", "revision-data", "RUN", "--output", "o", "--max-steps", "3"],
         ["learn", "prm-data", "RUN", "--output", "o", "--rollouts", "0"],
+        ["learn", "prm-data", "RUN", "--output", "o", "--seed", "5"],  # the run's own seed
+        ["learn", "prm", "nowhere", "--output", "o", "--rollouts", "8"],  # not a prm option
+        ["learn", "reviser", "nowhere", "--output", "o", "--labels", "soft"],
     ],
 )
 def test_learn_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

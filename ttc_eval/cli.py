@@ -607,15 +607,13 @@ def _learn_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--per-question",
         type=positive_int,
-        default=4,
         help="prm-data: solutions labelled per question (without RUN: samples drawn); "
-        "revision-data: chains per question, one per correct sample (default: %(default)s)",
+        "revision-data: chains per question, one per correct sample (default: 4)",
     )
     p.add_argument(
         "--rollouts",
         type=positive_int,
-        default=4,
-        help="prm-data: completions rolled out from each step (default: %(default)s)",
+        help="prm-data: completions rolled out from each step (default: 4)",
     )
     for flag, text in (
         ("--task", "prm-data without RUN: the task to sample (default: arith)"),
@@ -644,21 +642,18 @@ def _learn_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-incorrect",
         type=int,
-        default=4,
         help="revision-data: most incorrect attempts before the correct one; each chain draws "
-        "0 to this many (default: %(default)s)",
+        "0 to this many (default: 4)",
     )
     p.add_argument(
         "--base",
-        default="smollm2-135m",
-        help="prm, reviser: the model to fine-tune (default: %(default)s)",
+        help="prm, reviser: the model to fine-tune (default: smollm2-135m)",
     )
     p.add_argument(
         "--labels",
         choices=["hard", "soft"],
-        default="hard",
         help="prm: train on hard labels (any rollout right) or soft ones (the share right) "
-        "(default: %(default)s)",
+        "(default: hard)",
     )
     p.add_argument(
         "--max-steps",
@@ -684,18 +679,53 @@ def _learn_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--lora",
         action="store_true",
+        default=None,
         help="prm, reviser: train a LoRA adapter (peft), merged into the saved weights "
         "(default: full fine-tuning)",
     )
-    p.add_argument("--seed", type=int, default=0, help="draws and training seed (default: 0)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        help="revision-data: draws; prm, reviser: training; prm-data without RUN: the pool's "
+        "sampling (with a RUN, the run's own) (default: 0)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars (default: shown)")
 
 
-_LEARN_DEFAULTS = {
-    "prm": {"max_steps": 100, "batch_size": 8, "learning_rate": 1e-4, "max_length": 512},
-    "reviser": {"max_steps": 60, "batch_size": 4, "learning_rate": 5e-5, "max_length": 768},
-}
+_TRAINING = {"max_steps", "batch_size", "learning_rate", "max_length", "lora", "base", "seed"}
 _POOL_FLAGS = ("task", "model", "backend", "backend_args", "data_files", "split", "limit")
+_LEARN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "prm-data": {"per_question": 4, "rollouts": 4, "seed": 0},
+    "prm": {"max_steps": 100, "batch_size": 8, "learning_rate": 1e-4, "max_length": 512,
+            "labels": "hard", "lora": False, "base": "smollm2-135m", "seed": 0},
+    "revision-data": {"per_question": 4, "max_incorrect": 4, "seed": 0},
+    "reviser": {"max_steps": 60, "batch_size": 4, "learning_rate": 5e-5, "max_length": 768,
+                "lora": False, "base": "smollm2-135m", "seed": 0},
+}  # fmt: skip
+"""Each action's options and their defaults; any other option given is refused."""
+
+
+def _learn_settings(args: argparse.Namespace) -> None:
+    """Refuse options the action does not read; fill the defaults of those it does."""
+    takes = dict(_LEARN_DEFAULTS[args.action])
+    if args.action == "prm-data" and args.source is None:
+        takes |= dict.fromkeys(_POOL_FLAGS)
+    elif args.action == "prm-data":
+        takes.pop("seed")  # the run's own sampling
+    flags = {*_POOL_FLAGS, *(k for d in _LEARN_DEFAULTS.values() for k in d)}
+    stray = sorted(f"--{f.replace('_', '-')}" for f in flags - set(takes)
+                   if getattr(args, f) is not None)  # fmt: skip
+    if stray:
+        why = (
+            "; a run's own settings are used: --task, --model and the like choose what "
+            "learn prm-data samples only when it is given no RUN"
+            if args.action == "prm-data"
+            else ""
+        )
+        raise UsageError(f"learn {args.action} does not take {', '.join(stray)}{why}")
+    for k, v in takes.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
 
 
 @subcommand(
@@ -707,27 +737,12 @@ _POOL_FLAGS = ("task", "model", "backend", "backend_args", "data_files", "split"
 def _learn(args: argparse.Namespace) -> int:
     from ttc_eval._rundir import run_dirs
 
-    given = [f"--{f.replace('_', '-')}" for f in _POOL_FLAGS if getattr(args, f) is not None]
-    if given and not (args.action == "prm-data" and args.source is None):
-        raise UsageError(
-            f"{', '.join(given)} only choose what `learn prm-data` samples when it is given no "
-            "RUN; a run's own settings are used otherwise"
-        )
     if args.source is None and args.action != "prm-data":
         raise UsageError(
             f"learn {args.action} needs its source: "
             + ("a run directory" if args.action == "revision-data" else "a dataset folder")
         )
-    training = {"max_steps", "batch_size", "learning_rate", "max_length"}
-    if args.action in _LEARN_DEFAULTS:
-        for k, v in _LEARN_DEFAULTS[args.action].items():
-            if getattr(args, k) is None:
-                setattr(args, k, v)
-    elif any(getattr(args, k) is not None for k in training):
-        raise UsageError(
-            "--max-steps, --batch-size, --learning-rate and --max-length are settings of "
-            "learn prm and learn reviser"
-        )
+    _learn_settings(args)
     if args.action == "prm-data":
         from ttc_eval.learn_prm_data import describe as describe_prm
         from ttc_eval.learn_prm_data import pool_config, prm_data

@@ -51,8 +51,8 @@ def encode_rows(
     rows: Any, tokenizer: Any, sep_id: int, labels: str, max_length: int
 ) -> tuple[list[dict[str, list[Any]]], int]:
     """Model inputs of each stepwise row: ids, mask, and a float target at each step tag
-    (-100 elsewhere); steps whose tag falls beyond ``max_length`` are dropped. Also the
-    number of step labels kept."""
+    (-100 elsewhere); steps whose tag falls beyond ``max_length`` are dropped, and rows left
+    with none. Also the number of step labels kept."""
     from ttc_eval.verifiers.prm import qwen_prm_inputs
 
     column = "labels" if labels == "hard" else "soft_labels"
@@ -69,11 +69,14 @@ def encode_rows(
             )
         ids = ids[:max_length]
         target: list[Any] = [-100.0] * len(ids)
+        here = 0
         for p, t in zip(positions, targets, strict=True):
             if p < len(ids):
                 target[p] = float(t)
-                kept += 1
-        out.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": target})
+                here += 1
+        if here:  # a row with every tag cut off would teach nothing
+            out.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": target})
+            kept += here
     return out, kept
 
 
@@ -83,6 +86,8 @@ def step_loss(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
 
     logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
     at = labels >= 0
+    if not bool(at.any()):
+        return logits.sum() * 0.0  # no tag in this batch: no gradient, not NaN
     logp = torch.log_softmax(logits[at].float(), dim=-1)
     p = labels[at].to(logp.dtype)
     return -(p * logp[:, 1] + (1 - p) * logp[:, 0]).mean()
@@ -109,6 +114,7 @@ def train_prm(
         AutoTokenizer,
         Trainer,
         TrainingArguments,
+        set_seed,
     )
 
     from ttc_eval._rundir import write_json
@@ -131,11 +137,14 @@ def train_prm(
     auto_model: Any = AutoModelForTokenClassification
     tokenizer = auto_tok.from_pretrained(path)
     tag = QwenPRM.step_sep
-    if tag not in tokenizer.get_vocab():
+    added = tag not in tokenizer.get_vocab()
+    if added:
         tokenizer.add_special_tokens({"additional_special_tokens": [tag]})
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     sep_id = int(tokenizer.convert_tokens_to_ids(tag))
+    # The new head (and a LoRA adapter) are drawn before the Trainer seeds anything.
+    set_seed(seed)
     model = auto_model.from_pretrained(
         path,
         num_labels=2,
@@ -154,7 +163,10 @@ def train_prm(
         model = get_peft_model(
             model,
             LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, task_type="TOKEN_CLS",
-                       target_modules="all-linear", modules_to_save=["score"]),
+                       target_modules="all-linear", modules_to_save=["score"],
+                       # The tag's new embedding row is trained too (it is read at every
+                       # score); the rest of the embedding stays frozen.
+                       trainable_token_indices=[sep_id] if added else None),
         )  # fmt: skip
     pad = int(tokenizer.pad_token_id)
 

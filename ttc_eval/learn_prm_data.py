@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -93,11 +93,6 @@ def label_solution(
     )
 
 
-def rollout_params(params: SamplingParams) -> SamplingParams:
-    """The run's sampling, without the search's step stop: a rollout writes to the end."""
-    return replace(params, include_stop=False)
-
-
 @dataclass(frozen=True)
 class _Job:
     """The solutions of one question to label."""
@@ -105,6 +100,14 @@ class _Job:
     problem: Problem
     key: str
     candidates: tuple[Candidate, ...]
+
+    @property
+    def digest(self) -> str:
+        """Names the solutions labelled: a resumed command relabels a question whose pool
+        changed (a run redone in the same folder) instead of keeping stale labels."""
+        from ttc_eval._rundir import text_digest
+
+        return text_digest(json.dumps([[c.index, c.text] for c in self.candidates]))
 
 
 def _rollout_chunk(
@@ -208,9 +211,15 @@ def _read_done(path: Path) -> dict[str, dict[str, Any]]:
     return done
 
 
-def _settings_guard(output: Path, settings: Mapping[str, Any]) -> None:
-    """Refuse to resume into a folder labelled with other settings."""
-    path = output / "settings.json"
+def _settings_guard(output: Path, settings: Mapping[str, Any], name: str = "settings.json") -> None:
+    """Refuse to resume into a folder labelled with other settings (recorded in ``name``),
+    or into a non-empty folder that is not one of ours."""
+    path = output / name
+    ours = any((output / f).exists() for f in ("settings.json", "pool.json"))
+    if not ours and output.exists() and any(output.iterdir()):
+        raise UsageError(
+            f"{output} exists, is not empty and holds no PRM data to resume; pass another --output"
+        )
     if path.exists():
         old = json.loads(path.read_text())
         if old != dict(settings):
@@ -241,7 +250,7 @@ def prm_data(
     if not progress:
         datasets.disable_progress_bars()
 
-    from ttc_eval._rundir import write_json
+    from ttc_eval._rundir import recorded_identity, text_digest, write_json
     from ttc_eval.cache import GenerationCache
     from ttc_eval.models import cache_root
     from ttc_eval.pipeline import load_task, make_backend, sampling_params
@@ -279,6 +288,7 @@ def prm_data(
     settings = {
         "version": PRM_DATA_VERSION,
         "run_id": view.record.get("run_id", run_dir.name),
+        "run_identity": text_digest(json.dumps(recorded_identity(view.record), sort_keys=True)),
         "pool": key,
         "rollouts": rollouts,
         "per_question": per_question,
@@ -294,8 +304,8 @@ def prm_data(
         )
         for pid, trace in sorted(pools.items())
     ]
-    todo = [j for j in jobs if j.key not in done]
-    params = rollout_params(sampling_params(config))
+    todo = [j for j in jobs if done.get(j.key, {}).get("pool_sha256") != j.digest]
+    params = sampling_params(config)  # the run's own sampling, its stop strings included
     started = time.monotonic()
     cached_before = generated_before = 0
     if todo:
@@ -333,6 +343,7 @@ def prm_data(
                     row = {
                         "question": job.key,
                         "problem_id": job.problem.id,
+                        "pool_sha256": job.digest,
                         "prompt": job.problem.question,
                         "solutions": [_solution_row(s) for s in sols],
                         "cost": {**cost, "seconds": round(seconds, 3)},
@@ -399,6 +410,9 @@ def pool_config(output: Path, per_question: int, settings: Mapping[str, Any]) ->
     from ttc_eval.config import RunConfig
 
     base = {k: v for k, v in settings.items() if v is not None}
+    # Checked before the pool run, which would otherwise refuse other settings with advice
+    # (--force-new, --run-id) that learn does not take.
+    _settings_guard(output, {"per_question": per_question, **base}, name="pool.json")
     return RunConfig.from_dict(
         {
             **base,
