@@ -45,16 +45,24 @@ def _auroc(results: dict[str, Any]) -> tuple[str, str]:
     return "n/a", "n/a"
 
 
+def _naive(out: Path, run_id: str, budget: int) -> str:
+    """Naive best-of-N (the top-scored sample) from the report's verifier section, which
+    averages it over the disjoint groups of the pool as the accuracy rows do."""
+    report = json.loads((out / "runs" / run_id / "report" / "verifier.json").read_text())
+    for s in report["selection"]:
+        if s["kind"] == "all" and s["budget"] == budget:
+            return f"{s['naive']:.3f}"
+    return "n/a"
+
+
 def main(out: Path) -> None:
-    times = dict(
-        line.split("\t") for line in (out / "times.tsv").read_text().splitlines() if line
-    )
+    times = dict(line.split("\t") for line in (out / "times.tsv").read_text().splitlines() if line)
     n = _results(out, "verifier-logprob")["n_problems"]
     print(f"Verifiers on the test half ({n} questions, one pool of 16 samples each, "
           "aggregation last):\n")  # fmt: skip
-    print("| verifier | AUROC pooled | AUROC within question | weighted best-of-N at 16 | "
-          "majority at 16 |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- |")
+    print("| verifier | AUROC pooled | AUROC within question | naive best-of-N at 16 | "
+          "weighted best-of-N at 16 | majority at 16 |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- |")
     for name, run_id in (
         ("trained PRM (qwen-prm layout)", "verifier-trained-prm"),
         ("logprob", "verifier-logprob"),
@@ -62,8 +70,8 @@ def main(out: Path) -> None:
     ):
         r = _results(out, run_id)
         pooled, within = _auroc(r)
-        print(f"| {name} | {pooled} | {within} | {_row(r, 'best_of_n', 16)} | "
-              f"{_row(r, 'majority', 16)} |")  # fmt: skip
+        print(f"| {name} | {pooled} | {within} | {_naive(out, run_id, 16)} | "
+              f"{_row(r, 'best_of_n', 16)} | {_row(r, 'majority', 16)} |")  # fmt: skip
     prm = _results(out, "verifier-trained-prm")
     beam = _results(out, "beam-trained-prm")
     print("\nSearch with the trained PRM (same questions):\n")
