@@ -54,7 +54,7 @@ for who in untuned trained; do
     role=()
     [ "$who" = trained ] && role=(--revision-model "$OUT/reviser")
     step "eval-revisions-$who" $TTC run "${EVAL[@]}" --limit 30 --budgets 16 \
-        --strategy majority,revisions:chains=1,length=16 --verifier none "${role[@]}" \
+        --strategy majority,revisions:chains=1:length=16 --verifier none "${role[@]}" \
         --run-id "revisions-$who"
 done
 cat "$TIMES"

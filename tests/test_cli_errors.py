@@ -119,6 +119,16 @@ def test_usage_error_is_one_line_and_a_hint(
     assert second == f"see ttc-eval{' ' + hint if hint else ''} --help"
 
 
+def test_strategy_arguments_split_by_a_comma_say_how_to_join_them(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``revisions:chains=1,length=16`` reads as a second strategy named ``length=16``: the
+    error says that arguments are joined by colons, not that no such strategy exists."""
+    assert exit_code(["run", "--strategy", "revisions:chains=1,length=16"]) == 2
+    err = capsys.readouterr().err
+    assert "'length=16' is not a strategy" in err and "revisions:chains=1:length=16" in err
+
+
 # 3. Every option says its default; the defaults are RunConfig's.
 
 

@@ -278,6 +278,12 @@ class StrategySpec:
             args[k.strip()] = yaml.safe_load(v)
         if not name:
             raise UsageError(f"empty strategy name in {text!r}")
+        if "=" in name:
+            # "revisions:chains=1,length=16": the comma began a new strategy.
+            raise UsageError(
+                f"{name!r} is not a strategy: arguments of one strategy are joined by colons, "
+                "commas separate strategies (e.g. revisions:chains=1:length=16)"
+            )
         return cls(name, args)
 
     def to_dict(self) -> dict[str, Any]:
