@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +117,7 @@ def train_prm(
     )
 
     from ttc_eval._rundir import write_json
+    from ttc_eval.learn_reviser import train_and_save
     from ttc_eval.models import resolve_model
     from ttc_eval.verifiers.prm import QwenPRM
 
@@ -203,20 +203,7 @@ def train_prm(
         data_collator=collate,
         compute_loss_func=step_loss,
     )
-    if not progress:
-        from transformers.trainer_callback import PrinterCallback
-
-        trainer.remove_callback(PrinterCallback)  # it prints every log line when bars are off
-    started = time.monotonic()
-    with scratch:
-        result = trainer.train()
-    seconds = time.monotonic() - started
-    trained: Any = trainer.model
-    if lora:
-        trained = trained.merge_and_unload()
-    trained.save_pretrained(str(output))
-    tokenizer.save_pretrained(str(output))
-    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    result, seconds, losses = train_and_save(trainer, tokenizer, output, lora, progress, scratch)
     out = {
         "kind": "prm",
         "version": PRM_RECIPE_VERSION,

@@ -252,38 +252,16 @@ def prm_data(
 
     from ttc_eval._rundir import recorded_identity, text_digest, write_json
     from ttc_eval.cache import GenerationCache
+    from ttc_eval.learn_revisions import run_pool
     from ttc_eval.models import cache_root
-    from ttc_eval.pipeline import load_task, make_backend, sampling_params
+    from ttc_eval.pipeline import make_backend, sampling_params
     from ttc_eval.policy import question_key
-    from ttc_eval.results import load_run
     from ttc_eval.types import POLICY
-    from ttc_eval.verifier_report import strategy_pool
 
     if rollouts < 1 or per_question < 1:
         raise UsageError("--rollouts and --per-question must be at least 1")
-    view = load_run(run_dir)
-    key = strategy_pool(view)
-    pools = view.store.by_expansion(key)
-    if not pools and view.difficulty_pool is not None:
-        key = view.difficulty_pool.key
-        pools = view.store.by_expansion(key)
-    if not pools:
-        raise UsageError(
-            f"{run_dir} has no sample pool to label; run it with a pool strategy "
-            "(majority, best_of_n)"
-        )
+    view, key, pools, task, problems = run_pool(run_dir, "label")
     config = view.config
-    task = load_task(config)
-    try:
-        problems = {p.id: p for p in task.problems(config.data_files)}
-    except OSError as e:
-        raise UsageError(f"cannot read {run_dir}'s questions again ({e})") from None
-    missing = sorted(set(pools) - set(problems))
-    if missing:
-        raise UsageError(
-            f"{len(missing)} of {run_dir}'s questions (e.g. {missing[0]}) are not in its task's "
-            "data any more; pass the run's data file back"
-        )
     name = task.spec.name
     settings = {
         "version": PRM_DATA_VERSION,

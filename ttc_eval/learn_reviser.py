@@ -36,6 +36,33 @@ def _data_record(data: Path) -> dict[str, Any]:
     return record
 
 
+def train_and_save(
+    trainer: Any,
+    tokenizer: Any,
+    output: Path,
+    lora: bool,
+    progress: bool,
+    scratch: tempfile.TemporaryDirectory[str],
+) -> tuple[Any, float, list[float]]:
+    """Train, merge a LoRA adapter back, save the model and tokenizer to ``output``; the
+    training result, the wall time and the logged losses (shared by ``learn prm``)."""
+    if not progress:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # it prints every log line when bars are off
+    started = time.monotonic()
+    with scratch:
+        result = trainer.train()
+    seconds = time.monotonic() - started
+    trained: Any = trainer.model
+    if lora:
+        trained = trained.merge_and_unload()
+    trained.save_pretrained(str(output))
+    tokenizer.save_pretrained(str(output))
+    losses = [float(e["loss"]) for e in trainer.state.log_history if "loss" in e]
+    return result, seconds, losses
+
+
 def train_reviser(
     data: Path,
     base: str,
@@ -100,20 +127,7 @@ def train_reviser(
         processing_class=tokenizer,
         peft_config=peft_config,
     )
-    if not progress:
-        from transformers.trainer_callback import PrinterCallback
-
-        trainer.remove_callback(PrinterCallback)  # it prints every log line when bars are off
-    started = time.monotonic()
-    with scratch:
-        result = trainer.train()
-    seconds = time.monotonic() - started
-    trained: Any = trainer.model
-    if lora:
-        trained = trained.merge_and_unload()
-    trained.save_pretrained(str(output))
-    tokenizer.save_pretrained(str(output))
-    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    result, seconds, losses = train_and_save(trainer, tokenizer, output, lora, progress, scratch)
     out = {
         "kind": "reviser",
         "version": REVISER_RECIPE_VERSION,

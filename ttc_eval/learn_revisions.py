@@ -70,37 +70,13 @@ def chains_of(
     return out
 
 
-def revision_data(
-    run_dir: Path,
-    output: Path,
-    per_question: int = 4,
-    max_incorrect: int = 4,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Write the revision dataset of ``run_dir``'s pool to ``output``; its learn.json."""
-    import datasets
-
-    from ttc_eval._rundir import write_json
+def run_pool(run_dir: Path, purpose: str) -> tuple[Any, str, dict[str, Any], Any, dict[str, Any]]:
+    """A stored run's sample pool: its view, the pool's expansion key, the traces by
+    question, the task and its questions by id (shared by ``learn prm-data``)."""
     from ttc_eval.pipeline import load_task
-    from ttc_eval.policy import question_key
     from ttc_eval.results import load_run
-    from ttc_eval.strategies.revisions import (
-        DEFAULT_REVISION_TEMPLATE,
-        MAX_CONTEXT,
-        REVISER,
-        revision_messages,
-    )
     from ttc_eval.verifier_report import strategy_pool
 
-    if per_question < 1:
-        raise UsageError(f"--per-question must be at least 1, got {per_question}")
-    if not 0 <= max_incorrect <= MAX_CONTEXT:
-        raise UsageError(
-            f"--max-incorrect must be 0 to {MAX_CONTEXT} (the attempts a reviser is shown), "
-            f"got {max_incorrect}"
-        )
-    if output.exists() and any(output.iterdir()):
-        raise UsageError(f"{output} exists and is not empty; pass another --output")
     view = load_run(run_dir)
     key = strategy_pool(view)
     pools = view.store.by_expansion(key)
@@ -109,8 +85,8 @@ def revision_data(
         pools = view.store.by_expansion(key)
     if not pools:
         raise UsageError(
-            f"{run_dir} has no sample pool to build chains from; run it with a pool "
-            "strategy (majority, best_of_n)"
+            f"{run_dir} has no sample pool to {purpose}; run it with a pool strategy "
+            "(majority, best_of_n)"
         )
     task = load_task(view.config)
     try:
@@ -123,6 +99,38 @@ def revision_data(
             f"{len(missing)} of {run_dir}'s questions (e.g. {missing[0]}) are not in its task's "
             "data any more; pass the run's data file back"
         )
+    return view, key, pools, task, problems
+
+
+def revision_data(
+    run_dir: Path,
+    output: Path,
+    per_question: int = 4,
+    max_incorrect: int = 4,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Write the revision dataset of ``run_dir``'s pool to ``output``; its learn.json."""
+    import datasets
+
+    from ttc_eval._rundir import write_json
+    from ttc_eval.policy import question_key
+    from ttc_eval.strategies.revisions import (
+        DEFAULT_REVISION_TEMPLATE,
+        MAX_CONTEXT,
+        REVISER,
+        revision_messages,
+    )
+
+    if per_question < 1:
+        raise UsageError(f"--per-question must be at least 1, got {per_question}")
+    if not 0 <= max_incorrect <= MAX_CONTEXT:
+        raise UsageError(
+            f"--max-incorrect must be 0 to {MAX_CONTEXT} (the attempts a reviser is shown), "
+            f"got {max_incorrect}"
+        )
+    if output.exists() and any(output.iterdir()):
+        raise UsageError(f"{output} exists and is not empty; pass another --output")
+    view, key, pools, task, problems = run_pool(run_dir, "build chains from")
     role = view.config.roles.get(REVISER)
     template = (role.template if role else None) or task.spec.role_templates.get(REVISER)
     template = template or DEFAULT_REVISION_TEMPLATE
