@@ -317,13 +317,13 @@ def test_adaptive_rules_done_when_command_then_rules_read_the_pool_only() -> Non
     and what it measured it consumed. Then esc and deepconf_offline, in a run of their own,
     read that pool from the generation cache: no new generation."""
     rules = "majority,esc,adaptive_consistency,deepconf_offline,deepconf_online"
-    args = ["run", "--task", "arith", "--strategy", rules, "--budgets", "32", "--limit", "4"]
+    args = ["run", "--task", "arith", "--strategy", rules, "--budgets", "32", "--limit", "8"]
     assert main([*args, "--quiet"]) == 0
     (run_dir,) = list(Path("runs").iterdir())
     results = json.loads((run_dir / "results.json").read_text())
-    assert results["compute"]["samples"] == 4 * 32  # one pool, shared by every rule
+    assert results["compute"]["samples"] == 8 * 32  # one pool, shared by every rule
     traces = [json.loads(x) for x in (run_dir / "traces.jsonl").read_text().splitlines()]
-    assert len(traces) == 4 and all(len(t["candidates"]) == 32 for t in traces)
+    assert len(traces) == 8 and all(len(t["candidates"]) == 32 for t in traces)
     assert all("confidences" in c for t in traces for c in t["candidates"])
     rows = {
         r["config"]: r
@@ -350,10 +350,10 @@ def test_adaptive_rules_done_when_command_then_rules_read_the_pool_only() -> Non
     assert results["frontier"]["tokens"] and results["frontier"]["flops"]
 
     assert main(["run", "--task", "arith", "--strategy", "esc,deepconf_offline",
-                 "--budgets", "32", "--limit", "4", "--quiet"]) == 0  # fmt: skip
+                 "--budgets", "32", "--limit", "8", "--quiet"]) == 0  # fmt: skip
     (second,) = [d for d in Path("runs").iterdir() if d != run_dir]
     assert _log(second)[-1]["generated_samples"] == 0
-    assert _log(second)[-1]["cached_samples"] == 4 * 32
+    assert _log(second)[-1]["cached_samples"] == 8 * 32
 
 
 def test_first_conversion_of_the_default_model_draws_no_third_party_bar(tmp_path: Path) -> None:
