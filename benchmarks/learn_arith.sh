@@ -6,7 +6,8 @@
 #
 #   bash benchmarks/learn_arith.sh [OUT]        (default OUT: learn-arith)
 #
-# CPU only; about an hour and a half on 2 cores. Set TTC_EVAL_CACHE to reuse generations.
+# CPU only: 92 min on 2 cores, measured 2026-11-22 with the sample pools already in the
+# generation cache (OUT/times.tsv has each step). Set TTC_EVAL_CACHE to reuse generations.
 set -euo pipefail
 OUT=${1:-learn-arith}
 TTC=${TTC:-ttc-eval}
