@@ -6,8 +6,12 @@ generated token: the whole expansion's wall time (generation + verifier scoring)
 time spent inside the backend's generate calls alone.
 
     python benchmarks/bench_search.py [--questions 8] [--n 8] [--width 4] [--repeats 2]
+    python benchmarks/bench_search.py --backend vllm
 
-Target (issue 3): beam search at most 1.5x best-of-N per generated token.
+Targets: beam search at most 1.5x best-of-N per generated token on hf (issue 3), 1.2x on
+vLLM, whose prefix cache keeps each kept beam's KV blocks, so a round re-reads nothing it
+has computed before (issue 19). Both sides record what they read, as a run would: no token
+confidences or log-probabilities (self-judge reads neither).
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--width", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--json", default="benchmarks/results/search.json")
+    ap.add_argument("--backend", choices=("hf", "vllm"), default="hf")
+    ap.add_argument("--json", help="default: benchmarks/results/search[-vllm].json")
     a = ap.parse_args()
+    a.json = a.json or f"benchmarks/results/search{'' if a.backend == 'hf' else '-vllm'}.json"
 
-    from ttc_eval.backends.hf import HFBackend
     from ttc_eval.cache import CachedBackend
     from ttc_eval.strategies._base import ExpansionContext
     from ttc_eval.strategies.sample import SampleExpansion
@@ -40,7 +45,18 @@ def main() -> None:
 
     task = Task(find_task_spec("arith"))
     problems = task.problems(limit=a.questions)
-    backend = CachedBackend(HFBackend("smollm2-135m", progress=False), cache=None)
+    policy: Any
+    if a.backend == "hf":
+        from ttc_eval.backends.hf import HFBackend
+
+        policy = HFBackend("smollm2-135m", progress=False, top_logprobs=0, logprobs=False)
+    else:
+        from ttc_eval.backends.vllm import VLLMBackend
+
+        policy = VLLMBackend(
+            "smollm2-135m", progress=False, max_model_len=2048, top_logprobs=0, logprobs=False
+        )
+    backend = CachedBackend(policy, cache=None)
     params = SamplingParams(
         temperature=0.7, max_tokens=int(task.spec.generation["max_tokens"]), seed=0
     )
@@ -77,7 +93,7 @@ def main() -> None:
         wall = time.perf_counter() - t0
         return wall, gen_time[0], sum(t.generated_tokens for t in traces)
 
-    sides = {
+    sides: dict[str, Any] = {
         "best_of_n": lambda: SampleExpansion(a.n, 0.7),
         "beam_search": lambda: SearchExpansion(a.n, a.width, temperature=0.7),
     }
@@ -99,6 +115,7 @@ def main() -> None:
     med = {k: statistics.median(r["s_per_token"] for r in v) for k, v in runs.items()}
     gmed = {k: statistics.median(r["generate_s_per_token"] for r in v) for k, v in runs.items()}
     result = {
+        "backend": a.backend,
         "questions": a.questions,
         "n": a.n,
         "width": a.width,

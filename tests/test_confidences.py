@@ -150,3 +150,67 @@ def test_a_sample_stopped_part_way_is_charged_its_share() -> None:
     assert cut.seconds == pytest.approx(2.0 + 0.8) and whole.seconds == pytest.approx(4.0)
     assert cut.samples == 2 and cut.prompt_tokens == 10
     assert cut.role_tokens["policy"] == whole.role_tokens["policy"] - 6
+
+
+def test_a_backend_recording_less_is_served_richer_entries_stripped(tmp_path: Path) -> None:
+    cache = GenerationCache(tmp_path / "gen.sqlite")
+    full = CachedBackend(FakeBackend(), cache)
+    (first,) = full.generate(_requests())
+    assert all(c.token_logprobs and c.token_confidences for c in first)
+    for k, logprobs in ((0, False), (0, True), (5, False)):
+        lean = CachedBackend(FakeBackend(top_logprobs=k, logprobs=logprobs), cache)
+        (got,) = lean.generate(_requests())
+        assert lean.generated_samples == 0 and lean.cached_samples == 2
+        assert [c.text for c in got] == [c.text for c in first]
+        assert all((c.token_logprobs is not None) == logprobs for c in got)
+        assert all((c.token_confidences is not None) == (k > 0) for c in got)
+    # Not the other way: a lean entry never serves a backend that records more.
+    cache2 = GenerationCache(tmp_path / "lean.sqlite")
+    lean = CachedBackend(FakeBackend(top_logprobs=0, logprobs=False), cache2)
+    (got,) = lean.generate(_requests())
+    assert lean.generated_samples == 2 and all(c.token_logprobs is None for c in got)
+    rich = CachedBackend(FakeBackend(), cache2)
+    (again,) = rich.generate(_requests())
+    assert rich.generated_samples == 2 and all(c.token_logprobs for c in again)
+    # The lean entries are stored under their own keys: served again without generating.
+    lean2 = CachedBackend(FakeBackend(top_logprobs=0, logprobs=False), cache2)
+    assert lean2.generate(_requests()) == [got] and lean2.generated_samples == 0
+
+
+@pytest.mark.parametrize(
+    ("strategies", "verifier", "backend_args", "recorded"),
+    [
+        ("majority", None, {}, {"top_logprobs": 0, "logprobs": False}),
+        ("majority,best_of_n", "logprob", {}, {"top_logprobs": 0}),  # logprob reads them
+        ("deepconf_offline", None, {}, {"logprobs": False}),  # reads confidences
+        ("majority", None, {"top_logprobs": 3}, {"top_logprobs": 3, "logprobs": False}),
+    ],
+)
+def test_a_run_records_only_what_its_components_read(
+    strategies: str, verifier: str | None, backend_args: dict[str, int], recorded: dict[str, object]
+) -> None:
+    from ttc_eval.config import RunConfig, StrategySpec
+    from ttc_eval.pipeline import plan_strategies, recorded_options
+
+    config = RunConfig(
+        task="arith",
+        backend="fake",
+        model="fake",
+        strategies=tuple(StrategySpec.parse(s) for s in strategies.split(",")),
+        verifier=verifier,
+        backend_args=backend_args,
+    ).resolve({"temperature": 0.7, "top_p": 1.0, "max_tokens": 32})
+    assert {**recorded_options(plan_strategies(config)), **config.backend_args} == recorded
+
+
+def test_a_run_without_confidence_readers_stores_none(tmp_path: Path) -> None:
+    from ttc_eval.cli import main
+
+    base = ["run", "--backend", "fake", "--task", "arith", "--quiet", "--limit", "2", "--no-cache"]
+    for strategy, stored in (("majority", False), ("deepconf_offline", True)):
+        out = tmp_path / strategy
+        argv = [*base, "--strategy", strategy, "--verifier", "none", "--output-dir", str(out)]
+        assert main(argv) == 0
+        (run,) = out.iterdir()
+        rows = [json.loads(x) for x in (run / "traces.jsonl").read_text().splitlines()]
+        assert all(("confidences" in c) == stored for r in rows for c in r["candidates"])

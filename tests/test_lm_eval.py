@@ -80,6 +80,27 @@ def test_local_data_yaml_loads_gsm8k_offline(tasks_dir: Path) -> None:
     assert problems[0].answer == "18"
 
 
+def test_a_limit_builds_only_the_prompts_a_run_reads(
+    tasks_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lm-eval renders each few-shot context anew: with --limit 3, three are rendered, and
+    the problems are those of the whole list."""
+    from lm_eval.api.task import ConfigurableTask
+
+    spec = find_task_spec("lm_eval:gsm8k_local", [str(tasks_dir)])
+    whole = Task(spec).problems()
+    built: list[object] = []
+    real = ConfigurableTask.fewshot_context
+
+    def counted(self: Any, doc: Any, *args: Any, **kwargs: Any) -> Any:
+        built.append(doc)
+        return real(self, doc, *args, **kwargs)
+
+    monkeypatch.setattr(ConfigurableTask, "fewshot_context", counted)
+    assert Task(spec).problems(limit=3) == whole[:3]
+    assert len(built) == 3 and len(whole) > 3
+
+
 def test_data_files_replaces_the_hub_dataset_of_minerva_math500() -> None:
     spec = find_task_spec("lm_eval:minerva_math500")
     assert spec.generation["stop"] == ["Problem:"]

@@ -5,7 +5,9 @@ sample's index in its pool and, when the backend records token confidences, thei
 whether it keeps the raw top-k; so sampled outputs are cached too, and a larger pool reuses
 the samples a smaller one already drew. Entries written before confidences were recorded
 are keyed without a k: a backend that records them does not read those (it draws the sample
-again, with its confidences, under its own key).
+again, with its confidences, under its own key). A backend told to record less (no token
+log-probabilities, no confidences: what a run that reads none asks for) has its own key, and
+is also served a sample stored with more, stripped of what it did not ask for.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
-from ttc_eval.backends._base import Backend, NextTokenScorer
+from ttc_eval.backends._base import DEFAULT_TOP_LOGPROBS, Backend, NextTokenScorer
 from ttc_eval.errors import TTCError, UsageError
 from ttc_eval.types import Completion, Request
 
@@ -64,6 +68,7 @@ class GenerationCache:
         sample_id: int,
         top_logprobs: int = 0,
         keep_top_logprobs: bool = False,
+        logprobs: bool = True,
     ) -> str:
         parts: list[object] = [
             fingerprint, backend, request.prompt, request.params.to_dict(), sample_id,
@@ -76,6 +81,8 @@ class GenerationCache:
             if keep_top_logprobs:
                 keyed["raw"] = True
             parts.append(keyed)
+        if not logprobs:
+            parts.append({"logprobs": False})
         blob = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -116,6 +123,7 @@ class CachedBackend:
         self.version = inner.version
         self.top_logprobs = inner.top_logprobs
         self.keep_top_logprobs = inner.keep_top_logprobs
+        self.logprobs = inner.logprobs
         self.generated_samples = 0
         self.generated_tokens = 0
         self.cached_samples = 0
@@ -142,11 +150,52 @@ class CachedBackend:
             sample_id,
             self.top_logprobs,
             self.keep_top_logprobs,
+            self.logprobs,
         )
+
+    def _richer_keys(self, request: Request, sample_id: int) -> list[str]:
+        """Keys of the same sample recorded with more than this backend records (its
+        log-probabilities; the default top-5 confidences), for a backend told to record
+        less; none when it records everything it can be asked for."""
+        if self.keep_top_logprobs:
+            return []
+        k = self.top_logprobs
+        key = partial(GenerationCache.key, self.fingerprint, self.name, request, sample_id)
+        richer = [] if self.logprobs else [key(k)]
+        if k == 0:
+            richer.append(key(DEFAULT_TOP_LOGPROBS))
+        return richer
+
+    def _strip(self, c: Completion) -> Completion:
+        """A stored sample with only what this backend records."""
+        if not self.logprobs and c.token_logprobs is not None:
+            c = replace(c, token_logprobs=None)
+        if self.top_logprobs == 0 and c.token_confidences is not None:
+            c = replace(c, token_confidences=None, top_logprobs=None)
+        return c
+
+    def _lookup(self, requests: Sequence[Request], keys: list[list[str]]) -> dict[str, Completion]:
+        """Stored samples by this backend's key, own entries first, then richer ones."""
+        if not self.cache:
+            return {}
+        hits = self.cache.get_many([k for ks in keys for k in ks])
+        wanted = {
+            k: self._richer_keys(r, s)
+            for r, ks in zip(requests, keys, strict=True)
+            for s, k in zip(r.sample_ids, ks, strict=True)
+            if k not in hits
+        }
+        if any(wanted.values()):
+            found = self.cache.get_many([x for xs in wanted.values() for x in xs])
+            for k, xs in wanted.items():
+                hit = next((found[x] for x in xs if x in found), None)
+                if hit is not None:
+                    hits[k] = self._strip(hit)
+        return hits
 
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
         keys = [[self._key(r, s) for s in r.sample_ids] for r in requests]
-        hits = self.cache.get_many([k for ks in keys for k in ks]) if self.cache else {}
+        hits = self._lookup(requests, keys)
         missing: list[Request] = []
         where: list[int] = []
         for ri, (r, ks) in enumerate(zip(requests, keys, strict=True)):

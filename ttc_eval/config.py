@@ -997,7 +997,7 @@ class RunConfig:
         "optimal_axis",
     )
     # Backend options that do not change any number.
-    _NOT_IDENTITY_BACKEND_ARGS = ("batch_size", "progress")
+    _NOT_IDENTITY_BACKEND_ARGS = ("batch_size", "progress", "threads")
 
     def identity(self) -> dict[str, Any]:
         """The settings that change a number, as the run id hashes them. Settings added later

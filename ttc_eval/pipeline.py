@@ -14,17 +14,21 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from ttc_eval._progress import progress_bars
 from ttc_eval._rundir import IDENTITY_VERSION, questions_digest, spec_digest, text_digest
-from ttc_eval.backends._base import Backend
+from ttc_eval.backends._base import Backend, shard_threads, usable_cpus
 from ttc_eval.cache import CachedBackend, GenerationCache
 from ttc_eval.config import RoleSpec, RunConfig
 from ttc_eval.errors import UsageError, did_you_mean
@@ -38,6 +42,7 @@ from ttc_eval.strategies._base import (
     Strategy,
     shared_prompt_cost,
 )
+from ttc_eval.strategies._batch import GroupChoices, PoolBatch
 from ttc_eval.tasks import Task, find_task_spec
 from ttc_eval.tasks._split import in_split
 from ttc_eval.types import POLICY, Cost, Problem, QuestionResult, SamplingParams, Selection, Trace
@@ -431,14 +436,48 @@ def _role_identity(plan: StrategyPlan, templates: Mapping[str, str]) -> dict[str
 # -- expanding ------------------------------------------------------------------------------
 
 
+def recorded_options(plan: StrategyPlan) -> dict[str, Any]:
+    """Backend options that turn off what no component of the run reads: token confidences
+    (``top_logprobs=0``) unless a strategy declares ``needs_confidences``, and the sampled
+    tokens' log-probabilities (``logprobs=false``) unless the verifier reads them (one that
+    runs no model of its own: ``logprob``). On vLLM they cost the most: its front-end process
+    builds and detokenizes an entry per token and alternative. Options the user set win."""
+    out: dict[str, Any] = {}
+    if not any(s.needs_confidences for s in plan.strategies):
+        out["top_logprobs"] = 0
+    verifier = plan.config.verifier
+    if not verifier or VERIFIERS.get(verifier).roles:
+        out["logprobs"] = False
+    return out
+
+
 def make_backend(
-    spec: RoleSpec, config: RunConfig, cache: GenerationCache | None, progress: bool
+    spec: RoleSpec,
+    config: RunConfig,
+    cache: GenerationCache | None,
+    progress: bool,
+    defaults: Mapping[str, Any] | None = None,
 ) -> CachedBackend:
+    """The backend of a role behind the generation cache; ``defaults``: options it takes
+    unless the role's backend options set them (:func:`recorded_options`)."""
     factory = BACKENDS.get(spec.backend or config.backend)
-    args = dict(spec.backend_args)
+    args = {**(defaults or {}), **spec.backend_args}
     # Engines seeded once at start (vllm) take the run seed unless told otherwise.
     if factory.takes_seed:
         args.setdefault("seed", config.seed)
+    shard = config.shard_index()
+    if factory.takes_threads and shard is not None and "threads" not in args:
+        # Shards are usually started side by side on one machine: each takes its share of
+        # the cores, so that their OpenMP threads do not oversubscribe them.
+        cpus = usable_cpus()
+        args["threads"] = shard_threads(cpus, shard[1])
+        if progress:
+            print(
+                f"shard {config.shard}: {args['threads']} of this machine's {cpus} CPU threads "
+                f"(its share beside the other shards; on a machine of its own pass "
+                f"--backend-args threads=all)",
+                file=sys.stderr,
+            )
     return CachedBackend(factory(spec.model or config.model, progress=progress, **args), cache)
 
 
@@ -454,12 +493,13 @@ def build_context(
     cache = GenerationCache(cache_root() / "generations.sqlite") if config.cache else None
     backends: dict[str, Backend] = {}
     built: dict[str, Backend] = {}
+    recorded = recorded_options(plan)
     for role, spec in plan.roles.items():
         if role == "verifier":
             continue  # a PRM's own weights, loaded by the verifier
         key = json.dumps([spec.model, spec.backend, dict(spec.backend_args)], sort_keys=True)
         if key not in built:
-            built[key] = make_backend(spec, config, cache, progress)
+            built[key] = make_backend(spec, config, cache, progress, recorded)
         backends[role] = built[key]
     policy = backends[POLICY]
     verifier: Verifier | None = None
@@ -630,16 +670,57 @@ def _candidate_cost(trace: Trace, index: int) -> Cost:
     c = trace.candidates[index]
     if c.cost is not None:
         return c.cost
-    # Stored before costs were: one sample with the question's prompt, an equal share of the
-    # verifier's reading.
-    n = len(trace.candidates) or 1
-    return Cost(
-        samples=1,
-        prompt_tokens=trace.prompt_tokens,
-        generated_tokens=c.n_tokens,
-        verifier_tokens=trace.verifier_tokens / n,
-        role_tokens={POLICY: c.n_tokens},
-    )
+    return _candidate_costs(trace)[index]
+
+
+def _candidate_costs(trace: Trace) -> tuple[Cost, ...]:
+    """Every candidate's cost, made once per trace (imported candidates record none, and a
+    report reads each candidate for every configuration and budget)."""
+    memo = _memo(trace)
+    if "costs" not in memo:
+        # Stored before costs were: one sample with the question's prompt, an equal share of
+        # the verifier's reading.
+        n = len(trace.candidates) or 1
+        memo["costs"] = tuple(
+            c.cost
+            if c.cost is not None
+            else Cost(
+                samples=1,
+                prompt_tokens=trace.prompt_tokens,
+                generated_tokens=c.n_tokens,
+                verifier_tokens=trace.verifier_tokens / n,
+                role_tokens={POLICY: c.n_tokens},
+            )
+            for c in trace.candidates
+        )
+    costs: tuple[Cost, ...] = memo["costs"]
+    return costs
+
+
+def _total_cost(trace: Trace) -> Cost:
+    """Every candidate's cost summed (``Cost.total``; from the arrays of
+    :func:`_pool_costs` when there are, in the same order)."""
+    pool = _pool_costs(trace)
+    if pool is None:
+        return Cost.total(_candidate_costs(trace))
+    v = np.cumsum(pool.values, axis=0)[-1].tolist()
+    roles = {r: v[len(_FIELDS) + j] for j, r in enumerate(pool.roles)}
+    return Cost(v[0], v[1], v[2], v[3], v[4], v[5], roles)
+
+
+_MEMOS: dict[int, dict[str, Any]] = {}
+
+
+def _memo(trace: Trace) -> dict[str, Any]:
+    """What is derived from a trace and read many times (its candidates' costs), kept while
+    the trace lives: traces are frozen, so it never goes stale."""
+    key = id(trace)
+    memo = _MEMOS.get(key)
+    if memo is None:
+        memo = _MEMOS[key] = {}
+        # Dropped with the trace, before its id can be another object's.
+        weakref.finalize(trace, _MEMOS.pop, key, None)
+    return memo
 
 
 def selection_cost(
@@ -777,8 +858,12 @@ def evaluate(strategy: Strategy, trace: Trace, budget: int) -> QuestionResult:
         # An estimate over every k-subset of the pool (coverage's pass@k): a choice reads k
         # average candidates.
         n = len(trace.candidates)
-        share = Cost.total(_candidate_cost(trace, i) for i in range(n)).scaled(budget / n)
-        tokens = sum(c.n_tokens for c in trace.candidates) / n * budget
+        memo = _memo(trace)
+        if "total" not in memo:  # the same at every budget
+            memo["total"] = _total_cost(trace)
+            memo["tokens"] = sum(c.n_tokens for c in trace.candidates)
+        share = memo["total"].scaled(budget / n)
+        tokens = memo["tokens"] / n * budget
         cost = share + shared_prompt_cost(trace.prompt_tokens)
         if not strategy.needs_verifier:
             cost = _without_verifier(cost, trace)
@@ -791,6 +876,191 @@ def evaluate(strategy: Strategy, trace: Trace, budget: int) -> QuestionResult:
         n_tokens=sum(s.n_tokens for s in sels) / n,
         cost=Cost.mean([s.cost for s in sels if s.cost is not None]),
     )
+
+
+def evaluate_many(
+    strategy: Strategy, traces: Mapping[str, Trace], budget: int
+) -> dict[str, QuestionResult]:
+    """:func:`evaluate` on each question (question id -> trace), with the same numbers: a
+    pool strategy with :meth:`~ttc_eval.strategies._base.PoolStrategy.select_many`
+    chooses on all pools of one size at once and its choices are costed as arrays."""
+    out: dict[str, QuestionResult] = {}
+    select_many = getattr(strategy, "select_many", None)
+    by_size: dict[int, dict[str, Trace]] = {}
+    if select_many is not None:
+        for pid, t in traces.items():
+            if 0 < budget <= len(t.candidates) and _pool_costs(t) is not None:
+                by_size.setdefault(len(t.candidates), {})[pid] = t
+    for same in by_size.values():
+        batch, costs = _batch(tuple(same.values()))
+        assert select_many is not None
+        chosen: GroupChoices | None = select_many(batch, budget)
+        if chosen is not None:
+            results = costs.results(chosen, budget, strategy.needs_verifier)
+            out.update(zip(same, results, strict=True))
+    return {
+        pid: out[pid] if pid in out else evaluate(strategy, t, budget) for pid, t in traces.items()
+    }
+
+
+_FIELDS = (
+    "samples",
+    "prompt_tokens",
+    "prompt_tokens_computed",
+    "generated_tokens",
+    "verifier_tokens",
+    "seconds",
+)
+"""The scalar fields of :class:`Cost`, in the order of its constructor."""
+_COMPUTED, _VERIFIER = _FIELDS.index("prompt_tokens_computed"), _FIELDS.index("verifier_tokens")
+
+
+@dataclass(frozen=True)
+class _PoolCosts:
+    """A pool trace's candidate costs as columns (:data:`_FIELDS`, then ``roles``)."""
+
+    values: np.ndarray[Any, np.dtype[np.float64]]
+    """(candidates, fields + roles)."""
+    roles: tuple[str, ...]
+    """The roles every candidate's cost names, in the order they name them."""
+
+
+def _pool_costs(trace: Trace) -> _PoolCosts | None:
+    """The trace's candidate costs as arrays, when a choice that reads some of them costs
+    their sum plus the question's prompt (:func:`selection_cost`), in one order of roles;
+    ``None`` otherwise (candidates that share a search tree's cost, whose costs name
+    different roles, or whose pool indices are not their positions): :func:`evaluate`
+    costs those."""
+    memo = _memo(trace)
+    if "pool" not in memo:
+        memo["pool"] = None
+        cands = trace.candidates
+        if any(c.index != i for i, c in enumerate(cands)):
+            cands = ()  # a choice's `read` names pool indices: the arrays go by position
+        # float64 holds token counts exactly (below 2**53), so sums in the order Cost.total
+        # adds them give its very numbers.
+        if cands and all(c.cost is None for c in cands):
+            # _candidate_cost's default, without a Cost per candidate (imported pools).
+            n = len(cands)
+            tokens = np.array([c.n_tokens for c in cands], dtype=np.float64)
+            values = np.zeros((n, len(_FIELDS) + 1))
+            values[:, _FIELDS.index("samples")] = 1
+            values[:, _FIELDS.index("prompt_tokens")] = trace.prompt_tokens
+            values[:, _FIELDS.index("generated_tokens")] = tokens
+            values[:, _VERIFIER] = trace.verifier_tokens / n
+            values[:, len(_FIELDS)] = tokens
+            memo["pool"] = _PoolCosts(values, (POLICY,))
+        elif cands and (trace.cost is None or all(c.cost is not None for c in cands)):
+            costs = _candidate_costs(trace)
+            roles = tuple(costs[0].role_tokens)
+            if all(tuple(c.role_tokens) == roles for c in costs):
+                values = np.array(
+                    [[getattr(c, f) for f in _FIELDS] + [c.role_tokens[r] for r in roles]
+                     for c in costs],
+                    dtype=np.float64,
+                )  # fmt: skip
+                memo["pool"] = _PoolCosts(values, roles)
+    pool: _PoolCosts | None = memo["pool"]
+    return pool
+
+
+_BATCHES: OrderedDict[tuple[int, ...], tuple[PoolBatch, _BatchCosts]] = OrderedDict()
+"""The last few batches built: a report evaluates every configuration and budget on the same
+traces (keyed by identity; a batch holds its traces, so an id cannot be reused meanwhile)."""
+
+
+def _batch(traces: tuple[Trace, ...]) -> tuple[PoolBatch, _BatchCosts]:
+    key = tuple(map(id, traces))
+    if key in _BATCHES:
+        _BATCHES.move_to_end(key)
+        return _BATCHES[key]
+    made = PoolBatch(traces), _BatchCosts(traces)
+    _BATCHES[key] = made
+    while len(_BATCHES) > 2:
+        _BATCHES.popitem(last=False)
+    return made
+
+
+class _BatchCosts:
+    """The candidate costs of a batch's pools (:class:`_PoolCosts`, roles aligned), and what
+    choices that read a prefix of each group cost: :func:`evaluate`'s mean of
+    :func:`measured_cost`, summed in the same order (each group's candidates in pool order,
+    then its prompt, then the groups in order), so equal to the last bit."""
+
+    def __init__(self, traces: Sequence[Trace]) -> None:
+        self.traces = tuple(traces)
+        pools = [_pool_costs(t) for t in traces]
+        # Each question's roles in the order its costs name them, the prompt's role last
+        # when they do not (shared_prompt_cost adds it): Cost.total's order.
+        self.trace_roles = [
+            [*p.roles, *([] if POLICY in p.roles else [POLICY])] for p in pools if p is not None
+        ]
+        self.roles = list(dict.fromkeys(r for roles in self.trace_roles for r in roles))
+        self.columns = [
+            [(r, len(_FIELDS) + self.roles.index(r)) for r in roles] for roles in self.trace_roles
+        ]
+        """Per question: each of its roles with the column of its tokens, in its order."""
+        self.n = n = len(traces[0].candidates)
+        width = len(_FIELDS)
+        self.values = np.zeros((len(traces), n, width + len(self.roles)))
+        for i, p in enumerate(pools):
+            assert p is not None
+            self.values[i, :, :width] = p.values[:, :width]
+            for j, role in enumerate(p.roles):
+                self.values[i, :, width + self.roles.index(role)] = p.values[:, width + j]
+        self.tokens = np.array([[c.n_tokens for c in t.candidates] for t in traces],
+                               dtype=np.int64)  # fmt: skip
+        self.prompt = np.array([t.prompt_tokens for t in traces], dtype=np.float64)
+        self._prefix: dict[int, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] = {}
+
+    def prefix(self, budget: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        """Running sums of the costs and of the generated tokens within each group
+        (questions, groups, budget, ...), in pool order: a group read up to position k
+        costs entry k."""
+        if budget not in self._prefix:
+            q, g = len(self.traces), len(self.traces[0].candidates) // budget
+            shape = (q, g, budget)
+            values = self.values[:, : g * budget].reshape(*shape, -1)
+            tokens = self.tokens[:, : g * budget].reshape(shape)
+            # cumsum adds in order (no pairwise summation): a running Cost.total.
+            self._prefix[budget] = np.cumsum(values, axis=2), np.cumsum(tokens, axis=2)
+        return self._prefix[budget]
+
+    def results(self, chosen: GroupChoices, budget: int, scored: bool) -> list[QuestionResult]:
+        """Each question's :class:`QuestionResult` of choices that read ``chosen.read``
+        candidates of each group (``scored``: they read the verifier's scores)."""
+        costs, tokens = self.prefix(budget)
+        last = chosen.read - 1
+        own = np.take_along_axis(costs, last[:, :, None, None], axis=2)[:, :, 0]
+        spent = np.take_along_axis(tokens, last[:, :, None], axis=2)[:, :, 0]
+        # Plus the question's prompt, computed once per choice (shared_prompt_cost).
+        policy = len(_FIELDS) + self.roles.index(POLICY)
+        own[:, :, _COMPUTED] += self.prompt[:, None]
+        own[:, :, policy] += self.prompt[:, None]
+        if not scored:
+            own[:, :, _VERIFIER] = 0  # _without_verifier (its role is left out below)
+        groups = own.shape[1]
+        # Cost.mean: the groups summed in order, then times 1/groups.
+        mean = np.cumsum(own, axis=1)[:, -1] * (1 / groups)
+        right = chosen.correct.sum(axis=1)
+        read = chosen.read.sum(axis=1)
+        spent_total = spent.sum(axis=1)
+        whole = (chosen.read[:, 0] == self.n) & (groups == 1)
+        out = []
+        for t, v, roles, right_i, read_i, spent_i, whole_i in zip(
+            self.traces, mean.tolist(), self.columns, right.tolist(), read.tolist(),
+            spent_total.tolist(), whole.tolist(), strict=True,
+        ):  # fmt: skip
+            if whole_i:
+                # Every candidate read: the whole trace's cost (selection_cost).
+                cost = Cost.mean([selection_cost(t, tuple(range(self.n)), scored)])
+            else:
+                cost = Cost(
+                    v[0], v[1], v[2], v[3], v[4], v[5],
+                    {r: v[j] for r, j in roles if scored or r != t.verifier_role},
+                )  # fmt: skip
+            out.append(QuestionResult(right_i / groups, read_i / groups, spent_i / groups, cost))
+        return out
 
 
 def answer(

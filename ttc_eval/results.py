@@ -23,7 +23,7 @@ from ttc_eval.config import OPTIMAL_AXES, RunConfig
 from ttc_eval.errors import UsageError
 from ttc_eval.pipeline import (
     StrategyPlan,
-    evaluate,
+    evaluate_many,
     load_task,
     plan_strategies,
     trace_cost,
@@ -68,9 +68,7 @@ class Evaluated:
 def per_question(ev: Evaluated, budget: int) -> dict[str, QuestionResult]:
     if budget not in ev.evaluated:
         traces = ev.traces[budget]
-        ev.evaluated[budget] = {
-            pid: evaluate(ev.strategy, t, budget) for pid, t in sorted(traces.items())
-        }
+        ev.evaluated[budget] = evaluate_many(ev.strategy, dict(sorted(traces.items())), budget)
     return ev.evaluated[budget]
 
 

@@ -19,6 +19,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from ttc_eval._rundir import run_dirs as check_run_dirs
 from ttc_eval._rundir import write_atomic, write_json
 from ttc_eval.aggregation import AGGREGATIONS, aggregate, check_aggregation
@@ -26,7 +29,10 @@ from ttc_eval.analysis.results import label_groups
 from ttc_eval.analysis.verifier_eval import (
     ECE_BINS,
     N_RESAMPLES,
+    Calibration,
+    Discrimination,
     QuestionScores,
+    WithinQuestion,
     calibration,
     discrimination,
     over_optimization,
@@ -34,11 +40,12 @@ from ttc_eval.analysis.verifier_eval import (
     within_question,
 )
 from ttc_eval.errors import UsageError
-from ttc_eval.pipeline import evaluate
+from ttc_eval.pipeline import evaluate, evaluate_many
 from ttc_eval.registry import STRATEGIES
-from ttc_eval.reporting.figures import overoptimization_curves, reliability_diagrams
+from ttc_eval.reporting.figures import draw_all, overoptimization_curves, reliability_diagrams
 from ttc_eval.reporting.tables import verifier_tables
-from ttc_eval.results import RunView, load_run
+from ttc_eval.results import RunView, load_run, per_question
+from ttc_eval.strategies._base import Strategy
 from ttc_eval.types import Trace
 
 SELECTIONS = ("oracle", "majority", "naive", "weighted")
@@ -98,23 +105,34 @@ def evaluate_view(
     labels = {p: view.labels.get(p, {}) for p in traces}
     groups = label_groups(labels, view.label_keys, view.bins)
     scored = {p: _question_scores(t) for p, t in traces.items()}
+    # Aggregations that give every sample the same score (all of them, for one-step
+    # solutions) have the same numbers: each is computed for the first of them only.
+    alike = {
+        how: next(h for h in AGGREGATIONS if all(_same(q[h], q[how]) for q in scored.values()))
+        for how in AGGREGATIONS
+    }
     discrim, calib = [], []
     for kind, value, pids in groups:
+        done: dict[str, tuple[Discrimination, WithinQuestion, Calibration]] = {}
         for how in AGGREGATIONS:
-            qs = [scored[p][how] for p in pids]
+            if alike[how] not in done:
+                qs = [scored[p][how] for p in pids]
+                done[how] = (
+                    discrimination(qs, seed=seed),
+                    within_question(qs, seed=seed),
+                    calibration(qs, seed=seed),
+                )
+            pooled, within, calibrated = done[alike[how]]
             discrim.append(
                 {
                     "kind": kind,
                     "value": value,
                     "aggregation": how,
-                    "pooled": asdict(discrimination(qs, seed=seed)),
-                    "within_question": asdict(within_question(qs, seed=seed)),
+                    "pooled": asdict(pooled),
+                    "within_question": asdict(within),
                 }
             )
-            calib.append(
-                {"kind": kind, "value": value, "aggregation": how}
-                | asdict(calibration(qs, seed=seed))
-            )
+            calib.append({"kind": kind, "value": value, "aggregation": how} | asdict(calibrated))
     complete = {p: t for p, t in traces.items() if all(c.step_scores for c in t.candidates)}
     if len(complete) < len(traces):
         notes.append(
@@ -128,7 +146,7 @@ def evaluate_view(
             f"is cut at the smallest, {sizes[0]}"
         )
     budgets = _budgets(complete, view.config.budgets)
-    accuracy = _accuracies(complete, budgets, aggregation)
+    accuracy = _accuracies(complete, budgets, aggregation, view)
     selection, overopt = [], []
     for kind, value, pids in groups:
         mine = [p for p in pids if p in complete]
@@ -275,13 +293,28 @@ def _scored_pool(view: RunView, run_dir: Path) -> tuple[str, dict[str, Trace], l
 def _question_scores(trace: Trace) -> dict[str, QuestionScores]:
     """Per aggregation, the question's scored and graded samples."""
     usable = [c for c in trace.candidates if c.step_scores and c.correct is not None]
-    return {
-        how: QuestionScores(
-            tuple(aggregate(c.step_scores or (), how) for c in usable),
-            tuple(bool(c.correct) for c in usable),
-        )
-        for how in AGGREGATIONS
-    }
+    steps = [c.step_scores or () for c in usable]
+    correct = tuple(bool(c.correct) for c in usable)
+    return {how: QuestionScores(tuple(_aggregated(steps, how)), correct) for how in AGGREGATIONS}
+
+
+def _same(a: QuestionScores, b: QuestionScores) -> bool:
+    """Whether two aggregations gave every sample the very same score, to the bit (-0.0 is
+    not 0.0 here: a mean of scores could print either)."""
+    if a.scores != b.scores or a.correct != b.correct:
+        return False
+    bits_a = np.asarray(a.scores, dtype=np.float64).view(np.uint64)
+    return bool(np.array_equal(bits_a, np.asarray(b.scores, dtype=np.float64).view(np.uint64)))
+
+
+def _aggregated(steps: Sequence[Sequence[float]], how: str) -> list[float]:
+    """``aggregate(s, how)`` of each non-empty ``s`` (its expressions inlined for the usual
+    aggregations: a report aggregates every sample of the pool four ways)."""
+    if how == "last":
+        return [float(s[-1]) for s in steps]
+    if how == "min":
+        return [float(min(s)) for s in steps]
+    return [aggregate(s, how) for s in steps]
 
 
 def _budgets(traces: Mapping[str, Trace], run_budgets: Sequence[int]) -> list[int]:
@@ -295,7 +328,7 @@ def _budgets(traces: Mapping[str, Trace], run_budgets: Sequence[int]) -> list[in
 
 
 def _accuracies(
-    traces: Mapping[str, Trace], budgets: Sequence[int], aggregation: str
+    traces: Mapping[str, Trace], budgets: Sequence[int], aggregation: str, view: RunView
 ) -> dict[str, dict[int, dict[str, float]]]:
     """Per selection (:data:`SELECTIONS`), budget and question: the expected accuracy, as
     the run's report computes it (mean over the disjoint groups of the pool). The oracle
@@ -308,15 +341,40 @@ def _accuracies(
         "weighted": STRATEGIES.create("best_of_n", mode="weighted", aggregation=aggregation),
     }
     out = {
-        name: {b: {p: evaluate(s, t, b).accuracy for p, t in traces.items()} for b in budgets}
-        for name, s in strategies.items()
+        name: {b: _evaluated(view, s, b, traces) for b in budgets} for name, s in strategies.items()
     }
-    oracle = STRATEGIES.create("coverage")
+    # The oracle is right in a group when any of its samples is (coverage's choice).
+    correct = {p: np.array([bool(c.correct) for c in t.candidates]) for p, t in traces.items()}
     out["oracle"] = {
-        b: {p: _mean([float(c.correct) for c in oracle.select(t, b)]) for p, t in traces.items()}
+        b: {
+            p: _mean(_groups(right, b).any(axis=1).astype(float).tolist())
+            for p, right in correct.items()
+        }
         for b in budgets
     }
     return out
+
+
+def _groups(values: NDArray[np.bool_], budget: int) -> NDArray[np.bool_]:
+    """A pool's values as its disjoint groups of ``budget`` (one row each)."""
+    if not 0 < budget <= len(values):
+        raise ValueError(f"budget {budget} does not fit a pool of {len(values)}")
+    g = len(values) // budget
+    return values[: g * budget].reshape(g, budget)
+
+
+def _evaluated(
+    view: RunView, strategy: Strategy, budget: int, traces: Mapping[str, Trace]
+) -> dict[str, float]:
+    """Each question's accuracy of ``strategy`` at ``budget``: the report's own result when
+    the run evaluated the same configuration on these very traces (``report`` has, by now),
+    else evaluated here."""
+    for ev in view.evaluated:
+        mine = ev.traces.get(budget, {}) if ev.label == strategy.label() else {}
+        if mine and all(mine.get(p) is t for p, t in traces.items()):
+            done = per_question(ev, budget)
+            return {p: done[p].accuracy for p in traces}
+    return {p: r.accuracy for p, r in evaluate_many(strategy, traces, budget).items()}
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -394,16 +452,22 @@ def write_verifier_report(run_dir: Path, report: Mapping[str, Any]) -> tuple[lis
     write_atomic(out / "verifier.md", verifier_tables([dict(report)]) + "\n")
     written, notes = [out / "verifier.json", out / "verifier.md"], []
     drawn = [c for c in report["calibration"] if c["kind"] == "all" and c["ece"] is not None]
-    if reliability_diagrams(drawn, out / "reliability.png"):
-        written.append(out / "reliability.png")
-    else:
-        why = next((c["reason"] for c in report["calibration"] if c["kind"] == "all"), None)
-        notes.append(f"{out / 'reliability.png'} not written: {why or 'no scores'}")
     panels = [
         _overopt_panel(report, kind, value)
         for kind, value in _groups_of(report["overoptimization"], FIGURE_KINDS)
     ]
-    if overoptimization_curves(panels, out / "overoptimization.png"):
+    reliable, curves = draw_all(
+        [
+            (reliability_diagrams, (drawn, out / "reliability.png")),
+            (overoptimization_curves, (panels, out / "overoptimization.png")),
+        ]
+    )
+    if reliable:
+        written.append(out / "reliability.png")
+    else:
+        why = next((c["reason"] for c in report["calibration"] if c["kind"] == "all"), None)
+        notes.append(f"{out / 'reliability.png'} not written: {why or 'no scores'}")
+    if curves:
         written.append(out / "overoptimization.png")
     else:
         notes.append(f"{out / 'overoptimization.png'} not written: no budgets to compare")

@@ -11,7 +11,9 @@ from ttc_eval.types import Problem
 
 
 @loader("plugin_sums")
-def load_sums(args: dict[str, Any], data_files: str | None = None) -> list[Problem]:
+def load_sums(
+    args: dict[str, Any], data_files: str | None = None, limit: int | None = None
+) -> list[Problem]:
     """``n`` questions from ``seed``; odd ones use two-digit operands (level 2)."""
     if data_files:
         raise DataError("task plugin_arith is generated from a seed; it takes no --data-files")

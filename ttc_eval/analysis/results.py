@@ -38,8 +38,47 @@ class ConfigResults:
 def mean_cost(costs: Sequence[Cost], params: Mapping[str, int | None]) -> dict[str, Any]:
     """Mean measured cost per question, with FLOPs per role (2 x non-embedding parameters x
     tokens the role processed; ``None`` where a role's parameter count is unknown)."""
-    c = Cost.mean(costs)
-    seconds = sorted(x.seconds for x in costs)
+    return _cost_summary(Cost.mean(costs), sorted(x.seconds for x in costs), params)
+
+
+_FIELDS = ("samples", "prompt_tokens", "prompt_tokens_computed", "generated_tokens",
+           "verifier_tokens", "seconds")  # fmt: skip
+""":class:`Cost`'s scalar fields, in the order of its constructor."""
+
+
+class _GroupCosts:
+    """One configuration's per-question costs at one budget as a matrix, so that the mean
+    cost of each of its groups of questions (every label and bin: each question is in
+    several) is a running sum over rows, in the order and with the sums :func:`mean_cost`
+    makes (``Cost.total`` adds in order; so does ``cumsum``)."""
+
+    def __init__(self, results: Mapping[str, QuestionResult]) -> None:
+        self.results = results
+        costs = [r.cost for r in results.values()]
+        self.roles = tuple(costs[0].role_tokens) if costs else ()
+        self.rows = {p: i for i, p in enumerate(results)}
+        self.matrix: np.ndarray[Any, np.dtype[np.float64]] | None = None
+        if costs and all(tuple(c.role_tokens) == self.roles for c in costs):
+            self.matrix = np.array(
+                [[getattr(c, f) for f in _FIELDS] + [c.role_tokens[r] for r in self.roles]
+                 for c in costs],
+                dtype=np.float64,
+            )  # fmt: skip
+
+    def mean(self, pids: Sequence[str], params: Mapping[str, int | None]) -> dict[str, Any]:
+        if self.matrix is None or not pids:  # roles that differ by question: one by one
+            return mean_cost([self.results[p].cost for p in pids], params)
+        sub = self.matrix[[self.rows[p] for p in pids]]
+        v = (np.cumsum(sub, axis=0)[-1] * (1 / len(pids))).tolist()
+        roles = {r: v[len(_FIELDS) + j] for j, r in enumerate(self.roles)}
+        c = Cost(v[0], v[1], v[2], v[3], v[4], v[5], roles)
+        return _cost_summary(c, np.sort(sub[:, _FIELDS.index("seconds")]), params)
+
+
+def _cost_summary(
+    c: Cost, seconds: Sequence[float] | np.ndarray[Any, Any], params: Mapping[str, int | None]
+) -> dict[str, Any]:
+    """A row's ``cost``: the mean cost ``c``, the tail of the (sorted) ``seconds``, FLOPs."""
     flops: dict[str, float | None] = {}
     for role, tokens in sorted(c.role_tokens.items()):
         n = params.get(role)
@@ -53,7 +92,7 @@ def mean_cost(costs: Sequence[Cost], params: Mapping[str, int | None]) -> dict[s
         "verifier_tokens": c.verifier_tokens,
         "seconds": c.seconds,
         # Sequential strategies are cheap in FLOPs and slow per question: the tail shows it.
-        "seconds_p90": float(np.percentile(seconds, 90)) if seconds else 0.0,
+        "seconds_p90": float(np.percentile(seconds, 90)) if len(seconds) else 0.0,
         "flops": flops,
         "flops_total": sum(known) if len(known) == len(flops) else None,
     }
@@ -74,11 +113,16 @@ def summarize(
     non-embedding parameter counts)."""
     rows: list[dict[str, Any]] = []
     for cr in configs:
+        # The same questions at every budget (as a rule): their groups are made once.
+        made: dict[tuple[str, ...], list[tuple[str, str, list[str]]]] = {}
         for budget, res in cr.results.items():
             if not res:
                 continue
-            groups = label_groups({p: cr.labels[p] for p in res}, label_keys, bins or {})
-            for kind, value, pids in groups:
+            key = tuple(res)
+            if key not in made:
+                made[key] = label_groups({p: cr.labels[p] for p in res}, label_keys, bins or {})
+            costs = _GroupCosts(res)
+            for kind, value, pids in made[key]:
                 acc = [res[p].accuracy for p in pids]
                 lo, hi = bootstrap_ci(acc, seed=seed)
                 rows.append(
@@ -98,7 +142,7 @@ def summarize(
                         "ci_high": hi,
                         "mean_generations": sum(res[p].n_generations for p in pids) / len(pids),
                         "mean_generated_tokens": sum(res[p].n_tokens for p in pids) / len(pids),
-                        "cost": mean_cost([res[p].cost for p in pids], params or {}),
+                        "cost": costs.mean(pids, params or {}),
                     }
                 )
     return rows

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
@@ -177,15 +178,20 @@ def auroc(scores: Sequence[float], correct: Sequence[bool]) -> float | None:
     return float(u / (pos.size * neg.size))
 
 
-def _resample_weights(n: int, n_resamples: int, seed: int) -> list[FloatArray]:
+@lru_cache(maxsize=4)
+def _resample_weights(n: int, n_resamples: int, seed: int) -> tuple[FloatArray, ...]:
     """How often each of ``n`` questions is drawn, per resample (in chunks): a bootstrap
-    over questions as multiplicities, so statistics are weighted sums (no copies)."""
+    over questions as multiplicities, so statistics are weighted sums (no copies). Kept for
+    the next call (read-only): every aggregation's AUROC and ECE of a group of questions
+    draws the same ones."""
     rng = np.random.default_rng(seed)
     out = []
     for start in range(0, n_resamples, _CHUNK):
         size = min(_CHUNK, n_resamples - start)
-        out.append(rng.multinomial(n, np.full(n, 1.0 / n), size=size).astype(float))
-    return out
+        chunk = rng.multinomial(n, np.full(n, 1.0 / n), size=size).astype(float)
+        chunk.flags.writeable = False
+        out.append(chunk)
+    return tuple(out)
 
 
 def _percentile_ci(values: FloatArray, confidence: float) -> tuple[float | None, float | None]:
@@ -211,14 +217,21 @@ def _pair_counts(questions: Sequence[QuestionScores]) -> tuple[FloatArray, Float
     pos_owner = np.concatenate(
         [np.zeros(0, dtype=np.intp), *(np.full(int(y.sum()), i) for i, (_, y) in enumerate(arrays))]
     )
+    # The correct samples in score order: a wrong sample of score v then counts 1/2 from the
+    # first correct one at v on and another 1/2 from the first above v on, a step function
+    # whose running sum gives every correct sample's wins over r's wrong ones at once (all
+    # counts of halves: exact in any order of adding).
+    order = np.argsort(pos_scores, kind="stable")
+    ranked, owner = pos_scores[order], pos_owner[order]
     c = np.zeros((n, n))
     for r, (s, y) in enumerate(arrays):
-        neg = np.sort(s[~y])
-        if not neg.size or not pos_scores.size:
+        neg = s[~y]
+        if not neg.size or not ranked.size:
             continue
-        below = np.searchsorted(neg, pos_scores, side="left")
-        tied = np.searchsorted(neg, pos_scores, side="right") - below
-        c[:, r] = np.bincount(pos_owner, weights=below + 0.5 * tied, minlength=n)
+        steps = np.bincount(np.searchsorted(ranked, neg, side="left"), minlength=ranked.size + 1)
+        steps += np.bincount(np.searchsorted(ranked, neg, side="right"), minlength=ranked.size + 1)
+        wins = np.cumsum(steps[:-1]) * 0.5
+        c[:, r] = np.bincount(owner, weights=wins, minlength=n)
     n_pos = np.array([y.sum() for _, y in arrays], dtype=float)
     n_neg = np.array([(~y).sum() for _, y in arrays], dtype=float)
     return c, n_pos, n_neg

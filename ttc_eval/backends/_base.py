@@ -25,6 +25,9 @@ class Backend(Protocol):
     log-probabilities of each generated token); 0: it records none."""
     keep_top_logprobs: bool
     """Whether its completions also carry the raw top-k log-probabilities of each token."""
+    logprobs: bool
+    """Whether its completions carry each sampled token's log-probability (the ``logprob``
+    verifier reads them); off, an engine that computes them at a cost (vLLM) skips them."""
 
     def render(self, messages: Sequence[Mapping[str, str]]) -> str:
         """The prompt text for a chat (the model's chat template when it has one)."""
@@ -60,8 +63,67 @@ class BackendFactory(Protocol):
     """As :attr:`Backend.version`."""
     takes_seed: bool
     """Whether the engine is seeded once at start (vllm): the run seed is passed as ``seed``."""
+    takes_threads: bool
+    """Whether it computes on this machine's CPU threads and takes ``threads`` (hf): shards
+    of one run are given a share of the cores unless told otherwise."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Backend: ...
+
+
+DEFAULT_TOP_LOGPROBS = 5
+"""The k of the token confidences backends record unless told otherwise."""
+
+LOAD_WARNING_MARGIN = 0.5
+"""How far the other processes' load may push the CPUs past busy before a warning: the
+1-minute load average is an average, and a load of 1.2 on 2 CPUs still leaves one free."""
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, where the OS reports one)."""
+    import os
+
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def parse_threads(value: object, cpus: int) -> int:
+    """The backend option ``threads`` checked: a whole number from 1, or ``all`` (every
+    usable CPU)."""
+    if value == "all":
+        return cpus
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UsageError(
+            f"threads must be a whole number of CPU threads from 1, or all, got {value!r}; "
+            f"e.g. --backend-args threads=1 (this machine has {cpus} usable CPUs)"
+        )
+    return value
+
+
+def shard_threads(cpus: int, shards: int) -> int:
+    """The threads each of ``shards`` runs gets by default when they share a machine: an
+    equal share of its CPUs, at least one. Two OpenMP processes that each take every core
+    oversubscribe them (measured here: two runs side by side each ran about 17x slower
+    than alone)."""
+    return max(1, cpus // max(1, shards))
+
+
+def load_warning(threads: int, cpus: int, load: float) -> str | None:
+    """A warning when the machine's other load (``load``: the 1-minute load average read
+    before this process starts computing) leaves fewer free CPUs than ``threads``: OpenMP
+    threads spin-wait for each other, so one thread held up by another process stalls them
+    all (measured: a 2-thread torch ``generate`` fell from about 96 to 7 tokens/s beside
+    one busy process, while 1 thread kept 96)."""
+    free = cpus - load
+    if threads <= 1 or threads <= free + LOAD_WARNING_MARGIN:
+        return None
+    advice = max(1, int(free + LOAD_WARNING_MARGIN))
+    return (
+        f"warning: this machine's load average is {load:.1f} on {cpus} CPUs, so {threads} "
+        f"compute threads will wait on each other (OpenMP threads stall when another "
+        f"process holds a core); pass --backend-args threads={advice} to use the free "
+        f"CPUs only, or run when the machine is idle"
+    )
 
 
 def truncate_at_stop(

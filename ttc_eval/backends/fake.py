@@ -60,6 +60,8 @@ class FakeBackend:
     """Bumped whenever a script's output for the same (prompt, sample, seed) changes."""
     takes_seed: ClassVar[bool] = False
     """Seeded per request from the sampling parameters, not once at start."""
+    takes_threads: ClassVar[bool] = False
+    """Whether it takes ``threads`` (CPU threads of this process; hf only)."""
 
     def __init__(
         self,
@@ -69,10 +71,12 @@ class FakeBackend:
         progress: bool = False,
         top_logprobs: int = 5,
         keep_top_logprobs: bool = False,
+        logprobs: bool = True,
     ) -> None:
         self.fingerprint = f"fake:{model}:{p_correct}"
         self.top_logprobs = check_top_logprobs(top_logprobs)
         self.keep_top_logprobs = bool(keep_top_logprobs)
+        self.logprobs = bool(logprobs)
         self.script = script or arithmetic_script(p_correct)
         self.calls: list[list[Request]] = []
 
@@ -116,7 +120,7 @@ class FakeBackend:
                         finish_reason=reason,
                         stop_reason=stop_reason,
                         prompt_tokens=len(r.prompt.split()),
-                        token_logprobs=lps,
+                        token_logprobs=lps if self.logprobs else None,
                         token_ends=tuple(ends),
                         token_confidences=confidences,
                         top_logprobs=raw,

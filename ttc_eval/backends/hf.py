@@ -24,9 +24,12 @@ from tqdm.auto import tqdm
 
 from ttc_eval.backends._base import (
     check_top_logprobs,
+    load_warning,
+    parse_threads,
     render_chat,
     top_k_record,
     truncate_at_stop,
+    usable_cpus,
 )
 from ttc_eval.models import model_fingerprint, resolve_model
 from ttc_eval.registry import backend
@@ -73,6 +76,8 @@ class HFBackend:
 
     takes_seed: ClassVar[bool] = False
     """Whether the engine is seeded once at start (vllm): the run seed is passed as ``seed``."""
+    takes_threads: ClassVar[bool] = True
+    """Whether it takes ``threads`` (torch's CPU threads): shards get a share of the cores."""
 
     def __init__(
         self,
@@ -84,12 +89,28 @@ class HFBackend:
         share_prefill: bool = True,
         top_logprobs: int = 5,
         keep_top_logprobs: bool = False,
+        threads: int | str | None = None,
+        logprobs: bool = True,
     ) -> None:
+        import os
+        import sys
+
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        cpus = usable_cpus()
+        if threads is not None:
+            # Process-wide: a verifier model in this process computes on the same threads.
+            torch.set_num_threads(parse_threads(threads, cpus))
+        self.threads = torch.get_num_threads()
+        """torch's CPU threads in this process (``threads``; torch's default: one per core)."""
+        if device == "cpu" and hasattr(os, "getloadavg"):
+            warning = load_warning(self.threads, cpus, os.getloadavg()[0])
+            if warning:
+                print(warning, file=sys.stderr)
         self.top_logprobs = check_top_logprobs(top_logprobs)
         self.keep_top_logprobs = bool(keep_top_logprobs)
+        self.logprobs = bool(logprobs)
         with _gguf_bar(progress):
             path = resolve_model(model)  # converts a built-in model's GGUF file once
         self.fingerprint = f"{model_fingerprint(path)}|hf-{self.version}"
@@ -354,7 +375,9 @@ class HFBackend:
             finish_reason=reason,
             stop_reason=stop_reason,
             prompt_tokens=prompt_tokens,
-            token_logprobs=tuple(round(x, 6) for x in logprobs[:n_tokens]),
+            token_logprobs=tuple(round(x, 6) for x in logprobs[:n_tokens])
+            if self.logprobs
+            else None,
             token_ends=tuple(ends[:n_tokens]) + (len(text),) * max(0, n_tokens - len(ends)),
             token_confidences=confidences,
             top_logprobs=raw,

@@ -39,6 +39,8 @@ class OpenAIBackend:
 
     takes_seed: ClassVar[bool] = False
     """Whether the engine is seeded once at start (vllm): the run seed is passed as ``seed``."""
+    takes_threads: ClassVar[bool] = False
+    """Whether it takes ``threads`` (CPU threads of this process; hf only)."""
 
     def __init__(
         self,
@@ -54,11 +56,13 @@ class OpenAIBackend:
         seed: int = 0,
         top_logprobs: int = 5,
         keep_top_logprobs: bool = False,
+        logprobs: bool = True,
     ) -> None:
         from openai import OpenAI
 
         self.top_logprobs = check_top_logprobs(top_logprobs)
         self.keep_top_logprobs = bool(keep_top_logprobs)
+        self.logprobs = bool(logprobs)
         urls = [u.strip().rstrip("/") for u in str(base_url).split(",") if u.strip()]
         if not urls:
             raise UsageError("--base-url needs at least one URL, e.g. http://127.0.0.1:8000/v1")
@@ -159,7 +163,8 @@ class OpenAIBackend:
             "top_p": p.top_p if p.temperature > 0 else 1.0,
             "max_tokens": p.max_tokens,
             # The sampled token's log-probability, and the top k of each position (token
-            # confidences); 0: the sampled token's only.
+            # confidences); 0: the sampled token's only. Always asked: the tokens' texts
+            # come with them (the completion's token count and ends).
             "logprobs": self.top_logprobs,
             "extra_body": extra,
         }
@@ -185,7 +190,7 @@ class OpenAIBackend:
         return vllm_completion(
             text,
             tokens,
-            [round(float(v or 0.0), 6) for v in values],
+            [round(float(v or 0.0), 6) for v in values] if self.logprobs else None,
             choice.finish_reason,
             getattr(choice, "stop_reason", None),  # vLLM's extension of the OpenAI API
             prompt_tokens,

@@ -113,6 +113,8 @@ class VLLMBackend:
 
     takes_seed: ClassVar[bool] = True
     """Whether the engine is seeded once at start (vllm): the run seed is passed as ``seed``."""
+    takes_threads: ClassVar[bool] = False
+    """Whether it takes ``threads`` (CPU threads of this process; hf only)."""
 
     def __init__(
         self,
@@ -125,10 +127,12 @@ class VLLMBackend:
         max_model_len: int = 4096,
         top_logprobs: int = 5,
         keep_top_logprobs: bool = False,
+        logprobs: bool = True,
         **engine_args: Any,
     ) -> None:
         self.top_logprobs = check_top_logprobs(top_logprobs)
         self.keep_top_logprobs = bool(keep_top_logprobs)
+        self.logprobs = bool(logprobs)
         path = resolve_model(model)
         self.llm, dtype, on_gpu = vllm_engine(
             path, dtype, seed=seed, enforce_eager=enforce_eager, max_model_len=max_model_len,
@@ -161,8 +165,10 @@ class VLLMBackend:
             "stop": list(p.stop) or None,
             "include_stop_str_in_output": p.include_stop,
             # The sampled token's log-probability (raw, untempered) and the top k of each
-            # position (token confidences); 0: the sampled token's only.
-            "logprobs": self.top_logprobs,
+            # position (token confidences); 0: the sampled token's only; None: neither,
+            # when the run reads none (vLLM builds and detokenizes an entry per token and
+            # alternative in its front-end process, beside the model's threads).
+            "logprobs": self.top_logprobs or (0 if self.logprobs else None),
         }
         if self.per_request_seed and p.temperature > 0:
             kwargs["seed"] = request_seed(p.seed, request)
@@ -228,7 +234,8 @@ class VLLMBackend:
             )
         pieces = self.tokenizer.batch_decode([[t] for t in token_ids])
         return vllm_completion(
-            str(o.text), pieces, logprobs, o.finish_reason, o.stop_reason, prompt_tokens, params,
+            str(o.text), pieces, logprobs if self.logprobs else None, o.finish_reason,
+            o.stop_reason, prompt_tokens, params,
             top_k_record(tops, k, self.keep_top_logprobs),
         )  # fmt: skip
 
@@ -236,7 +243,7 @@ class VLLMBackend:
 def vllm_completion(
     text: str,
     pieces: Sequence[str],
-    logprobs: Sequence[float],
+    logprobs: Sequence[float] | None,
     finish_reason: str | None,
     stop_reason: object,
     prompt_tokens: int,
@@ -250,7 +257,8 @@ def vllm_completion(
     through an OpenAI-compatible server: the text, each token's text (``pieces``: character
     ends, token count) and log-probability, and the finish and stop reasons (``stop_reason``
     is the stop string that ended the sample; a token id or ``None`` otherwise);
-    ``confidence``: each token's confidence and raw top-k (:func:`top_k_record`)."""
+    ``confidence``: each token's confidence and raw top-k (:func:`top_k_record`);
+    ``logprobs`` None: none were recorded."""
     confidences, raw = confidence
     ends, acc = [], 0
     for piece in pieces:
@@ -272,7 +280,7 @@ def vllm_completion(
         finish_reason=reason,
         stop_reason=stop,
         prompt_tokens=prompt_tokens,
-        token_logprobs=tuple(logprobs[:n_tokens]),
+        token_logprobs=tuple(logprobs[:n_tokens]) if logprobs is not None else None,
         token_ends=tuple(ends[:n_tokens]),
         token_confidences=confidences[:n_tokens] if confidences is not None else None,
         top_logprobs=raw[:n_tokens] if raw is not None else None,

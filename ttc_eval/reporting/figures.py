@@ -3,7 +3,11 @@ compute-optimal curve against the baseline, the revision ratio sweep, the FLOPs 
 
 from __future__ import annotations
 
+import gc
 import math
+import os
+import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -241,27 +245,77 @@ def write_figures(
     rows: Sequence[dict[str, Any]], optimal: Sequence[dict[str, Any]], out: Path
 ) -> list[Path]:
     """All figures of a run into ``out``; returns the files written."""
-    written = []
-    for kind in sorted({r["label_kind"] for r in rows}):
-        path = out / f"accuracy_by_budget_{kind}.png"
-        if accuracy_by_budget(rows, kind, path):
-            written.append(path)
-    for kind in sorted({r["bin_kind"] for r in optimal}):
-        path = out / f"compute_optimal_{kind}.png"
-        if optimal_vs_baseline(optimal, kind, path):
-            written.append(path)
-    path = out / "revisions_ratio.png"
-    if revision_sweep(rows, path):
-        written.append(path)
     from ttc_eval.analysis.frontier import AXES, frontiers
 
+    # Each figure's file and the call that draws it (False: nothing to draw).
+    jobs: list[tuple[Path, Callable[..., bool], tuple[Any, ...]]] = []
+    for kind in sorted({r["label_kind"] for r in rows}):
+        path = out / f"accuracy_by_budget_{kind}.png"
+        jobs.append((path, accuracy_by_budget, (rows, kind, path)))
+    for kind in sorted({r["bin_kind"] for r in optimal}):
+        path = out / f"compute_optimal_{kind}.png"
+        jobs.append((path, optimal_vs_baseline, (optimal, kind, path)))
+    path = out / "revisions_ratio.png"
+    jobs.append((path, revision_sweep, (rows, path)))
     for axis in AXES:
         front = frontiers(rows, axis)
         for kind in ("all", "oracle"):
             path = out / f"frontier_{axis}_{kind}.png"
-            if frontier(rows, front, kind, axis, path):
-                written.append(path)
-    return written
+            jobs.append((path, frontier, (rows, front, kind, axis, path)))
+    drawn = draw_all([(draw, args) for _, draw, args in jobs])
+    return [path for (path, _, _), done in zip(jobs, drawn, strict=True) if done]
+
+
+MAX_DRAWING_PROCESSES = 4
+"""Most processes that draw a report's figures side by side (each holds a figure's memory)."""
+
+
+def draw_all(jobs: Sequence[tuple[Callable[..., bool], tuple[Any, ...]]]) -> list[bool]:
+    """``draw(*args)`` of every job (each draws one figure into its own file), with their
+    results in order. Matplotlib spends seconds of CPU per report in layout and rendering,
+    one figure at a time: on a machine with several cores they are drawn side by side in
+    forked processes (which inherit matplotlib, already imported here). Where forking is not
+    safe or useful (one core, not Linux, other threads running, torch loaded, a single
+    figure) they are drawn here, one after the other."""
+    workers = min(len(jobs), _usable_cpus(), MAX_DRAWING_PROCESSES)
+    if workers < 2 or not _may_fork():
+        return [draw(*args) for draw, args in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    _pyplot()  # imported once, before the workers are forked
+    results: list[bool | None] = [None] * len(jobs)
+    # Out of the collector's sight while the workers run: a collection in a worker would
+    # otherwise touch, and so copy, every object this process holds (a report's traces).
+    gc.freeze()
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(draw, *args) for draw, args in jobs]
+            for i, future in enumerate(futures):
+                results[i] = future.result()
+    except BrokenProcessPool:
+        pass  # a worker died (out of memory?): what it did not draw is drawn here
+    finally:
+        gc.unfreeze()
+    return [
+        done if done is not None else draw(*args)
+        for done, (draw, args) in zip(results, jobs, strict=True)
+    ]
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _may_fork() -> bool:
+    """Whether forking this process is safe: Linux, no other Python thread (one could hold a
+    lock the child would wait on forever), and no torch (a run that reports at its end with
+    a model loaded: its CUDA state must not be forked)."""
+    return sys.platform == "linux" and threading.active_count() == 1 and "torch" not in sys.modules
 
 
 def policy_vs_baselines(entries: Sequence[dict[str, Any]], path: Path) -> bool:

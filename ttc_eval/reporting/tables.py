@@ -432,10 +432,12 @@ def _auroc_by_aggregation(reports: Sequence[dict[str, Any]], names: Sequence[str
     for name, r in zip(names, reports, strict=True):
         headers += [f"{name}pooled (n={r['n_samples']})", f"{name}within question"]
     body = []
+    # Each run's rows by key, indexed once (not once per cell).
+    found = [_index(r["discrimination"], "kind", "aggregation") for r in reports]
     for how in dict.fromkeys(d["aggregation"] for r in reports for d in r["discrimination"]):
         line: list[Any] = [how]
-        for r in reports:
-            d = _index(r["discrimination"], "kind", "aggregation").get(("all", how))
+        for by_key in found:
+            d = by_key.get(("all", how))
             if d is None:
                 line += ["", ""]
                 continue
@@ -446,8 +448,8 @@ def _auroc_by_aggregation(reports: Sequence[dict[str, Any]], names: Sequence[str
             ]
         body.append(line)
     notes = []
-    for name, r in zip(names, reports, strict=True):
-        d = _index(r["discrimination"], "kind", "aggregation").get(("all", "last"))
+    for name, r, by_key in zip(names, reports, found, strict=True):
+        d = by_key.get(("all", "last"))
         if d is None:
             continue
         p = d["pooled"]
@@ -472,12 +474,19 @@ def _by_group(reports: Sequence[dict[str, Any]], names: Sequence[str], how: str,
     for name in names:
         headers += [f"{name}n", f"{name}AUROC", f"{name}ECE"]
     body = []
+    found = [
+        (
+            _index(r["discrimination"], "kind", "value", "aggregation"),
+            _index(r["calibration"], "kind", "value", "aggregation"),
+        )
+        for r in reports
+    ]
     for kind, value in _groups(reports):
         line: list[Any] = [_group_name(kind, value)]
-        for r in reports:
+        for r, (discrimination, calibration) in zip(reports, found, strict=True):
             key = (kind, value, r["aggregation"])
-            d = _index(r["discrimination"], "kind", "value", "aggregation").get(key)
-            c = _index(r["calibration"], "kind", "value", "aggregation").get(key)
+            d = discrimination.get(key)
+            c = calibration.get(key)
             if d is None or c is None:
                 line += ["", "", ""]
                 continue
@@ -520,12 +529,13 @@ def _regret(
     budgets = sorted({s["budget"] for r in reports for s in r["selection"]})
     groups = [g for g in _groups(reports) if kinds is None or g[0] in kinds]
     body = []
+    found = [_index(r["selection"], "kind", "value", "budget") for r in reports]
     for b in budgets:
         for kind, value in groups:
             line: list[Any] = [b, _group_name(kind, value)]
             cells = []
-            for r in reports:
-                s = _index(r["selection"], "kind", "value", "budget").get((kind, value, b))
+            for by_key in found:
+                s = by_key.get((kind, value, b))
                 if s is None:
                     cells += ["", "", ""]
                     continue
@@ -555,10 +565,11 @@ def _overoptimization(
         headers += [f"{name}majority", f"{name}weighted", f"{name}naive"]
     budgets = sorted({s["budget"] for r in reports for s in r["selection"]})
     body = []
+    found = [_index(r["selection"], "kind", "budget") for r in reports]
     for b in budgets:
         line: list[Any] = [b]
-        for r in reports:
-            s = _index(r["selection"], "kind", "budget").get(("all", b))
+        for by_key in found:
+            s = by_key.get(("all", b))
             line += [f"{s[k]:.3f}" for k in ("majority", "weighted", "naive")] if s else [""] * 3
         body.append(line)
     if not body:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from ttc_eval.analysis.estimators import disjoint_groups
 from ttc_eval.backends._base import Backend
 from ttc_eval.registry import label_of
+from ttc_eval.strategies._batch import GroupChoices, PoolBatch
 from ttc_eval.types import (
     POLICY,
     Candidate,
@@ -266,6 +267,23 @@ class PoolStrategy(StrategyBase):
             read = self.read([trace.candidates[i] for i in g])
             out.append(choice(self.choose(read), read))
         return out
+
+    def select_many(self, batch: PoolBatch, budget: int) -> GroupChoices | None:
+        """``select``'s choices on every question of ``batch`` at once, as arrays (what a
+        report evaluates: :func:`~ttc_eval.pipeline.evaluate_many`); ``None``: this
+        strategy has no such path, or not for these pools, and ``select`` makes them."""
+        return None
+
+    def batched_by(self, cls: type) -> bool:
+        """Whether ``cls.select_many`` speaks for this object: no subclass of ``cls``
+        changes how it reads, chooses or selects (a subclass that does, and has no
+        ``select_many`` of its own, is evaluated by its ``select``)."""
+        mro = type(self).__mro__
+        for name in ("read", "choose", "select", "select_many", "estimate"):
+            owner = next(c for c in mro if name in vars(c))
+            if not issubclass(cls, owner):
+                return False
+        return True
 
 
 def vote(group: Sequence[Candidate], weights: Sequence[float]) -> Candidate | None:

@@ -11,19 +11,38 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from functools import lru_cache
 
+import numpy as np
 from scipy.special import betainc
 
 from ttc_eval.errors import UsageError
 from ttc_eval.registry import strategy
+from ttc_eval.strategies._batch import FloatArray, GroupChoices, IntArray, PoolBatch, first_stop
 from ttc_eval.strategies.selection import Majority
 from ttc_eval.types import Candidate
 
 
 def leader_is_majority(v1: int, v2: int) -> float:
     """P(X > 1/2) for X ~ Beta(v1 + 1, v2 + 1): the Beta stopping criterion."""
+    return _leader_is_majority(int(v1), int(v2))
+
+
+@lru_cache(maxsize=1 << 16)
+def _leader_is_majority(v1: int, v2: int) -> float:
+    # Every sample read of every group asks again for one of few (v1, v2) pairs.
     # The regularized incomplete beta function I_x(a, b) is the Beta(a, b) CDF at x.
     return float(1.0 - betainc(v1 + 1, v2 + 1, 0.5))
+
+
+def criterion(v1: IntArray, v2: IntArray) -> FloatArray:
+    """:func:`leader_is_majority` of vote counts ``v1`` (the leader's) and ``v2``,
+    elementwise, from one evaluation per distinct pair."""
+    width = int(v2.max(initial=0)) + 1
+    pairs, where = np.unique(v1 * width + v2, return_inverse=True)
+    p = np.array([leader_is_majority(int(x) // width, int(x) % width) for x in pairs])
+    out: FloatArray = p[where].reshape(v1.shape)
+    return out
 
 
 def read_until_confident(group: Sequence[Candidate], threshold: float) -> list[Candidate]:
@@ -56,3 +75,12 @@ class AdaptiveConsistency(Majority):
 
     def read(self, group: Sequence[Candidate]) -> Sequence[Candidate]:
         return read_until_confident(group, self.threshold)
+
+    def select_many(self, batch: PoolBatch, budget: int) -> GroupChoices | None:
+        if not self.batched_by(AdaptiveConsistency):
+            return None
+        v1, v2 = batch.top_two(budget)
+        # One criterion per budget for every threshold (the configurations differ only there).
+        p = batch.cached(("adaptive_consistency", budget), lambda: criterion(v1, v2))
+        read = first_stop((v1 > 0) & (p > self.threshold), budget)
+        return GroupChoices(batch.vote(budget, upto=read), read)

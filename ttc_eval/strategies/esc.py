@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from ttc_eval.errors import UsageError
 from ttc_eval.registry import strategy
+from ttc_eval.strategies._batch import GroupChoices, PoolBatch, first_stop
 from ttc_eval.strategies.selection import Majority
 from ttc_eval.types import Candidate
 
@@ -38,3 +39,16 @@ class EarlyStoppingSelfConsistency(Majority):
 
     def read(self, group: Sequence[Candidate]) -> Sequence[Candidate]:
         return read_until_unanimous(group, self.window)
+
+    def select_many(self, batch: PoolBatch, budget: int) -> GroupChoices | None:
+        if not self.batched_by(EarlyStoppingSelfConsistency):
+            return None
+        w = self.window
+        read = batch.whole(budget)
+        if w <= budget:
+            # A window ending at position e is unanimous when the run of one answer ending
+            # there is at least w long (runs may start before the group: only its last w
+            # candidates matter).
+            runs = batch.grouped(batch.run_lengths(), budget)[:, :, w - 1 :: w]
+            read = first_stop(runs >= w, budget, w)
+        return GroupChoices(batch.vote(budget, upto=read), read)

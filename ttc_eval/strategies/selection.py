@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from ttc_eval.aggregation import aggregate, check_aggregation
 from ttc_eval.analysis.estimators import pass_at_k
 from ttc_eval.errors import UsageError
 from ttc_eval.registry import strategy
 from ttc_eval.strategies._base import ExpansionSpec, PoolStrategy, RunDefaults, vote
+from ttc_eval.strategies._batch import BoolArray, GroupChoices, PoolBatch
 from ttc_eval.types import Candidate, Trace
 
 
@@ -33,6 +36,11 @@ class Majority(PoolStrategy):
 
     def choose(self, group: Sequence[Candidate]) -> Candidate | None:
         return vote(group, [1.0] * len(group))
+
+    def select_many(self, batch: PoolBatch, budget: int) -> GroupChoices | None:
+        if not self.batched_by(Majority):
+            return None
+        return GroupChoices(batch.vote(budget), batch.whole(budget))
 
 
 @strategy("best_of_n")
@@ -66,6 +74,17 @@ class BestOfN(PoolStrategy):
             return None
         _, neg_i = max(answered)  # ties: earliest in the pool
         return group[-neg_i]
+
+    def select_many(self, batch: PoolBatch, budget: int) -> GroupChoices | None:
+        scores = batch.scores(self.aggregation) if self.batched_by(BestOfN) else None
+        if scores is None:
+            return None  # select says why (no verifier scores)
+        if self.mode == "weighted":
+            return GroupChoices(batch.vote(budget, scores), batch.whole(budget))
+        answered: BoolArray = np.asarray(batch.grouped(batch.named, budget).any(axis=2))
+        # The first of the best-scored answered candidates, as max over (score, -index).
+        best = batch.grouped(np.where(batch.named, scores, -np.inf), budget).argmax(axis=2)
+        return GroupChoices(batch.picked(budget, best, answered), batch.whole(budget))
 
 
 @strategy("coverage")

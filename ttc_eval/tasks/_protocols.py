@@ -11,9 +11,14 @@ if TYPE_CHECKING:
 
 
 class Loader(Protocol):
-    """Yields a task's problems from its ``loader_args`` (and a local file, when given)."""
+    """Yields a task's problems from its ``loader_args`` (and a local file, when given).
+    ``limit``: the run reads only the first ``limit`` problems (None: all), so a loader that
+    builds each problem at a cost (lm-eval's few-shot prompts) may stop there; one that
+    returns more is cut by the task."""
 
-    def __call__(self, args: dict[str, Any], data_files: str | None = None) -> list[Problem]: ...
+    def __call__(
+        self, args: dict[str, Any], data_files: str | None = None, limit: int | None = None
+    ) -> list[Problem]: ...
 
 
 class PromptBuilder(Protocol):

@@ -235,7 +235,7 @@ class Task:
 
     def problems(self, data_files: str | None = None, limit: int | None = None) -> list[Problem]:
         problems: list[Problem] = LOADERS.get(self.spec.loader)(
-            dict(self.spec.loader_args), data_files=data_files
+            dict(self.spec.loader_args), data_files=data_files, limit=limit
         )
         ids = [p.id for p in problems]
         if len(set(ids)) != len(ids):

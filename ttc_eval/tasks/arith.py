@@ -77,7 +77,9 @@ def _levels(args: dict[str, Any]) -> dict[int, dict[str, Any]]:
 
 
 @loader("arith")
-def load_arith(args: dict[str, Any], data_files: str | None = None) -> list[Problem]:
+def load_arith(
+    args: dict[str, Any], data_files: str | None = None, limit: int | None = None
+) -> list[Problem]:
     """Procedural arithmetic from ``loader_args``: ``seed``, ``n_per_level``, ``levels``
     (level -> terms, digits, ops) and ``unique`` (default false: arith's own questions, a
     few of which repeat; true: each repeat within a level is replaced by a new question).

@@ -153,7 +153,9 @@ def _check_field(row: Mapping[str, Any], name: str, role: str) -> str | None:
 
 
 @loader("hf_dataset")
-def load_hf_dataset(args: dict[str, Any], data_files: str | None = None) -> list[Problem]:
+def load_hf_dataset(
+    args: dict[str, Any], data_files: str | None = None, limit: int | None = None
+) -> list[Problem]:
     """Fields come from ``loader_args``: ``question_field``, ``answer_field``, optional
     ``id_field`` (default: the row number), ``answer_after`` (keep what follows this marker,
     e.g. GSM8K's ``####``) and ``labels`` (label name -> field)."""
