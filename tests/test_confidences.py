@@ -214,3 +214,23 @@ def test_a_run_without_confidence_readers_stores_none(tmp_path: Path) -> None:
         (run,) = out.iterdir()
         rows = [json.loads(x) for x in (run / "traces.jsonl").read_text().splitlines()]
         assert all(("confidences" in c) == stored for r in rows for c in r["candidates"])
+
+
+def test_keeping_the_raw_top_k_keeps_its_k() -> None:
+    """``keep_top_logprobs=true`` alone asks for the raw top-k: the run's default of no
+    confidences does not turn it off."""
+    from ttc_eval.config import RunConfig, StrategySpec
+    from ttc_eval.pipeline import make_backend, plan_strategies, recorded_options
+    from ttc_eval.types import POLICY
+
+    config = RunConfig(
+        task="arith",
+        backend="fake",
+        model="fake",
+        strategies=(StrategySpec.parse("majority"),),
+        verifier=None,
+        backend_args={"keep_top_logprobs": True},
+    ).resolve({"temperature": 0.7, "top_p": 1.0, "max_tokens": 32})
+    defaults = recorded_options(plan_strategies(config))
+    backend = make_backend(config.role(POLICY), config, None, False, defaults)
+    assert backend.top_logprobs == 5 and backend.keep_top_logprobs and not backend.logprobs

@@ -164,6 +164,8 @@ class CachedBackend:
         richer = [] if self.logprobs else [key(k)]
         if k == 0:
             richer.append(key(DEFAULT_TOP_LOGPROBS))
+            if not self.logprobs:  # what a confidence-reading run without logprob writes
+                richer.append(key(DEFAULT_TOP_LOGPROBS, False, False))
         return richer
 
     def _strip(self, c: Completion) -> Completion:

@@ -96,8 +96,10 @@ def role_key(spec: RoleSpec | None) -> str:
     if spec is None or spec == RoleSpec():
         return POLICY
     blob = f"{spec.model or ''}\n{spec.template or ''}"
-    if spec.backend is not None or spec.backend_args:
-        blob += "\n" + json.dumps([spec.backend, dict(spec.backend_args)], sort_keys=True)
+    # Thread counts change no sample: not part of the key (resumes with other threads).
+    args = {k: v for k, v in spec.backend_args.items() if k != "threads"}
+    if spec.backend is not None or args:
+        blob += "\n" + json.dumps([spec.backend, args], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
@@ -461,7 +463,10 @@ def make_backend(
     """The backend of a role behind the generation cache; ``defaults``: options it takes
     unless the role's backend options set them (:func:`recorded_options`)."""
     factory = BACKENDS.get(spec.backend or config.backend)
-    args = {**(defaults or {}), **spec.backend_args}
+    defaults = dict(defaults or {})
+    if spec.backend_args.get("keep_top_logprobs"):
+        defaults.pop("top_logprobs", None)  # keeping the raw top-k asks for it: k stays
+    args = {**defaults, **spec.backend_args}
     # Engines seeded once at start (vllm) take the run seed unless told otherwise.
     if factory.takes_seed:
         args.setdefault("seed", config.seed)
@@ -939,7 +944,9 @@ def _pool_costs(trace: Trace) -> _PoolCosts | None:
             cands = ()  # a choice's `read` names pool indices: the arrays go by position
         # float64 holds token counts exactly (below 2**53), so sums in the order Cost.total
         # adds them give its very numbers.
-        if cands and all(c.cost is None for c in cands):
+        # A trace with a cost of its own but none per candidate (a search tree's shape) is
+        # charged a share of that cost by selection_cost: not this default.
+        if cands and trace.cost is None and all(c.cost is None for c in cands):
             # _candidate_cost's default, without a Cost per candidate (imported pools).
             n = len(cands)
             tokens = np.array([c.n_tokens for c in cands], dtype=np.float64)

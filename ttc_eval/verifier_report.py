@@ -371,7 +371,9 @@ def _evaluated(
     else evaluated here."""
     for ev in view.evaluated:
         mine = ev.traces.get(budget, {}) if ev.label == strategy.label() else {}
-        if mine and all(mine.get(p) is t for p, t in traces.items()):
+        # Only a result already computed: evaluating every trace of the configuration here
+        # could fail on traces this section leaves out.
+        if mine and budget in ev.evaluated and all(mine.get(p) is t for p, t in traces.items()):
             done = per_question(ev, budget)
             return {p: done[p].accuracy for p in traces}
     return {p: r.accuracy for p, r in evaluate_many(strategy, traces, budget).items()}

@@ -163,9 +163,10 @@ class OpenAIBackend:
             "top_p": p.top_p if p.temperature > 0 else 1.0,
             "max_tokens": p.max_tokens,
             # The sampled token's log-probability, and the top k of each position (token
-            # confidences); 0: the sampled token's only. Always asked: the tokens' texts
-            # come with them (the completion's token count and ends).
-            "logprobs": self.top_logprobs,
+            # confidences). At least 1, whatever is recorded: the tokens' texts come with
+            # them (the completion's token count and ends), and some servers (llama.cpp)
+            # read 0 as "none".
+            "logprobs": max(1, self.top_logprobs),
             "extra_body": extra,
         }
         if p.stop:
