@@ -49,6 +49,9 @@ def _command(tmp: Path, out: str) -> list[str]:
         "majority",
         "--verifier",
         "none",
+        # Recorded although no strategy reads them: a resume must keep them too.
+        "--backend-args",
+        "top_logprobs=5",
         "--budgets",
         "1,2,4",
         "--limit",

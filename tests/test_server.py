@@ -99,7 +99,7 @@ def test_run_through_the_server(server: Server) -> None:
     args = [
         "run", "--backend", "openai", "--base-url", server.url, "--task", "arith",
         "--strategy", "majority,best_of_n", "--budgets", "1,2,4", "--limit", "3", "--quiet",
-        "--no-cache",
+        "--no-cache", "--backend-args", "top_logprobs=5",  # recorded although not read
     ]  # fmt: skip
     assert main(args) == 0
     (run_dir,) = list(Path("runs").iterdir())
