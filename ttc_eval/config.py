@@ -84,6 +84,7 @@ _GENERATION_FIELDS = {
     "top_p": ("a number in (0, 1] (1 = no nucleus cut)", "--top-p"),
     "max_tokens": ("a positive integer", "--max-tokens"),
     "stop": ("a string or a list of strings", None),
+    "thinking": ("none, tags, open or OPEN,CLOSE delimiters", "--thinking"),
 }
 
 
@@ -115,6 +116,8 @@ def check_task_generation(
 
 def _generation_value(key: str, value: Any) -> Any:
     """``value`` of generation setting ``key`` as used, or None when it is not allowed."""
+    if key == "thinking":
+        return value if isinstance(value, str) and _thinking_ok(value) else None
     if key == "stop":
         if isinstance(value, str):
             return (value,)
@@ -131,6 +134,25 @@ def _generation_value(key: str, value: Any) -> Any:
     if key == "temperature":
         return float(value) if value >= 0 else None
     return float(value) if 0 < value <= 1 else None
+
+
+def _thinking_ok(value: str) -> bool:
+    from ttc_eval.thinking import parse_thinking
+
+    try:
+        parse_thinking(value)
+    except UsageError:
+        return False
+    return True
+
+
+def thinking_mode(text: str) -> str:
+    """A ``--thinking`` value (:func:`ttc_eval.thinking.parse_thinking` reads it)."""
+    if not _thinking_ok(text):
+        raise argparse.ArgumentTypeError(
+            f"expected none, tags, open or OPEN,CLOSE delimiters, got {text!r}"
+        )
+    return text
 
 
 def key_values(text: str) -> dict[str, Any]:
@@ -529,6 +551,18 @@ class RunConfig:
         ),
     )
     """Generation budgets N."""
+    thinking_budgets: tuple[int, ...] = field(
+        default=(),
+        metadata=option(
+            "thinking budgets in tokens, the sweep of the thinking_budget strategy (each "
+            "sample's one trace is cut at each)",
+            metavar="T,...",
+            parse=budget_list,
+            default_text="none",
+            group=GROUP_STRATEGIES,
+        ),
+    )
+    """Thinking budgets (tokens) the ``thinking_budget`` strategy cuts each trace at."""
     seed: int = field(
         default=0,
         metadata=option("sampling seed", metavar="N", parse=nonnegative_int, group=GROUP_SAMPLING),
@@ -567,6 +601,19 @@ class RunConfig:
         ),
     )
     """Maximum generated tokens per sample (default: the task's, else 256)."""
+    thinking: str | None = field(
+        default=None,
+        metadata=option(
+            "thinking delimiters of a reasoning model: none; tags (<think>...</think> in the "
+            "output); open (the prompt opened the thinking, </think> closes it); or OPEN,CLOSE. "
+            "Answers are read only after the close; unclosed thinking has no answer",
+            metavar="MODE",
+            parse=thinking_mode,
+            default_text="the task's, else none",
+            group=GROUP_SAMPLING,
+        ),
+    )
+    """Thinking delimiters (:mod:`ttc_eval.thinking`; default: the task's, else none)."""
     step_delimiter: str = "\n\n"
     """Separates the steps of a solution."""
     output_dir: str = field(
@@ -720,6 +767,17 @@ class RunConfig:
                 raise UsageError(f"budgets must be positive integers, got {b!r}")
         # `1,2`, `2,1` and `1,2,2` are one sweep: one run id, one config.json.
         object.__setattr__(self, "budgets", tuple(sorted(set(self.budgets))))
+        for b in self.thinking_budgets:
+            if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+                raise UsageError(f"thinking budgets must be positive integers, got {b!r}")
+        object.__setattr__(self, "thinking_budgets", tuple(sorted(set(self.thinking_budgets))))
+        if self.thinking is not None and (
+            not isinstance(self.thinking, str) or not _thinking_ok(self.thinking)
+        ):
+            raise UsageError(
+                f"setting thinking must be none, tags, open or OPEN,CLOSE delimiters, got "
+                f"{self.thinking!r}"
+            )
         if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
             raise UsageError(f"--limit must be a positive integer, got {self.limit!r}")
         if not self.strategies:
@@ -919,6 +977,7 @@ class RunConfig:
             top_p=self.top_p if self.top_p is not None else base["top_p"],
             max_tokens=self.max_tokens if self.max_tokens is not None else base["max_tokens"],
             stop=self.stop if self.stop is not None else tuple(base.get("stop", ())),
+            thinking=self.thinking if self.thinking is not None else base.get("thinking"),
         )
 
     def _task_spec_label(self) -> str:
@@ -936,6 +995,7 @@ class RunConfig:
         d["roles"] = {name: spec.to_dict() for name, spec in self.roles.items()}
         d["include_path"] = list(self.include_path)
         d["budgets"] = list(self.budgets)
+        d["thinking_budgets"] = list(self.thinking_budgets)
         d["bins"] = list(self.bins)
         if self.stop is not None:
             d["stop"] = list(self.stop)
@@ -963,8 +1023,9 @@ class RunConfig:
                 kw[k] = [x.strip() for x in kw[k].split(",") if x.strip()]
         if isinstance(kw.get("stop"), str):
             kw["stop"] = [kw["stop"]]
-        if isinstance(kw.get("budgets"), int) and not isinstance(kw.get("budgets"), bool):
-            kw["budgets"] = [kw["budgets"]]
+        for k in ("budgets", "thinking_budgets"):
+            if isinstance(kw.get(k), int) and not isinstance(kw.get(k), bool):
+                kw[k] = [kw[k]]
         kw = canonical_settings(kw)
         try:
             if "strategies" in kw:
@@ -974,7 +1035,7 @@ class RunConfig:
                     else StrategySpec(s["name"], dict(s.get("args") or {}))
                     for s in kw["strategies"]
                 )
-            for k in ("budgets", "include_path", "bins", "stop"):
+            for k in ("budgets", "thinking_budgets", "include_path", "bins", "stop"):
                 if kw.get(k) is not None:
                     kw[k] = tuple(kw[k])
             return cls(**kw)
@@ -1007,9 +1068,11 @@ class RunConfig:
         d = self.to_dict()
         for k in self._NOT_IDENTITY:
             d.pop(k)
-        for k in ("grader", "num_fewshot", "apply_chat_template", "stop"):
+        for k in ("grader", "num_fewshot", "apply_chat_template", "stop", "thinking_budgets"):
             if not d[k]:
                 d.pop(k)
+        if d["thinking"] in (None, "none"):
+            d.pop("thinking")
         # The split settings choose the questions only when a split is: a run of every
         # question keeps its run id whatever they hold. The seed counts as drawn, so leaving
         # it to default to --seed and writing that seed are one run.

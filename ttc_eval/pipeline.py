@@ -45,6 +45,7 @@ from ttc_eval.strategies._base import (
 from ttc_eval.strategies._batch import GroupChoices, PoolBatch
 from ttc_eval.tasks import Task, find_task_spec
 from ttc_eval.tasks._split import in_split
+from ttc_eval.thinking import parse_thinking
 from ttc_eval.types import POLICY, Cost, Problem, QuestionResult, SamplingParams, Selection, Trace
 from ttc_eval.verifiers._base import Verifier, VerifierFactory
 
@@ -62,7 +63,7 @@ def build_strategies(config: RunConfig) -> list[Strategy]:
             raise UsageError(
                 f"strategy {spec.name}: bad arguments {dict(spec.args)} ({e})"
             ) from None
-        out.extend(s.variants(config.budgets))
+        out.extend(s.variants(config.budgets, thinking_budgets=config.thinking_budgets))
     return out
 
 
@@ -109,6 +110,8 @@ def run_defaults(config: RunConfig, budgets: Sequence[int] | None = None) -> Run
         tuple(budgets or config.budgets),
         config.step_delimiter,
         {name: role_key(spec) for name, spec in config.roles.items()},
+        config.thinking_budgets,
+        config.thinking or "none",
     )
 
 
@@ -217,13 +220,14 @@ class RunPlan:
 
 
 def load_task(config: RunConfig) -> Task:
-    """The run's task, with ``--grader`` replacing the task's own grader."""
+    """The run's task, with ``--grader`` replacing the task's own grader, its answers read
+    after the run's thinking delimiters (those of a resolved config: a stored run's)."""
     spec = find_task_spec(config.task, config.include_path, **config.task_source_args())
     if config.grader is not None and config.grader != spec.grader:
         if config.grader not in GRADERS:
             raise UsageError(GRADERS.unknown_message(config.grader))
         spec = replace(spec, grader=config.grader, grader_args={})
-    return Task(spec)
+    return Task(spec, thinking=parse_thinking(config.thinking))
 
 
 def role_templates(plan: StrategyPlan, task: Task) -> dict[str, str]:
@@ -302,6 +306,11 @@ def check_components(plan: StrategyPlan) -> None:
         raise UsageError(
             f"{', '.join(need)} needs a verifier: pass --verifier ({', '.join(VERIFIERS.names())})"
         )
+    if config.thinking_budgets and not any(s.thinking_cap is not None for s in strategies):
+        raise UsageError(
+            "--thinking-budgets is the sweep of the thinking_budget strategy, which this run "
+            "does not have: add --strategy thinking_budget (or drop --thinking-budgets)"
+        )
     confident = sorted({s.name for s in strategies if s.needs_confidences})
     if confident and config.backend_args.get("top_logprobs") == 0:
         raise UsageError(
@@ -314,6 +323,7 @@ def plan_run(config: RunConfig) -> RunPlan:
     """Resolve and check everything a user can get wrong before any model loads."""
     task = load_task(config)
     config = config.resolve(task.spec.generation)
+    task = task.with_thinking(parse_thinking(config.thinking))  # the task's own, if unset
     # Leaderboards go where this invocation said, recorded absolute so that `report` from any
     # folder updates the same file.
     config = replace(config, leaderboard_dir=str(Path(config.leaderboard_dir).resolve()))
@@ -521,6 +531,7 @@ def build_context(
         templates=dict(templates),
         step_delimiter=config.step_delimiter,
         chunk_samples=config.chunk_samples,
+        thinking=task.thinking,
     )
 
 
@@ -531,7 +542,7 @@ def grade_traces(
     vote key (candidates that carry a verdict, such as an imported dump's, keep it)."""
     todo = [(ti, ci) for ti, t in enumerate(traces) for ci, c in enumerate(t.candidates)
             if not c.graded]  # fmt: skip
-    answers = [task.grader.extract(traces[ti].candidates[ci].text) for ti, ci in todo]
+    answers = [task.extract(traces[ti].candidates[ci].text) for ti, ci in todo]
     pairs = [
         (problems[traces[ti].problem_id].answer, a)
         for (ti, _), a in zip(todo, answers, strict=True)
@@ -563,7 +574,7 @@ def _grade_pruned(
     ]
     if not todo:
         return list(traces)
-    answers = [task.grader.extract(traces[ti].extra["pruned"][i]["rollout"]) for ti, i in todo]
+    answers = [task.extract(traces[ti].extra["pruned"][i]["rollout"]) for ti, i in todo]
     pairs = [(problems[traces[ti].problem_id].answer, a)
              for (ti, _), a in zip(todo, answers, strict=True)]  # fmt: skip
     # Only the answer and the verdict are kept: the rollout's text would make a wide
@@ -872,15 +883,36 @@ def evaluate(strategy: Strategy, trace: Trace, budget: int) -> QuestionResult:
         cost = share + shared_prompt_cost(trace.prompt_tokens)
         if not strategy.needs_verifier:
             cost = _without_verifier(cost, trace)
-        return QuestionResult(estimate, float(budget), tokens, cost)
+        most, unclosed = thinking_stats(trace, [tuple(range(n))])
+        return QuestionResult(estimate, float(budget), tokens, cost, most, unclosed)
     sels = selections(strategy, trace, budget)
     n = len(sels)
+    most, unclosed = thinking_stats(trace, [s.read for s in sels])
     return QuestionResult(
         accuracy=sum(s.correct for s in sels) / n,
         n_generations=sum(s.n_generations for s in sels) / n,
         n_tokens=sum(s.n_tokens for s in sels) / n,
         cost=Cost.mean([s.cost for s in sels if s.cost is not None]),
+        thinking_max=most,
+        unclosed=unclosed,
     )
+
+
+def thinking_stats(trace: Trace, reads: Sequence[Sequence[int]]) -> tuple[int | None, float | None]:
+    """Of the candidates each choice read (pool indices): the most thinking tokens one of
+    them holds, and the mean share of them whose thinking never closed; ``None``, ``None``
+    for a trace without thinking delimiters."""
+    if not reads or all(c.thinking_closed is None for c in trace.candidates):
+        return None, None
+    at = {c.index: c for c in trace.candidates}
+    most = 0
+    shares = []
+    for read in reads:
+        cands = [at[i] for i in read]
+        for c in cands:
+            most = max(most, int(c.cost.thinking_tokens) if c.cost is not None else 0)
+        shares.append(sum(c.thinking_closed is False for c in cands) / len(cands) if cands else 0.0)
+    return most, sum(shares) / len(shares)
 
 
 def evaluate_many(
@@ -942,6 +974,8 @@ def _pool_costs(trace: Trace) -> _PoolCosts | None:
         cands = trace.candidates
         if any(c.index != i for i, c in enumerate(cands)):
             cands = ()  # a choice's `read` names pool indices: the arrays go by position
+        if any(c.thinking_closed is not None for c in cands):
+            cands = ()  # thinking statistics are evaluate's (per choice, not in the arrays)
         # float64 holds token counts exactly (below 2**53), so sums in the order Cost.total
         # adds them give its very numbers.
         # A trace with a cost of its own but none per candidate (a search tree's shape) is

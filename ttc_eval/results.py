@@ -350,6 +350,7 @@ def _config_results(view: RunView) -> list[ConfigResults]:
             shapes={b: ev.strategy.shape(b) for b in ev.budgets},
             results={b: per_question(ev, b) for b in ev.budgets},
             labels={p: t.labels for b in ev.budgets for p, t in ev.traces[b].items()},
+            thinking_cap=ev.strategy.thinking_cap,
         )
         for ev in view.evaluated
     ]

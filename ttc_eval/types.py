@@ -85,6 +85,9 @@ class Cost:
     role_tokens: Mapping[str, float] = field(default_factory=dict)
     """Tokens each role's model processed (computed prompt plus generated; the verifier:
     read): the FLOPs of a role are 2 x its non-embedding parameters x these."""
+    thinking_tokens: float = 0
+    """Of ``generated_tokens``, those inside a reasoning model's thinking block (the rest
+    are its answer's); 0 for runs without thinking delimiters."""
 
     def __add__(self, other: Cost) -> Cost:
         return Cost.total((self, other))
@@ -99,6 +102,7 @@ class Cost:
             self.verifier_tokens * factor,
             self.seconds * factor,
             {k: v * factor for k, v in self.role_tokens.items()},
+            self.thinking_tokens * factor,
         )
 
     @staticmethod
@@ -112,6 +116,7 @@ class Cost:
         verifier: float = 0
         seconds: float = 0
         roles: dict[str, float] = {}
+        thinking: float = 0
         for c in costs:
             samples += c.samples
             sent += c.prompt_tokens
@@ -119,9 +124,10 @@ class Cost:
             generated += c.generated_tokens
             verifier += c.verifier_tokens
             seconds += c.seconds
+            thinking += c.thinking_tokens
             for k, v in c.role_tokens.items():
                 roles[k] = roles.get(k, 0) + v
-        return Cost(samples, sent, computed, generated, verifier, seconds, roles)
+        return Cost(samples, sent, computed, generated, verifier, seconds, roles, thinking)
 
     @staticmethod
     def mean(costs: Sequence[Cost]) -> Cost:
@@ -130,6 +136,8 @@ class Cost:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["role_tokens"] = dict(sorted(self.role_tokens.items()))
+        if not self.thinking_tokens:
+            d.pop("thinking_tokens")  # records of runs without thinking stay as they were
         return d
 
     @classmethod
@@ -142,6 +150,7 @@ class Cost:
             verifier_tokens=d.get("verifier_tokens", 0),
             seconds=d.get("seconds", 0),
             role_tokens=dict(d.get("role_tokens") or {}),
+            thinking_tokens=d.get("thinking_tokens", 0),
         )
 
 
@@ -277,6 +286,9 @@ class Candidate:
     a trace from before they were recorded); stored packed (:func:`pack_confidences`)."""
     top_logprobs: tuple[tuple[float, ...], ...] | None = None
     """Raw top-k log-probabilities of each generated token, when the backend kept them."""
+    thinking_closed: bool | None = None
+    """Whether its thinking block closed (``None``: the run has no thinking delimiters); one
+    that never closed has no answer."""
 
     @property
     def graded(self) -> bool:
@@ -288,7 +300,7 @@ class Candidate:
             d.pop("cost")
         else:
             d["cost"] = {k: v for k, v in self.cost.to_dict().items() if v}
-        for key in ("confidences", "top_logprobs"):
+        for key in ("confidences", "top_logprobs", "thinking_closed"):
             if d[key] is None:
                 d.pop(key)  # traces stay as they were when nothing was recorded
         if self.confidences is not None:
@@ -316,6 +328,7 @@ class Candidate:
             top_logprobs=tuple(tuple(float(x) for x in t) for t in top)
             if top is not None
             else None,
+            thinking_closed=d.get("thinking_closed"),
         )
 
 
@@ -446,3 +459,9 @@ class QuestionResult:
     """Mean generated tokens spent per choice."""
     cost: Cost = field(default_factory=Cost)
     """Mean measured cost per choice."""
+    thinking_max: int | None = None
+    """The most thinking tokens of one candidate any choice read (``None``: the run has no
+    thinking delimiters)."""
+    unclosed: float | None = None
+    """Mean share of the candidates a choice read whose thinking never closed (so had no
+    answer); ``None``: the run has no thinking delimiters."""

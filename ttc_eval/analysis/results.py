@@ -33,6 +33,8 @@ class ConfigResults:
     """Per budget, per question id."""
     labels: Mapping[str, Mapping[str, Any]]
     """Dataset labels per question."""
+    thinking_cap: int | None = None
+    """Thinking tokens it allows a sample (the ``thinking_budget`` strategy's budget)."""
 
 
 def mean_cost(costs: Sequence[Cost], params: Mapping[str, int | None]) -> dict[str, Any]:
@@ -143,9 +145,34 @@ def summarize(
                         "mean_generations": sum(res[p].n_generations for p in pids) / len(pids),
                         "mean_generated_tokens": sum(res[p].n_tokens for p in pids) / len(pids),
                         "cost": costs.mean(pids, params or {}),
+                        **thinking_row([res[p] for p in pids], cr.thinking_cap),
                     }
                 )
     return rows
+
+
+def thinking_row(results: Sequence[QuestionResult], cap: int | None) -> dict[str, Any]:
+    """A row's ``thinking`` entry (none for a run without thinking delimiters): thinking
+    and answer tokens per sample read, the most one sample thought, the cap it was held to,
+    how many questions had a sample over it, and the share of samples whose thinking never
+    closed (they have no answer)."""
+    known = [r for r in results if r.thinking_max is not None]
+    if not known:
+        return {}
+    samples = sum(r.cost.samples for r in known) or 1
+    thinking = sum(r.cost.thinking_tokens for r in known)
+    most = max(int(r.thinking_max or 0) for r in known)
+    return {
+        "thinking": {
+            "budget": cap,
+            "tokens_mean": thinking / samples,
+            "tokens_max": most,
+            "answer_tokens_mean": sum(r.cost.generated_tokens for r in known) / samples
+            - thinking / samples,
+            "over_budget": sum(1 for r in known if cap is not None and (r.thinking_max or 0) > cap),
+            "unclosed_rate": sum(r.unclosed or 0.0 for r in known) / len(known),
+        }
+    }
 
 
 def label_groups(

@@ -183,7 +183,7 @@ def _traces(
             verdict: dict[str, Any] = {}
             if not regrade and s.correct is not None:
                 # The dump's own verdict stands; its answer (or ours) is the vote key.
-                answer = s.answer if s.answer is not None else task.grader.extract(s.text)
+                answer = s.answer if s.answer is not None else task.extract(s.text)
                 verdict = {"answer": answer, "vote_key": answer, "correct": bool(s.correct)}
             cands.append(
                 Candidate(

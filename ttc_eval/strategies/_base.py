@@ -21,6 +21,7 @@ from ttc_eval.analysis.estimators import disjoint_groups
 from ttc_eval.backends._base import Backend
 from ttc_eval.registry import label_of
 from ttc_eval.strategies._batch import GroupChoices, PoolBatch
+from ttc_eval.thinking import Thinking
 from ttc_eval.types import (
     POLICY,
     Candidate,
@@ -68,6 +69,11 @@ class RunDefaults:
     the role is played by the policy with built-in templates), so that stored traces are
     never reused across models of a role."""
 
+    thinking_budgets: tuple[int, ...] = ()
+    """Thinking budgets (tokens) of the run's sweep (``--thinking-budgets``)."""
+    thinking: str = "none"
+    """The run's thinking delimiters as ``--thinking`` names them (keys thinking traces)."""
+
     def role_key(self, role: str) -> str:
         return self.role_keys.get(role, POLICY)
 
@@ -96,6 +102,9 @@ class ExpansionContext:
     """Separates the steps of a solution."""
     chunk_samples: int
     """Samples generated between writes of finished questions."""
+    thinking: Thinking | None = None
+    """The run's thinking delimiters (``None``: an ordinary model): expansions count each
+    sample's thinking tokens and whether its thinking closed."""
 
     @property
     def backend(self) -> Backend:
@@ -131,6 +140,9 @@ class Strategy(Protocol):
     fitted_text: frozenset[str]
     """The same questions by their text (:func:`ttc_eval.policy.text_key`), so that one under
     another task name or id is refused too."""
+    thinking_cap: int | None
+    """Thinking tokens it allows each sample (``thinking_budget``), checked against what
+    was measured; ``None``: no cap."""
     fitted_files: Mapping[str, bytes]
     """Files its choices are read from (a policy file), by the argument that names them, with
     the exact bytes read: a run keeps a copy in its ``policies/`` folder, and its reports
@@ -163,8 +175,11 @@ class Strategy(Protocol):
 
     def budgets(self, requested: Sequence[int]) -> list[int]: ...
 
-    def variants(self, budgets: Sequence[int]) -> Sequence[Strategy]:
-        """The configurations this one stands for (revisions: one per shape)."""
+    def variants(
+        self, budgets: Sequence[int], thinking_budgets: Sequence[int] = ()
+    ) -> Sequence[Strategy]:
+        """The configurations this one stands for (revisions: one per shape; thinking
+        budgets: one per budget of the run's ``--thinking-budgets``)."""
         ...
 
     def shape(self, budget: int) -> str | None:
@@ -194,6 +209,7 @@ class StrategyBase(ABC):
     fitted_on: frozenset[str] = frozenset()
     fitted_text: frozenset[str] = frozenset()
     fitted_files: Mapping[str, bytes] = {}
+    thinking_cap: int | None = None
     roles: Mapping[str, str | None] = {}
     """Model roles it uses besides the policy, with the built-in prompt template of each
     (a class constant for most; a policy names those of what it may run)."""
@@ -216,7 +232,9 @@ class StrategyBase(ABC):
     def budgets(self, requested: Sequence[int]) -> list[int]:
         return list(requested)
 
-    def variants(self, budgets: Sequence[int]) -> Sequence[Strategy]:
+    def variants(
+        self, budgets: Sequence[int], thinking_budgets: Sequence[int] = ()
+    ) -> Sequence[Strategy]:
         return [self]
 
     def shape(self, budget: int) -> str | None:
@@ -347,6 +365,7 @@ def scored_trace(
         role_tokens: dict[str, float] = {role: computed + comp.n_tokens}
         if vt and ctx.verifier_role:
             role_tokens[ctx.verifier_role] = vt
+        thinking = ctx.thinking
         cost = Cost(
             samples=1,
             prompt_tokens=comp.prompt_tokens,
@@ -354,6 +373,9 @@ def scored_trace(
             generated_tokens=comp.n_tokens,
             verifier_tokens=vt,
             role_tokens=role_tokens,
+            thinking_tokens=thinking.thinking_tokens(comp.text, comp.token_ends, comp.n_tokens)
+            if thinking is not None
+            else 0,
         )
         candidates.append(
             Candidate(
@@ -365,6 +387,7 @@ def scored_trace(
                 cost=cost,
                 confidences=comp.token_confidences,
                 top_logprobs=comp.top_logprobs,
+                thinking_closed=thinking.closed(comp.text) if thinking is not None else None,
             )
         )
     base = next(

@@ -171,7 +171,9 @@ class Revisions(StrategyBase):
         top = max(budgets)
         return self.chains or top, self.length or top
 
-    def variants(self, budgets: Sequence[int]) -> Sequence[Strategy]:
+    def variants(
+        self, budgets: Sequence[int], thinking_budgets: Sequence[int] = ()
+    ) -> Sequence[Strategy]:
         """Without ``sequential``, one configuration per sequential length s that fits some
         budget (budget 4: shapes 4x1, 2x2, 1x4), all reading the same pool."""
         if self.sequential is not None:

@@ -17,6 +17,7 @@ from ttc_eval.types import Problem
 
 if TYPE_CHECKING:
     from ttc_eval.backends._base import Backend
+    from ttc_eval.thinking import Thinking
 
 _KEYS = {
     "name",
@@ -215,8 +216,16 @@ def _check_args(
 class Task:
     """A loaded task: its problems, prompts and grader."""
 
-    def __init__(self, spec: TaskSpec, grader_overrides: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        spec: TaskSpec,
+        grader_overrides: Mapping[str, Any] | None = None,
+        thinking: Thinking | None = None,
+    ) -> None:
         self.spec = spec
+        self.thinking = thinking
+        """The run's thinking delimiters: answers are read only after the thinking closes."""
+        self._overrides = dict(grader_overrides or {})
         grader_factory = GRADERS.get(spec.grader)
         grader_args = {**spec.grader_args, **(grader_overrides or {})}
         _check_args(spec, "grader", grader_factory, grader_args)
@@ -227,6 +236,20 @@ class Task:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def with_thinking(self, thinking: Thinking | None) -> Task:
+        """The same task, its answers read after ``thinking``'s closing delimiter."""
+        return Task(self.spec, self._overrides, thinking)
+
+    def extract(self, text: str) -> str | None:
+        """The answer of an output: the grader's extraction from what follows the thinking
+        (``None``, never graded, when the thinking did not close)."""
+        if self.thinking is not None:
+            answer = self.thinking.answer_text(text)
+            if answer is None:
+                return None
+            text = answer
+        return self.grader.extract(text)
 
     @property
     def version(self) -> str:
