@@ -17,7 +17,7 @@ from ttc_eval.cli import main
 from ttc_eval.registry import backend
 from ttc_eval.tasks import Task, find_task_spec
 from ttc_eval.thinking import Thinking, parse_thinking
-from ttc_eval.types import Request
+from ttc_eval.types import Request, SamplingParams
 
 LENGTHS = (3, 6, 12, 20)
 """Thinking words of samples 0..3 before they close (each word is one fake token)."""
@@ -262,3 +262,69 @@ def test_engine_overrun_is_flagged_and_the_cut_still_holds() -> None:
     assert all(c["cost"]["thinking_tokens"] <= 8 for c in trace["candidates"])
     for row in _rows(run_dir):
         assert row["thinking"]["tokens_max"] <= row["thinking"]["budget"]
+
+
+@pytest.mark.slow
+def test_default_model_thinking_sweep_from_one_trace(tmp_path: Path) -> None:
+    """The embedded model behind a tiny chat template that opens a think block (so its whole
+    output is thinking: --thinking open): one trace per sample serves the sweep 16..128;
+    each cut sample holds exactly the first b tokens a run capped at b generates from the
+    same sample, closed and forced to answer; rows report thinking tokens within budget."""
+    from ttc_eval.backends.hf import HFBackend
+    from ttc_eval.models import resolve_model
+
+    source = Path(resolve_model("smollm2-135m"))
+    model = tmp_path / "smollm2-think"
+    model.mkdir()
+    for f in source.iterdir():
+        if f.name != "chat_template.jinja":
+            (model / f.name).symlink_to(f)
+    template = (source / "chat_template.jinja").read_text()
+    opened = "'<|im_start|>assistant\n<think>\n'"
+    assert "'<|im_start|>assistant\n'" in template
+    (model / "chat_template.jinja").write_text(
+        template.replace("'<|im_start|>assistant\n'", opened)
+    )
+    args = ["run", "--model", str(model), "--task", "arith", "--quiet", "--verifier", "none",
+            "--strategy", "thinking_budget", "--thinking", "open", "--thinking-budgets",
+            "16,32,64,128", "--budgets", "1,2", "--limit", "3", "--output-dir", "r"]  # fmt: skip
+    assert main(args) == 0
+    (run_dir,) = list(Path("r").iterdir())
+    traces = _traces(run_dir)
+    assert len(traces) == 3
+    hf = HFBackend(str(model), progress=False)
+    messages = [{"role": "user", "content": "What is 1 + 1?"}]
+    assert hf.render(messages).endswith("<|im_start|>assistant\n<think>\n")
+    checked = 0
+    for t in traces:
+        extra = t["extra"]
+        assert extra["budgets"] == [16, 32, 64, 128] and extra["samples"] == 2
+        assert len(t["candidates"]) == 2 * 4
+        assert extra["overrun"] == []
+        for j, b in enumerate(extra["budgets"]):
+            for i in range(2):
+                c = t["candidates"][j * 2 + i]
+                if extra["thinking_tokens"][i] > b or not extra["closed"][i]:
+                    head, sep, _ = c["text"].partition("</think>\n\nThe final answer is $\\boxed{")
+                    assert sep and c["thinking_closed"] is True
+                    assert c["cost"]["thinking_tokens"] == min(b, extra["thinking_tokens"][i])
+                    if checked < 2 and extra["thinking_tokens"][i] > b:
+                        # The same sample capped at b by the engine: the same b tokens.
+                        params = SamplingParams(temperature=0.7, max_tokens=b, stop=("</think>",))
+                        from ttc_eval.config import RunConfig
+                        from ttc_eval.pipeline import load_task
+
+                        task = load_task(RunConfig(task="arith"))
+                        problem = next(p for p in task.problems(limit=3) if p.id == t["problem_id"])
+                        prompt = task.render(problem, hf)
+                        (capped,) = hf.generate([Request(prompt, params, (i,))])[0]
+                        assert capped.n_tokens == b
+                        assert head.rstrip("\n") == capped.text.rstrip("\n")
+                        checked += 1
+    assert checked == 2
+    rows = [r for r in _rows(run_dir) if r["strategy"] == "thinking_budget"]
+    assert {r["thinking"]["budget"] for r in rows} == {16, 32, 64, 128}
+    for r in rows:
+        assert 0 < r["thinking"]["tokens_max"] <= r["thinking"]["budget"]
+        assert r["thinking"]["over_budget"] == 0
+        assert r["shape"] == f"{r['budget']}x{r['thinking']['budget']}"
