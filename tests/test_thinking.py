@@ -134,6 +134,46 @@ def test_one_trace_per_sample_is_cut_and_answered_at_every_budget() -> None:
     assert traces[0]["extra"]["forced"] == [4, 3, 2, 1]
 
 
+def test_costs_charge_what_a_capped_run_spends() -> None:
+    """Each choice at budget b is charged b thinking tokens at most, its answer and what the
+    forcing inserted; the trace records what the engine really generated, once."""
+    run_dir = _run()
+    rows = {(r["config"], r["budget"]): r for r in _rows(run_dir)}
+    # b=2: every sample cut after 2 words, then a one-word forced answer, and the forcing
+    # inserted 6 words ("</think>", "The final answer is $\boxed{").
+    cost = rows[("thinking_budget(budget=2)", 1)]["cost"]
+    assert cost["generated_tokens"] == 3
+    assert rows[("thinking_budget(budget=2)", 1)]["thinking"]["answer_tokens_mean"] == 1
+    # b=16: 3, 6 and 12 words close within it (the word "</think>" and a 4-word answer of
+    # their own); 20 is cut at 16 and answers in one word.
+    cost16 = rows[("thinking_budget(budget=16)", 1)]["cost"]
+    assert cost16["generated_tokens"] == ((3 + 5) + (6 + 5) + (12 + 5) + 17) / 4
+    # Computed prompt beyond the question's own: 6 inserted words for the one forced sample.
+    question = cost["prompt_tokens_computed"] - 6
+    assert cost16["prompt_tokens_computed"] == pytest.approx(question + 6 / 4)
+    trace = _traces(run_dir)[0]
+    # Really generated: the traces once (3+1, 6+1, 12+1, 16), 3 own answers of 4 words,
+    # 4 + 3 + 2 + 1 forced one-word answers.
+    assert trace["generated_tokens"] == 40 + 12 + 10
+    assert trace["cost"]["generated_tokens"] == 62
+    assert trace["cost"]["thinking_tokens"] == 3 + 6 + 12 + 16
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["compute"]["generated_tokens"] == 3 * 62
+
+
+def test_thinking_settings_round_trip_and_keep_old_run_ids() -> None:
+    from ttc_eval.config import RunConfig
+
+    config = RunConfig(thinking="open", thinking_budgets=(64, 16, 16))
+    assert config.thinking_budgets == (16, 64)
+    assert RunConfig.from_dict(config.to_dict()) == config
+    assert RunConfig.from_dict({"thinking_budgets": 32}).thinking_budgets == (32,)
+    plain = RunConfig()
+    assert "thinking" not in plain.identity() and "thinking_budgets" not in plain.identity()
+    assert RunConfig(thinking="none").identity() == plain.identity()
+    assert config.identity()["thinking"] == "open"
+
+
 def test_majority_over_parallel_samples_at_each_budget() -> None:
     """Budget N votes over N samples' answers at the same thinking budget."""
     run_dir = _run()

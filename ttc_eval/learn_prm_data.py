@@ -291,7 +291,7 @@ def prm_data(
         backend = make_backend(config.role(POLICY), config, cache, progress)
 
         def grade(problem: Problem, texts: Sequence[str]) -> list[bool]:
-            pairs = [(problem.answer, task.grader.extract(t)) for t in texts]
+            pairs = [(problem.answer, task.extract(t)) for t in texts]
             return [bool(g.correct) for g in task.grader.grade(pairs)]
 
         per_chunk = max(1, config.chunk_samples // (rollouts * per_question * 2))

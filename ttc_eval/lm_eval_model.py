@@ -35,6 +35,7 @@ from ttc_eval.pipeline import (
 from ttc_eval.registry import GRADERS
 from ttc_eval.strategies._base import ExpansionContext, Strategy
 from ttc_eval.tasks import Task, TaskSpec
+from ttc_eval.thinking import parse_thinking
 from ttc_eval.types import Problem, Selection, Trace
 
 REQUESTS_TASK = TaskSpec(
@@ -70,6 +71,7 @@ class TTCLM(LM):  # type: ignore[misc]
         progress: bool = True,
         base_url: str | None = None,
         dtype: str | None = None,
+        thinking: str | None = None,
         **rest: Any,
     ) -> None:
         # Long only because --model_args are lm-eval's keyword arguments, one per setting;
@@ -80,7 +82,7 @@ class TTCLM(LM):  # type: ignore[misc]
             raise UsageError(
                 f"--model_args: unknown {', '.join(unknown)}; known: model, backend, strategy, "
                 "n, temperature, top_p, max_tokens, verifier, verifier_model, grader, seed, "
-                "cache, progress, base_url, dtype"
+                "cache, progress, base_url, dtype, thinking"
             )
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise UsageError(f"--model_args n must be a positive integer, got {n!r}")
@@ -108,6 +110,7 @@ class TTCLM(LM):  # type: ignore[misc]
             max_tokens=int(max_tokens),
             cache=bool(cache),
             grader=grader,
+            thinking=None if thinking is None else str(thinking),
         )
         self.strategy = self._one_strategy(str(strategy))
         try:
@@ -117,7 +120,11 @@ class TTCLM(LM):  # type: ignore[misc]
             raise UsageError(
                 str(e).replace("pass --verifier", "add verifier=NAME to --model_args")
             ) from None
-        self.task = Task(replace(REQUESTS_TASK, grader=grader))
+        # A reasoning model's answers are read after its thinking, and lm-eval is handed
+        # only that part (its filters would otherwise read inside the thinking).
+        self.task = Task(
+            replace(REQUESTS_TASK, grader=grader), thinking=parse_thinking(self.config.thinking)
+        )
         self.progress = bool(progress)
         self._ctx: ExpansionContext | None = None
 
@@ -223,12 +230,15 @@ class TTCLM(LM):  # type: ignore[misc]
             if sel.index is not None:
                 # A policy's pick may come from a companion trace (the search it ran).
                 source = trace.companions[sel.picked_in] if sel.picked_in else trace
-                texts.append(next(c for c in source.candidates if c.index == sel.index).text)
+                text = next(c for c in source.candidates if c.index == sel.index).text
             else:
                 # No sample had an answer ttc-eval could read: hand lm-eval the group's first
                 # sample, so that its own filters still see an output.
                 first = groups[g][0] if g < len(groups) else 0
-                texts.append(trace.candidates[first].text)
+                text = trace.candidates[first].text
+            thinking = self.task.thinking
+            # Unclosed thinking has no answer: lm-eval gets an empty output, not the thinking.
+            texts.append((thinking.answer_text(text) or "") if thinking is not None else text)
         return texts
 
     def loglikelihood(self, requests: Sequence[Any], disable_tqdm: bool = False) -> list[Any]:

@@ -63,7 +63,9 @@ def build_strategies(config: RunConfig) -> list[Strategy]:
             raise UsageError(
                 f"strategy {spec.name}: bad arguments {dict(spec.args)} ({e})"
             ) from None
-        out.extend(s.variants(config.budgets, thinking_budgets=config.thinking_budgets))
+        # The thinking sweep only when there is one: plug-ins written before it take budgets.
+        sweep = {"thinking_budgets": config.thinking_budgets} if config.thinking_budgets else {}
+        out.extend(s.variants(config.budgets, **sweep))
     return out
 
 
@@ -804,6 +806,7 @@ def _cut_cost(trace: Trace, index: int, spent: int) -> Cost:
     return replace(
         cost,
         generated_tokens=spent,
+        thinking_tokens=min(cost.thinking_tokens, spent),  # the thinking comes first
         verifier_tokens=cost.verifier_tokens * share,
         seconds=cost.seconds * share,
         role_tokens=roles,
@@ -884,7 +887,8 @@ def evaluate(strategy: Strategy, trace: Trace, budget: int) -> QuestionResult:
         if not strategy.needs_verifier:
             cost = _without_verifier(cost, trace)
         most, unclosed = thinking_stats(trace, [tuple(range(n))])
-        return QuestionResult(estimate, float(budget), tokens, cost, most, unclosed)
+        overrun = bool(trace.extra.get("overrun"))
+        return QuestionResult(estimate, float(budget), tokens, cost, most, unclosed, overrun)
     sels = selections(strategy, trace, budget)
     n = len(sels)
     most, unclosed = thinking_stats(trace, [s.read for s in sels])
@@ -895,6 +899,7 @@ def evaluate(strategy: Strategy, trace: Trace, budget: int) -> QuestionResult:
         cost=Cost.mean([s.cost for s in sels if s.cost is not None]),
         thinking_max=most,
         unclosed=unclosed,
+        overrun=bool(trace.extra.get("overrun")),
     )
 
 

@@ -70,6 +70,15 @@ def run(
     refusing it."""
     say = log or (lambda m: print(m, file=sys.stderr))
     plan = plan_run(config)
+    if plan.config.thinking not in (None, "none") and plan.config.stop:
+        # A stop string ends generation wherever it appears, inside the thinking too: the
+        # sample is then unclosed and has no answer (thinking_budget applies them to answers
+        # only).
+        say(
+            f"warning: stop strings {list(plan.config.stop)} also end generation inside the "
+            "thinking (such a sample has no answer); reasoning models are best run on a task "
+            "without stop strings"
+        )
     run_dir, lock = prepare_run_dir(
         plan.config, plan.identity, plan.task.spec.source, force_new, say
     )

@@ -465,3 +465,6 @@ class QuestionResult:
     unclosed: float | None = None
     """Mean share of the candidates a choice read whose thinking never closed (so had no
     answer); ``None``: the run has no thinking delimiters."""
+    overrun: bool = False
+    """An engine returned more tokens than the cap it was given for one of the question's
+    samples (the sample was cut back to its cap, and the row counts the question)."""

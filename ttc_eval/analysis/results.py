@@ -154,8 +154,9 @@ def summarize(
 def thinking_row(results: Sequence[QuestionResult], cap: int | None) -> dict[str, Any]:
     """A row's ``thinking`` entry (none for a run without thinking delimiters): thinking
     and answer tokens per sample read, the most one sample thought, the cap it was held to,
-    how many questions had a sample over it, and the share of samples whose thinking never
-    closed (they have no answer)."""
+    how many questions had a sample over it, how many had a sample the engine overran its
+    cap for (cut back to it), and the share of samples whose thinking never closed (they
+    have no answer)."""
     known = [r for r in results if r.thinking_max is not None]
     if not known:
         return {}
@@ -170,6 +171,7 @@ def thinking_row(results: Sequence[QuestionResult], cap: int | None) -> dict[str
             "answer_tokens_mean": sum(r.cost.generated_tokens for r in known) / samples
             - thinking / samples,
             "over_budget": sum(1 for r in known if cap is not None and (r.thinking_max or 0) > cap),
+            "overrun": sum(1 for r in known if r.overrun),
             "unclosed_rate": sum(r.unclosed or 0.0 for r in known) / len(known),
         }
     }

@@ -233,6 +233,13 @@ class VLLMBackend:
                 [float(e.logprob) for e in entry.values() if e.rank is not None and e.rank <= k]
             )
         pieces = self.tokenizer.batch_decode([[t] for t in token_ids])
+        joined, text = "".join(pieces), str(o.text)
+        if not (joined.startswith(text) or text.startswith(joined)):
+            # Multi-byte characters split across tokens decode to U+FFFD one by one, and the
+            # offsets would run ahead of the text: each token's text from decoded prefixes
+            # instead (rare, slow), so that offsets (thinking cuts, step scores) stay true.
+            prefixes = [self.tokenizer.decode(token_ids[: i + 1]) for i in range(len(token_ids))]
+            pieces = [b[len(a) :] for a, b in zip(["", *prefixes], prefixes, strict=False)]
         return vllm_completion(
             str(o.text), pieces, logprobs if self.logprobs else None, o.finish_reason,
             o.stop_reason, prompt_tokens, params,

@@ -18,6 +18,7 @@ from ttc_eval.pipeline import grade_traces, plan_strategies
 from ttc_eval.results import build_results
 from ttc_eval.store import TraceStore
 from ttc_eval.tasks import Task, find_task_spec
+from ttc_eval.thinking import parse_thinking
 from ttc_eval.types import Candidate, Problem, Trace
 
 
@@ -118,7 +119,9 @@ def write_run(
     (or by the task's grader with ``regrade``, or where the dump has none)."""
     if not questions:
         raise DataError(f"{source}: no questions found")
-    task = Task(find_task_spec(task_name))
+    spec = find_task_spec(task_name)
+    # A task spec that names thinking delimiters: answers are read after them here too.
+    task = Task(spec, thinking=parse_thinking(spec.generation.get("thinking")))
     pool = min(len(q.samples) for q in questions)
     if pool < 1:
         empty = next(q.id for q in questions if not q.samples)

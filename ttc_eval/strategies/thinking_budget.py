@@ -77,6 +77,8 @@ class _Sample:
     """Whether its last round stopped at the closing delimiter."""
     delimiter_tokens: int = 0
     """Tokens of the closing delimiter of its last round."""
+    sent: int = 0
+    """Prompt tokens sent for its thinking, all rounds."""
     last_prompt: int = 0
     """Prompt tokens of its last round."""
     last_kept: int = 0
@@ -88,6 +90,17 @@ class _Sample:
     without thinking."""
     answer: Completion | None = None
     """Its own answer, generated after its closing delimiter."""
+
+    def waits_before(self, cut: int | None) -> list[tuple[int, int, int]]:
+        """The forced waits inside its thinking as cut at ``cut`` (``None``: uncut)."""
+        return [w for w in self.waits if cut is None or w[0] < cut]
+
+    def inserted(self, b: int, forced: Completion) -> int:
+        """Tokens the forcing inserted at budget ``b`` (the closing delimiter and the answer
+        prompt): what the forced answer's prompt held beyond the question, the cut
+        thinking and the waits in it."""
+        waits = sum(w[1] for w in self.waits_before(self.cut_at(b)))
+        return max(0, forced.prompt_tokens - self.base - min(b, len(self.ends)) - waits)
 
     def cut_at(self, b: int) -> int | None:
         """Where its thinking is cut at budget ``b`` (characters of ``text``); ``None``: it
@@ -222,6 +235,7 @@ class ThinkingExpansion:
         if first:
             s.base = comp.prompt_tokens
         s.last_prompt = comp.prompt_tokens
+        s.sent += comp.prompt_tokens
         text = comp.text
         s.closed = comp.stop_reason == delims.close
         if first and not s.closed and delims.split(text) == (0, 0):
@@ -275,21 +289,13 @@ class ThinkingExpansion:
             for j, b in enumerate(self.budgets)
             for i, s in enumerate(samples)
         ]
-        # What the engines generated for this question: each trace once, its own answer
-        # once, every forced answer.
-        generated = (
-            sum(len(s.ends) + s.delimiter_tokens + sum(w[2] for w in s.waits) for s in samples)
-            + sum(s.answer.n_tokens for s in samples if s.answer is not None)
-            + sum(s.unthought.n_tokens for s in samples if s.unthought is not None)
-            + sum(c.n_tokens for c in forced.values())
-        )
-        total = Cost.total(c.cost for c in candidates if c.cost is not None)
+        spent = self._spent(samples, forced, base)
         return Trace(
             problem_id=p.id,
             expansion="",  # set by the pipeline from the spec
             candidates=tuple(candidates),
             prompt_tokens=base,
-            generated_tokens=generated,
+            generated_tokens=int(spent.generated_tokens),
             n_generations=self.n,
             labels=dict(p.labels),
             extra={
@@ -302,8 +308,38 @@ class ThinkingExpansion:
                 "overrun": [i for i, s in enumerate(samples) if s.overrun],
                 "forced": [sum((i, b) in forced for i in range(self.n)) for b in self.budgets],
             },
-            cost=total + shared_prompt_cost(base),
+            cost=spent,
         )
+
+    @staticmethod
+    def _spent(
+        samples: Sequence[_Sample], forced: Mapping[tuple[int, int], Completion], base: int
+    ) -> Cost:
+        """What the engines did for this question: the question's prompt once, each thinking
+        trace once (dropped delimiters included), each own answer, every forced answer; the
+        waits and what each forced answer's prompt inserted, as computed prompt tokens.
+        (Each candidate is charged instead what a run capped at its budget would spend.)"""
+        thinking = sum(len(s.ends) for s in samples)
+        generated = thinking + sum(s.delimiter_tokens + sum(w[2] for w in s.waits) for s in samples)
+        sent = sum(s.sent for s in samples)
+        computed = sum(w[1] for s in samples for w in s.waits)
+        for s in samples:
+            for c in (s.answer, s.unthought):
+                if c is not None:
+                    generated += c.n_tokens
+                    sent += c.prompt_tokens if c is s.answer else 0
+        for (i, b), c in forced.items():
+            generated += c.n_tokens
+            sent += c.prompt_tokens
+            computed += samples[i].inserted(b, c)
+        return Cost(
+            samples=len(samples),
+            prompt_tokens=sent,
+            prompt_tokens_computed=computed,
+            generated_tokens=generated,
+            role_tokens={POLICY: computed + generated},
+            thinking_tokens=thinking,
+        ) + shared_prompt_cost(base)
 
     def _candidate(
         self,
@@ -326,14 +362,11 @@ class ThinkingExpansion:
             inserted, reason = 0, s.answer.finish_reason
         else:
             assert forced is not None
-            thought = sum(1 for e in s.ends if e <= cut)
+            thought = min(b, len(s.ends))
             text = self._forced_prompt(s, b, delims) + forced.text
             answer, reason = forced.n_tokens, forced.finish_reason
-            waits = sum(w[1] for w in s.waits if w[0] < cut)
-            # The closing delimiter and answer prompt the forcing inserted: what the forced
-            # answer's prompt held beyond the question, the cut thinking and its waits.
-            inserted = max(0, forced.prompt_tokens - s.base - thought - waits)
-        before = [w for w in s.waits if cut is None or w[0] < cut]
+            inserted = s.inserted(b, forced)
+        before = s.waits_before(cut)
         computed = inserted + sum(w[1] for w in before)
         generated = thought + answer + sum(w[2] for w in before)
         cost = Cost(
