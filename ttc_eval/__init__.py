@@ -60,6 +60,8 @@ _EXPORTS = {
     "SamplingParams": "ttc_eval.types",
     "Selection": "ttc_eval.types",
     "Trace": "ttc_eval.types",
+    "Thinking": "ttc_eval.thinking",
+    "parse_thinking": "ttc_eval.thinking",
 }
 
 __all__ = [
@@ -91,6 +93,7 @@ __all__ = [
     "StrategyBase",
     "StrategySpec",
     "TTCError",
+    "Thinking",
     "Trace",
     "UsageError",
     "__version__",
@@ -103,6 +106,7 @@ __all__ = [
     "load_run",
     "loader",
     "merge_runs",
+    "parse_thinking",
     "plan_run",
     "prompt",
     "quantile_bins",
@@ -150,6 +154,7 @@ if TYPE_CHECKING:
     from ttc_eval.results import RunView, build_results, load_run
     from ttc_eval.runner import RunOutcome, merge_runs, run
     from ttc_eval.strategies._base import ExpansionContext, PoolStrategy, StrategyBase
+    from ttc_eval.thinking import Thinking, parse_thinking
     from ttc_eval.types import (
         Candidate,
         Completion,

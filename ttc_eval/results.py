@@ -41,6 +41,7 @@ from ttc_eval.reporting.tables import (
     policy_tables,
     pruning_table,
     revision_tables,
+    thinking_table,
     verifier_tables,
 )
 from ttc_eval.store import TraceStore
@@ -588,7 +589,10 @@ def _write_report(
     """report/tables.md (with the ``extra`` tables) and the figures; the tables to print."""
     accuracy = accuracy_tables(rows)
     optimal_text = optimal_tables(optimal, note=optimal_note)
-    every = "\n\n".join(filter(None, [accuracy, revision_tables(rows), optimal_text, *extra]))
+    thinking = thinking_table(rows)
+    every = "\n\n".join(
+        filter(None, [accuracy, thinking, revision_tables(rows), optimal_text, *extra])
+    )
     # The terminal gets one table per binning (each has the all-questions column, so the plain
     # overall table would repeat it); report/tables.md has every table.
     binned = accuracy_tables(rows, kinds="binned")
@@ -596,7 +600,7 @@ def _write_report(
     report.mkdir(exist_ok=True)
     write_atomic(report / "tables.md", every + "\n")
     write_figures(rows, optimal, report)
-    printed = binned or accuracy
+    printed = "\n\n".join(filter(None, [binned or accuracy, thinking]))
     if every != printed:
         printed += f"\n\n(every table, compute-optimal choices included: {report / 'tables.md'})"
     return printed

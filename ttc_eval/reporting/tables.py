@@ -67,7 +67,7 @@ def _accuracy_table(
 def revision_tables(rows: Sequence[dict[str, Any]], fmt: str = "github") -> str:
     """The parallel/sequential trade-off: for each revisions selection rule, a row per
     (budget, label) and a column per number of sequential attempts s (shape N/s x s)."""
-    shaped = [r for r in rows if r.get("shape")]
+    shaped = [r for r in rows if r.get("shape") and r.get("thinking", {}).get("budget") is None]
     if not shaped:
         return ""
 
@@ -97,6 +97,30 @@ def revision_tables(rows: Sequence[dict[str, Any]], fmt: str = "github") -> str:
         title = f"{name}: accuracy [95% CI] by shape, parallel chains x sequential attempts s"
         tables.append(f"{title}\n\n" + tabulate(body, headers=headers, tablefmt=fmt))
     return "\n\n".join(tables)
+
+
+def thinking_table(rows: Sequence[dict[str, Any]], fmt: str = "github") -> str:
+    """A run with thinking delimiters: per configuration and budget, the accuracy next to the
+    measured thinking tokens (mean and most, per sample read) against the thinking budget,
+    the answer tokens, and the checks (questions over the budget, engine overruns, share
+    of samples whose thinking never closed)."""
+    mine = [r for r in rows if r.get("thinking") and r["label_kind"] == "all"]
+    if not mine:
+        return ""
+    body = []
+    for r in sorted(mine, key=lambda r: (r["strategy"], r["thinking"]["budget"] or 0,
+                                         r["config"], r["budget"])):  # fmt: skip
+        t = r["thinking"]
+        body.append(
+            [r["config"], r["budget"], _cell(r), t["budget"] if t["budget"] is not None else "",
+             f"{t['tokens_mean']:.1f}", t["tokens_max"], f"{t['answer_tokens_mean']:.1f}",
+             t["over_budget"], t["overrun"], f"{t['unclosed_rate']:.3f}"]
+        )  # fmt: skip
+    headers = ["strategy", "budget N", "accuracy [95% CI]", "thinking budget",
+               "thinking tokens (mean)", "(max)", "answer tokens (mean)", "over budget",
+               "engine overruns", "unclosed"]  # fmt: skip
+    title = "thinking: accuracy and measured thinking tokens per sample read"
+    return f"{title}\n\n" + tabulate(body, headers=headers, tablefmt=fmt)
 
 
 def _efficiency(r: dict[str, Any]) -> str:

@@ -241,9 +241,11 @@ class ThinkingExpansion:
         if first and not s.closed and delims.split(text) == (0, 0):
             s.unthought = comp  # tags mode: an output without a thinking block
             return
-        if comp.token_ends is None:
+        if comp.token_ends is None or (comp.text and not comp.token_ends):
             raise UsageError(
-                "thinking_budget needs each token's offset in the text; this backend records none"
+                "thinking_budget needs each token's offset in the text, and this backend "
+                "returned none (an OpenAI-compatible server that sends no log-probability "
+                "tokens): use hf, vllm, or a vLLM server"
             )
         body = text[: len(text) - len(delims.close)] if s.closed else text
         kept = [e for e in comp.token_ends[: comp.n_tokens] if e <= len(body)]
