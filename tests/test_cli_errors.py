@@ -147,6 +147,7 @@ def test_every_option_of_every_command_shows_its_default() -> None:
         "verifiers",
         "processbench",
         "learn",
+        "view",
     }
     for name, command in parser.commands.items():
         for action in command._actions:

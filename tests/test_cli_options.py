@@ -370,7 +370,7 @@ def test_list_commands_lists_every_subcommand(capsys: pytest.CaptureFixture[str]
     names = {line.split()[0] for line in out.splitlines() if line and not line[0].isspace()}
     assert names == set(COMMANDS.names()) == {
         "run", "report", "compare", "leaderboard", "import", "merge", "compare-flops", "list",
-        "lm-eval", "policy", "verifiers", "processbench", "learn",
+        "lm-eval", "policy", "verifiers", "processbench", "learn", "view",
     }  # fmt: skip
     assert "join shard runs" in out
 

@@ -115,6 +115,29 @@ def test_run_through_the_server(server: Server) -> None:
             assert len(confidences) == c["n_tokens"] and all(x > 0 for x in confidences)
 
 
+def test_thinking_budget_through_the_server(server: Server) -> None:
+    """The thinking sweep on the openai backend (before the test below kills the server):
+    every sample is cut at each budget by the server's own token offsets, closed and forced
+    to answer, and no candidate holds more thinking than its budget."""
+    args = [
+        "run", "--backend", "openai", "--base-url", server.url, "--task", "arith",
+        "--strategy", "thinking_budget", "--thinking", "open", "--thinking-budgets", "8,16",
+        "--budgets", "2", "--limit", "2", "--quiet", "--no-cache", "--verifier", "none",
+        "--output-dir", "thinking",
+    ]  # fmt: skip
+    assert main(args) == 0
+    (run_dir,) = list(Path("thinking").iterdir())
+    for line in (run_dir / "traces.jsonl").read_text().splitlines():
+        t = json.loads(line)
+        assert t["extra"]["budgets"] == [8, 16] and t["extra"]["overrun"] == []
+        for j, b in enumerate((8, 16)):
+            for i in range(2):
+                c = t["candidates"][j * 2 + i]
+                if t["extra"]["thinking_tokens"][i] > b:
+                    assert "</think>\n\nThe final answer is $\\boxed{" in c["text"]
+                    assert c["cost"]["thinking_tokens"] == b
+
+
 def test_server_killed_mid_run_then_rerun_finishes(server: Server) -> None:
     from ttc_eval.runner import run
 

@@ -379,6 +379,36 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _view_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="run directory written by `ttc-eval run`")
+    p.add_argument(
+        "--print-path",
+        action="store_true",
+        help="only print the page's path, open no browser (default: open it when a browser "
+        "is available)",
+    )
+
+
+@subcommand(
+    "view", "open a run's report/index.html in a browser (or print its path)", _view_arguments
+)
+def _view(args: argparse.Namespace) -> int:
+    import webbrowser
+
+    (run_dir,) = run_dirs([args.run_dir])
+    page = (run_dir / "report" / "index.html").resolve()
+    if not page.is_file():
+        raise UsageError(f"{run_dir} has no report/index.html: run `ttc-eval report {run_dir}`")
+    opened = False
+    if not args.print_path:
+        try:
+            opened = webbrowser.get().open(page.as_uri())
+        except webbrowser.Error:
+            opened = False  # no browser on this machine: the path is printed instead
+    print(page if not opened else f"opened {page}")
+    return 0
+
+
 def _policy_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["fit"], help="fit: learn a policy from calibration runs")
     p.add_argument("runs", nargs="+", metavar="RUN", help="calibration run directories")

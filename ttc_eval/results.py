@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from ttc_eval.analysis.frontier import AXES, frontiers
 from ttc_eval.analysis.optimal import PerQuestion, compute_optimal, compute_optimal_at_cost
 from ttc_eval.analysis.results import ConfigResults, label_groups, summarize
 from ttc_eval.config import OPTIMAL_AXES, RunConfig
-from ttc_eval.errors import UsageError
+from ttc_eval.errors import TTCError, UsageError
 from ttc_eval.pipeline import (
     StrategyPlan,
     evaluate_many,
@@ -32,6 +32,7 @@ from ttc_eval.pipeline import (
 from ttc_eval.policy_report import policy_comparison
 from ttc_eval.registry import BACKENDS, GRADERS, VERIFIERS
 from ttc_eval.reporting.figures import policy_vs_baselines, write_figures
+from ttc_eval.reporting.html import HTML_VERSION, figure_uris, vote_totals, write_page
 from ttc_eval.reporting.leaderboard import update_leaderboard
 from ttc_eval.reporting.tables import (
     accuracy_tables,
@@ -45,8 +46,8 @@ from ttc_eval.reporting.tables import (
     verifier_tables,
 )
 from ttc_eval.store import TraceStore
-from ttc_eval.strategies._base import ExpansionSpec, Strategy
-from ttc_eval.types import POLICY, Cost, QuestionResult, Trace
+from ttc_eval.strategies._base import ExpansionSpec, PoolStrategy, Strategy
+from ttc_eval.types import POLICY, Cost, QuestionResult, Selection, Trace
 
 
 @dataclass(frozen=True)
@@ -498,6 +499,7 @@ def build_results(
     elif pruning:
         extra.append("## How good is the verifier\n\n" + pruning_table(pruning))
     printed = _write_report(run_dir, rows, optimal, extra, optimal_note)
+    write_page(run_dir / "report" / "index.html", html_data(view, results, run_dir / "report"))
     if policy:
         policy_vs_baselines(policy, run_dir / "report" / "policy.png")
     if verifier is not None:
@@ -508,6 +510,157 @@ def build_results(
             say(f"note: {note}")
     _update_board(run_dir, record, config, rows, leaderboard_dir)
     return results, printed
+
+
+def html_data(view: RunView, results: Mapping[str, Any], report_dir: Path) -> dict[str, Any]:
+    """What ``report/index.html`` shows (:mod:`ttc_eval.reporting.html`): the run, its rows,
+    the compute-optimal choices, the figures already drawn in ``report_dir``, and per
+    question its groups, the accuracy of each configuration at each budget, every trace's
+    samples and every choice made on them."""
+    config = view.config
+    texts = _question_texts(view)
+    run = {k: results.get(k) for k in ("run_id", "task", "model", "backend", "verifier",
+                                       "n_problems", "task_version", "grader_version",
+                                       "verifier_version", "backend_version",
+                                       "ttc_eval_version", "compute_optimal_axis")}  # fmt: skip
+    run["settings"] = {**view.record.get("config", {}), "html_version": HTML_VERSION}
+    run["step_delimiter"] = config.step_delimiter
+    rows = [
+        {
+            "group": "all" if r["label_kind"] == "all" else f"{r['label_kind']}={r['label']}",
+            "config": r["config"],
+            "budget": r["budget"],
+            "shape": r.get("shape"),
+            "n_problems": r["n_problems"],
+            "accuracy": r["accuracy"],
+            "ci_low": r["ci_low"],
+            "ci_high": r["ci_high"],
+            "tokens": r["mean_generated_tokens"],
+            "flops": r["cost"].get("flops_total"),
+        }
+        for r in results["rows"]
+    ]
+    by_question: dict[str, dict[str, Trace]] = {}
+    for (pid, key), t in view.store.traces.items():
+        if view.kept is None or pid in view.kept:
+            by_question.setdefault(pid, {})[key] = t
+    questions, details = [], {}
+    for pid in sorted(by_question):
+        groups = {k: str(v) for k, v in view.labels.get(pid, {}).items()}
+        groups |= {kind: bins[pid] for kind, bins in view.bins.items() if pid in bins}
+        accuracy: dict[str, dict[str, float]] = {}
+        picks: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for ev in view.evaluated:
+            for b in ev.budgets:
+                trace = ev.traces[b].get(pid)
+                if trace is None:
+                    continue
+                accuracy.setdefault(ev.label, {})[str(b)] = per_question(ev, b)[pid].accuracy
+                if ev.strategy.estimate(trace, b) is None:  # coverage chooses nothing
+                    picks.setdefault(ev.label, {})[str(b)] = [
+                        {
+                            "index": sel.index,
+                            "answer": sel.answer,
+                            "correct": sel.correct,
+                            "read": _spans(sel.read),
+                        }
+                        for sel in _page_selections(ev.strategy, trace, b)
+                    ]
+        text, gold = texts.get(pid, (None, None))
+        questions.append({"id": pid, "text": text, "gold": gold, "groups": groups,
+                          "accuracy": accuracy})  # fmt: skip
+        details[pid] = {
+            "traces": [_trace_view(t, config.budgets) for _, t in sorted(by_question[pid].items())],
+            "picks": picks,
+        }
+    return {
+        "run": run,
+        "rows": rows,
+        "optimal": list(results.get("compute_optimal") or []),
+        "optimal_note": results.get("compute_optimal_note"),
+        "figures": figure_uris(report_dir),
+        "configs": [{"label": ev.label, "budgets": list(ev.budgets)} for ev in view.evaluated],
+        "page_groups": PAGE_GROUPS,
+        "questions": questions,
+        "details": details,
+    }
+
+
+PAGE_GROUPS = 16
+"""The page lists a pool strategy's choice in the first this many disjoint groups at each
+budget (all of them at budget 4 of 64; budget 1 of 256 would be 256 rows nobody reads, and
+making them all would cost a large run's report most of its time)."""
+
+
+def _page_selections(strategy: Strategy, trace: Trace, budget: int) -> list[Selection]:
+    """The choices the page lists: a pool strategy reads each group on its own, so its
+    choices in the first :data:`PAGE_GROUPS` groups are those of the pool cut after them."""
+    if isinstance(strategy, PoolStrategy) and len(trace.candidates) > PAGE_GROUPS * budget:
+        trace = replace(trace, candidates=trace.candidates[: PAGE_GROUPS * budget])
+    return strategy.select(trace, budget)
+
+
+def _spans(indices: Sequence[int]) -> str:
+    """``0-3,6``: pool indices as runs."""
+    out: list[str] = []
+    for i in sorted(indices):
+        if out and "-" not in out[-1] and int(out[-1]) == i - 1:
+            out[-1] = f"{out[-1]}-{i}"
+        elif out and "-" in out[-1] and int(out[-1].split("-")[1]) == i - 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{i}"
+        else:
+            out.append(str(i))
+    return ",".join(out)
+
+
+def _trace_view(t: Trace, budgets: Sequence[int]) -> dict[str, Any]:
+    """One trace as the page shows it: its samples, and by kind its vote totals per budget
+    (a sample pool: the first group of that many samples), its chains (revisions) or its
+    pruned beams per round (search)."""
+    out: dict[str, Any] = {
+        "expansion": t.expansion,
+        "candidates": [
+            {
+                "index": c.index,
+                "answer": c.answer,
+                "correct": c.correct,
+                "tokens": c.n_tokens,
+                "text": c.text,
+                "scores": list(c.step_scores) if c.step_scores else None,
+                "thinking_closed": c.thinking_closed,
+            }
+            for c in t.candidates
+        ],
+    }
+    if t.expansion.startswith("sample("):
+        keys = [c.vote_key for c in t.candidates]
+        out["votes"] = {str(b): vote_totals(keys[:b]) for b in budgets if b <= len(keys)}
+    if "chains" in t.extra and "length" in t.extra:
+        out["chains"], out["length"] = int(t.extra["chains"]), int(t.extra["length"])
+    if "pruned" in t.extra:
+        out["rounds"] = t.extra.get("rounds")
+        out["pruned"] = [
+            {k: b.get(k) for k in ("round", "score", "tokens", "answer", "correct") if k in b}
+            for b in t.extra["pruned"]
+        ]
+    return out
+
+
+def _question_texts(view: RunView) -> dict[str, tuple[str, str]]:
+    """Question text and gold answer by id, when the task's questions can be read without a
+    download (a generated task, or a local data file): traces do not store them."""
+    from ttc_eval.tasks import find_task_spec
+
+    config = view.config
+    try:
+        spec = find_task_spec(config.task, config.include_path, **config.task_source_args())
+        if spec.loader != "arith" and not config.data_files:
+            return {}
+        problems = load_task(config).problems(config.data_files)
+    except (TTCError, OSError) as e:
+        print(f"note: report/index.html shows no question texts ({e})", file=sys.stderr)
+        return {}
+    return {p.id: (p.question, p.answer) for p in problems}
 
 
 def trained_overlap(view: RunView, problem_ids: set[str]) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,114 @@
+"""report/index.html in a real headless Chromium (Debian's ``chromium``, installed by
+``make setup``), driven with Playwright: the page of a small fake-backend run is opened from
+disk, filtered to the questions one configuration got wrong, one is opened, and what the
+page shows (the sample chosen in each group, the vote totals) is checked against
+results.json and traces.jsonl, worked out here without ttc-eval's code."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ttc_eval.cli import main
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _run() -> Path:
+    args = ["run", "--backend", "fake", "--task", "arith", "--strategy", "majority,best_of_n",
+            "--budgets", "1,2,4", "--limit", "8", "--quiet", "--output-dir", "r"]  # fmt: skip
+    assert main(args) == 0
+    (run_dir,) = list(Path("r").iterdir())
+    return run_dir
+
+
+def _traces(run_dir: Path) -> dict[str, dict[str, Any]]:
+    rows = [json.loads(x) for x in (run_dir / "traces.jsonl").read_text().splitlines()]
+    return {t["problem_id"]: t for t in rows}
+
+
+def _majority(cands: list[dict[str, Any]]) -> tuple[int | None, Counter[str]]:
+    """lm-eval's self-consistency rule: the most frequent answer, ties to the first seen;
+    the chosen sample is that answer's first holder."""
+    votes = Counter(c["vote_key"] for c in cands if c["vote_key"] is not None)
+    if not votes:
+        return None, votes
+    top = max(votes.values())
+    first = next(c for c in cands if c["vote_key"] is not None and votes[c["vote_key"]] == top)
+    return first["index"], votes
+
+
+def _accuracy(cands: list[dict[str, Any]], k: int) -> float:
+    """Majority's accuracy over the disjoint groups of k samples."""
+    groups = [cands[g : g + k] for g in range(0, len(cands) // k * k, k)]
+    picks = [_majority(group)[0] for group in groups]
+    return sum(i is not None and cands[i]["correct"] for i in picks) / len(groups)
+
+
+def test_report_page_in_a_real_browser(tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM is not None, "no chromium: `make setup` installs Debian's package"
+
+    run_dir = _run()
+    page_path = run_dir / "report" / "index.html"
+    assert page_path.is_file()
+    traces = _traces(run_dir)
+    results = json.loads((run_dir / "results.json").read_text())
+    (overall,) = [r for r in results["rows"] if r["config"] == "majority" and r["budget"] == 2
+                  and r["label_kind"] == "all"]  # fmt: skip
+    wrong = sorted(pid for pid, t in traces.items() if _accuracy(t["candidates"], 2) < 1)
+    assert wrong, "the fake run should get some question wrong at budget 2"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(page_path.resolve().as_uri())
+        # The accuracy table shows results.json's number for majority at budget 2.
+        cells = page.locator("#rows tbody tr").all_inner_texts()
+        line = next(c for c in cells if c.split("\t")[:2] == ["majority", "2"])
+        assert float(line.split("\t")[4]) == pytest.approx(overall["accuracy"], abs=5e-4)
+        assert page.locator("#figure-list img").count() >= 3
+        # Filter to the questions majority@2 got wrong (in some group).
+        page.select_option("#f-config", "majority")
+        page.select_option("#f-budget", "2")
+        page.select_option("#f-verdict", "incorrect")
+        listed = page.locator("#q-list li").evaluate_all("els => els.map(e => e.dataset.id)")
+        assert listed == wrong
+        pid = wrong[0]
+        page.click(f'#q-list li[data-id="{pid}"]')
+        page.wait_for_selector("#picks")
+        cands = traces[pid]["candidates"]
+        # The sample chosen in each disjoint group of 2 is majority's, computed here.
+        shown = page.locator("#picks tr[data-group] td.pick").all_inner_texts()
+        assert shown == [str(_majority(cands[g : g + 2])[0]) for g in (0, 2)]
+        # Vote totals at budget 4 (the whole pool): the counts in traces.jsonl.
+        votes = page.locator('table.votes tr[data-budget="4"] .vote').evaluate_all(
+            "els => els.map(e => [e.dataset.answer, +e.dataset.n])"
+        )
+        assert dict(votes) == dict(_majority(cands)[1])
+        # The gold answer shown is the question's (arith: the arithmetic in its text).
+        a, op, b = page.locator("#qtext").inner_text().removeprefix("What is ")[:-1].split()
+        gold = int(a) + int(b) if op == "+" else int(a) - int(b) if op == "-" else int(a) * int(b)
+        assert page.locator("#gold").inner_text() == str(gold)
+        assert page.locator(".sample").count() == len(cands)
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=False)
+        browser.close()
+    assert not errors, errors
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_view_prints_the_page_path(capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = _run()
+    capsys.readouterr()
+    assert main(["view", str(run_dir), "--print-path"]) == 0
+    assert capsys.readouterr().out.strip() == str((run_dir / "report" / "index.html").resolve())
+    (run_dir / "report" / "index.html").unlink()
+    assert main(["view", str(run_dir), "--print-path"]) == 2
+    assert "ttc-eval report" in capsys.readouterr().err

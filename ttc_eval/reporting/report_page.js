@@ -1,0 +1,140 @@
+const D = JSON.parse(document.getElementById('data').textContent);
+const $ = id => document.getElementById(id);
+const esc = s => String(s ?? '').replace(/[&<>"]/g, c => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]));
+const fmt = v => typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(3)) : esc(v);
+
+function table(el, headers, rows) {
+  el.innerHTML = '<thead><tr>' + headers.map((h, i) => `<th data-i="${i}">${esc(h)}</th>`).join('')
+    + '</tr></thead><tbody>' + rows.map(r => '<tr>' + r.map(c => `<td>${fmt(c)}</td>`).join('')
+    + '</tr>').join('') + '</tbody>';
+  el.querySelectorAll('th').forEach(th => th.onclick = () => sortBy(el, +th.dataset.i));
+}
+function sortBy(el, i) {
+  const body = el.tBodies[0], rows = [...body.rows];
+  const dir = el.dataset.sorted === String(i) ? -1 : 1;
+  el.dataset.sorted = dir === 1 ? String(i) : '';
+  const key = r => { const t = r.cells[i].textContent, n = parseFloat(t); return isNaN(n) ? t : n; };
+  rows.sort((a, b) => { const x = key(a), y = key(b); return (x < y ? -1 : x > y ? 1 : 0) * dir; });
+  rows.forEach(r => body.appendChild(r));
+}
+
+// -- run, tables, figures -------------------------------------------------------------------
+$('title').textContent = 'ttc-eval run ' + D.run.run_id;
+$('subtitle').textContent = `${D.run.task} · ${D.run.model} · backend ${D.run.backend} · verifier ${D.run.verifier ?? 'none'} · ${D.run.n_problems} questions`;
+const versions = ['task_version', 'grader_version', 'verifier_version', 'backend_version',
+  'ttc_eval_version'].map(k => [k, D.run[k] ?? '']);
+table($('settings-table'), ['setting', 'value'], versions.concat(Object.entries(D.run.settings)
+  .map(([k, v]) => [k, typeof v === 'object' || typeof v === 'string' ? JSON.stringify(v) : v])));
+const groups = [...new Set(D.rows.map(r => r.group))];
+$('row-group').innerHTML = groups.map(g => `<option>${esc(g)}</option>`).join('');
+function showRows() {
+  const g = $('row-group').value;
+  table($('rows'), ['configuration', 'budget', 'shape', 'questions', 'accuracy', 'CI low', 'CI high',
+    'generated tokens / question', 'FLOPs / question'],
+    D.rows.filter(r => r.group === g).map(r => [r.config, r.budget, r.shape ?? '', r.n_problems,
+      r.accuracy, r.ci_low, r.ci_high, r.tokens, r.flops ?? '']));
+}
+$('row-group').onchange = showRows; showRows();
+$('optimal-note').textContent = D.optimal_note || '';
+if (D.optimal.length) {
+  const keys = Object.keys(D.optimal[0]).filter(k => typeof D.optimal[0][k] !== 'object');
+  table($('optimal-table'), keys, D.optimal.map(o => keys.map(k => o[k])));
+} else { $('optimal-table').outerHTML = '<p>none (no difficulty bins, or one configuration)</p>'; }
+$('figure-list').innerHTML = Object.entries(D.figures).map(([n, uri]) =>
+  `<figure><img alt="${esc(n)}" src="${uri}"><figcaption>${esc(n)}</figcaption></figure>`).join('');
+
+// -- the question browser -------------------------------------------------------------------
+const Q = D.questions;
+const groupNames = ['all', ...new Set(Q.flatMap(q => Object.entries(q.groups).map(([k, v]) => `${k}=${v}`)))].sort();
+$('f-group').innerHTML = groupNames.map(g => `<option>${esc(g)}</option>`).join('');
+$('f-config').innerHTML = D.configs.map(c => `<option>${esc(c.label)}</option>`).join('');
+function budgetsOf() { return D.configs.find(c => c.label === $('f-config').value).budgets; }
+function fillBudgets() { $('f-budget').innerHTML = budgetsOf().map(b => `<option>${b}</option>`).join(''); }
+function accuracy(q) { return (q.accuracy[$('f-config').value] || {})[$('f-budget').value]; }
+function shown() {
+  const g = $('f-group').value, v = $('f-verdict').value, t = $('f-text').value.toLowerCase();
+  return Q.filter(q => {
+    if (g !== 'all' && !Object.entries(q.groups).some(([k, x]) => `${k}=${x}` === g)) return false;
+    const a = accuracy(q);
+    if (v === 'correct' && !(a > 0)) return false;
+    if (v === 'incorrect' && !(a < 1)) return false;
+    return !t || q.id.toLowerCase().includes(t) || (q.text || '').toLowerCase().includes(t);
+  });
+}
+function list() {
+  const qs = shown();
+  $('q-count').textContent = `${qs.length} of ${Q.length} questions`;
+  $('q-list').innerHTML = qs.map(q => {
+    const a = accuracy(q);
+    return `<li data-id="${esc(q.id)}"><span class="mono">${esc(q.id)}</span> `
+      + `<span class="${a === undefined ? '' : a >= 1 ? 'ok' : a <= 0 ? 'bad' : ''}">${a === undefined ? '' : fmt(a)}</span> `
+      + `<small>${esc((q.text || '').slice(0, 80))}</small></li>`;
+  }).join('');
+  $('q-list').querySelectorAll('li').forEach(li => li.onclick = () => openQuestion(li.dataset.id));
+}
+['f-group', 'f-verdict', 'f-budget'].forEach(id => $(id).onchange = list);
+$('f-config').onchange = () => { fillBudgets(); list(); };
+$('f-text').oninput = list;
+fillBudgets(); list();
+
+function color(score) {
+  if (score === null || score === undefined) return '#ccc';
+  const s = Math.max(0, Math.min(1, score));
+  return `hsl(${Math.round(120 * s)},70%,45%)`;
+}
+function sampleHtml(c, delim, picked) {
+  const steps = delim ? c.text.split(delim) : [c.text];
+  const body = steps.map((s, i) => {
+    const sc = c.scores ? c.scores[i] : null;
+    return `<div class="step" style="border-left-color:${color(sc)}" title="step ${i + 1}`
+      + `${sc === null || sc === undefined ? '' : ': score ' + sc.toFixed(3)}">${esc(s)}</div>`;
+  }).join('');
+  const verdict = c.correct === null ? '' : c.correct ? '<span class="ok">right</span>' : '<span class="bad">wrong</span>';
+  return `<div class="sample${picked ? ' picked' : ''}" data-index="${c.index}"><b>#${c.index}</b> `
+    + `answer <span class="mono answer">${esc(c.answer ?? '(none)')}</span> ${verdict} `
+    + `<small>${c.tokens} tokens${c.thinking_closed === false ? ', thinking never closed' : ''}</small>`
+    + `<details><summary>text (${steps.length} steps)</summary>${body}</details></div>`;
+}
+function openQuestion(id) {
+  document.querySelectorAll('#q-list li').forEach(li => li.classList.toggle('open', li.dataset.id === id));
+  const q = Q.find(x => x.id === id), d = D.details[id];
+  let h = `<h3 class="mono">${esc(id)}</h3><p id="qtext">${esc(q.text || '(question text not available)')}</p>`
+    + `<p>gold answer: <span class="mono" id="gold">${esc(q.gold ?? '(not available)')}</span></p>`;
+  const cfg = $('f-config').value, b = $('f-budget').value;
+  const picks = ((d.picks[cfg] || {})[b]) || [];
+  h += `<h4>${esc(cfg)} at budget ${esc(b)}: the sample chosen in each disjoint group`
+    + ` (the first ${D.page_groups} at most)</h4>`
+    + `<table id="picks"><tr><th>group</th><th>read</th><th>chosen sample</th><th>answer</th><th>verdict</th></tr>`
+    + picks.map((p, g) => `<tr data-group="${g}"><td>${g}</td><td class="mono">${esc(p.read)}</td>`
+      + `<td class="mono pick">${p.index ?? '(none)'}</td><td class="mono">${esc(p.answer ?? '')}</td>`
+      + `<td>${p.correct ? '<span class="ok">right</span>' : '<span class="bad">wrong</span>'}</td></tr>`).join('')
+    + '</table>';
+  const chosen = new Set(picks.map(p => p.index));
+  for (const t of d.traces) {
+    h += `<h4 class="mono">${esc(t.expansion)}</h4>`;
+    if (t.votes) {
+      h += '<table class="votes"><tr><th>budget</th><th>votes per answer (first group of that many samples)</th></tr>'
+        + Object.entries(t.votes).map(([bb, v]) => `<tr data-budget="${bb}"><td>${bb}</td><td class="mono">`
+          + Object.entries(v).map(([a, n]) => `<span class="vote" data-answer="${esc(a)}" data-n="${n}">${esc(a)}: ${n}</span>`).join(', ')
+          + '</td></tr>').join('') + '</table>';
+    }
+    if (t.chains) {
+      h += `<p>${t.chains} chains x ${t.length} attempts, each chain's attempts in order:</p>`;
+      for (let c = 0; c < t.chains; c++) {
+        h += `<details><summary>chain ${c}</summary>` + t.candidates.slice(c * t.length, (c + 1) * t.length)
+          .map(x => sampleHtml(x, D.run.step_delimiter, chosen.has(x.index))).join('') + '</details>';
+      }
+    } else {
+      h += t.candidates.map(x => sampleHtml(x, D.run.step_delimiter, chosen.has(x.index))).join('');
+    }
+    if (t.pruned && t.pruned.length) {
+      h += `<h4>search: ${t.rounds} rounds; beams pruned per round</h4><table class="pruned"><tr><th>round</th>`
+        + '<th>score</th><th>tokens</th><th>rollout answer</th><th>would have been</th></tr>'
+        + t.pruned.map(p => `<tr><td>${p.round}</td><td>${fmt(p.score)}</td><td>${p.tokens}</td>`
+          + `<td class="mono">${esc(p.answer ?? '')}</td><td>${p.correct === undefined ? '' : p.correct
+            ? '<span class="ok">right: a correct path was pruned</span>' : '<span class="bad">wrong</span>'}</td></tr>`).join('')
+        + '</table>';
+    }
+  }
+  $('q-detail').innerHTML = h;
+}
