@@ -14,14 +14,30 @@ from typing import Any
 
 import pytest
 
+from ttc_eval.backends.fake import FakeBackend, arithmetic_script
 from ttc_eval.cli import main
+from ttc_eval.registry import backend
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def _run() -> Path:
-    args = ["run", "--backend", "fake", "--task", "arith", "--strategy", "majority,best_of_n",
-            "--budgets", "1,2,4", "--limit", "8", "--quiet", "--output-dir", "r"]  # fmt: skip
+HOSTILE = '<!--<script> </script> & \u2028 \u00fc "q" '
+"""Text no page may choke on: it would end or confuse a script element, or break JSON."""
+
+
+@backend("fake-hostile")
+class HostileBackend(FakeBackend):
+    """The fake backend whose odd samples open with :data:`HOSTILE`."""
+
+    def __init__(self, model: str = "fake", progress: bool = False, **kw: Any) -> None:
+        script = arithmetic_script()
+        super().__init__(model, script=lambda p, i, s: (HOSTILE if i % 2 else "") + script(p, i, s))
+
+
+def _run(backend_name: str = "fake-hostile", budgets: str = "1,2,4") -> Path:
+    args = ["run", "--backend", backend_name, "--task", "arith", "--strategy",
+            "majority,best_of_n", "--budgets", budgets, "--limit", "8", "--quiet",
+            "--output-dir", "r"]  # fmt: skip
     assert main(args) == 0
     (run_dir,) = list(Path("r").iterdir())
     return run_dir
@@ -53,7 +69,9 @@ def _accuracy(cands: list[dict[str, Any]], k: int) -> float:
 def test_report_page_in_a_real_browser(tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    assert CHROMIUM is not None, "no chromium: `make setup` installs Debian's package"
+    assert CHROMIUM is not None, (
+        "no chromium: `make setup` installs Debian's (apt-get install chromium)"
+    )
 
     run_dir = _run()
     page_path = run_dir / "report" / "index.html"
@@ -98,6 +116,9 @@ def test_report_page_in_a_real_browser(tmp_path: Path) -> None:
         gold = int(a) + int(b) if op == "+" else int(a) - int(b) if op == "-" else int(a) * int(b)
         assert page.locator("#gold").inner_text() == str(gold)
         assert page.locator(".sample").count() == len(cands)
+        # The odd samples' text came through whole, as text.
+        texts = page.locator('.sample[data-index="1"] .step').all_text_contents()
+        assert "".join(texts).startswith(HOSTILE.strip()[:12])
         page.screenshot(path=str(tmp_path / "report.png"), full_page=False)
         browser.close()
     assert not errors, errors
@@ -112,3 +133,22 @@ def test_view_prints_the_page_path(capsys: pytest.CaptureFixture[str]) -> None:
     (run_dir / "report" / "index.html").unlink()
     assert main(["view", str(run_dir), "--print-path"]) == 2
     assert "ttc-eval report" in capsys.readouterr().err
+
+
+def test_page_choices_are_the_strategys_own_in_the_first_groups() -> None:
+    """The page lists a pool strategy's choices in at most the first PAGE_GROUPS groups,
+    made on the pool cut after them: the same as its choices on the whole pool."""
+    from ttc_eval.results import PAGE_GROUPS, _page_selections, load_run
+
+    run_dir = _run("fake", budgets="1,2,64")
+    view = load_run(run_dir)
+    checked = 0
+    for ev in view.evaluated:
+        for b in ev.budgets:
+            for trace in ev.traces[b].values():
+                if ev.strategy.estimate(trace, b) is not None:
+                    continue
+                whole = ev.strategy.select(trace, b)[:PAGE_GROUPS]
+                assert _page_selections(ev.strategy, trace, b) == whole
+                checked += 1
+    assert checked >= 8 * 3 * 2

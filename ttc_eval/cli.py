@@ -400,7 +400,11 @@ def _view(args: argparse.Namespace) -> int:
     if not page.is_file():
         raise UsageError(f"{run_dir} has no report/index.html: run `ttc-eval report {run_dir}`")
     opened = False
-    if not args.print_path:
+    # Without a display a "browser" would be a text one taking over the terminal.
+    headless = sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    )
+    if not args.print_path and not headless:
         try:
             opened = webbrowser.get().open(page.as_uri())
         except webbrowser.Error:

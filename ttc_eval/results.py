@@ -48,6 +48,7 @@ from ttc_eval.reporting.tables import (
 from ttc_eval.store import TraceStore
 from ttc_eval.strategies._base import ExpansionSpec, PoolStrategy, Strategy
 from ttc_eval.types import POLICY, Cost, QuestionResult, Selection, Trace
+from ttc_eval.verifiers._base import split_steps
 
 
 @dataclass(frozen=True)
@@ -499,7 +500,6 @@ def build_results(
     elif pruning:
         extra.append("## How good is the verifier\n\n" + pruning_table(pruning))
     printed = _write_report(run_dir, rows, optimal, extra, optimal_note)
-    write_page(run_dir / "report" / "index.html", html_data(view, results, run_dir / "report"))
     if policy:
         policy_vs_baselines(policy, run_dir / "report" / "policy.png")
     if verifier is not None:
@@ -508,6 +508,8 @@ def build_results(
         _, skipped = write_verifier_report(run_dir, verifier)
         for note in skipped:
             say(f"note: {note}")
+    # Last: the page embeds every figure written above.
+    write_page(run_dir / "report" / "index.html", html_data(view, results, run_dir / "report"))
     _update_board(run_dir, record, config, rows, leaderboard_dir)
     return results, printed
 
@@ -523,7 +525,7 @@ def html_data(view: RunView, results: Mapping[str, Any], report_dir: Path) -> di
                                        "n_problems", "task_version", "grader_version",
                                        "verifier_version", "backend_version",
                                        "ttc_eval_version", "compute_optimal_axis")}  # fmt: skip
-    run["settings"] = {**view.record.get("config", {}), "html_version": HTML_VERSION}
+    run["settings"] = {**_public(view.record.get("config", {})), "html_version": HTML_VERSION}
     run["step_delimiter"] = config.step_delimiter
     rows = [
         {
@@ -546,8 +548,8 @@ def html_data(view: RunView, results: Mapping[str, Any], report_dir: Path) -> di
             by_question.setdefault(pid, {})[key] = t
     questions, details = [], {}
     for pid in sorted(by_question):
-        groups = {k: str(v) for k, v in view.labels.get(pid, {}).items()}
-        groups |= {kind: bins[pid] for kind, bins in view.bins.items() if pid in bins}
+        bins_of = {k: str(v) for k, v in view.labels.get(pid, {}).items()}
+        bins_of |= {kind: bins[pid] for kind, bins in view.bins.items() if pid in bins}
         accuracy: dict[str, dict[str, float]] = {}
         picks: dict[str, dict[str, list[dict[str, Any]]]] = {}
         for ev in view.evaluated:
@@ -557,20 +559,26 @@ def html_data(view: RunView, results: Mapping[str, Any], report_dir: Path) -> di
                     continue
                 accuracy.setdefault(ev.label, {})[str(b)] = per_question(ev, b)[pid].accuracy
                 if ev.strategy.estimate(trace, b) is None:  # coverage chooses nothing
-                    picks.setdefault(ev.label, {})[str(b)] = [
+                    groups = [
                         {
                             "index": sel.index,
                             "answer": sel.answer,
                             "correct": sel.correct,
                             "read": _spans(sel.read),
+                            # A policy's choice may be made in a companion trace.
+                            "trace": sel.picked_in or trace.expansion,
                         }
                         for sel in _page_selections(ev.strategy, trace, b)
                     ]
+                    picks.setdefault(ev.label, {})[str(b)] = groups
         text, gold = texts.get(pid, (None, None))
-        questions.append({"id": pid, "text": text, "gold": gold, "groups": groups,
+        questions.append({"id": pid, "text": text, "gold": gold, "groups": bins_of,
                           "accuracy": accuracy})  # fmt: skip
         details[pid] = {
-            "traces": [_trace_view(t, config.budgets) for _, t in sorted(by_question[pid].items())],
+            "traces": [
+                _trace_view(t, config.budgets, config.step_delimiter)
+                for _, t in sorted(by_question[pid].items())
+            ],
             "picks": picks,
         }
     return {
@@ -595,25 +603,39 @@ making them all would cost a large run's report most of its time)."""
 def _page_selections(strategy: Strategy, trace: Trace, budget: int) -> list[Selection]:
     """The choices the page lists: a pool strategy reads each group on its own, so its
     choices in the first :data:`PAGE_GROUPS` groups are those of the pool cut after them."""
-    if isinstance(strategy, PoolStrategy) and len(trace.candidates) > PAGE_GROUPS * budget:
+    # Only the base class's select reads groups one by one (a plug-in may override it).
+    pooled = isinstance(strategy, PoolStrategy) and type(strategy).select is PoolStrategy.select
+    if pooled and len(trace.candidates) > PAGE_GROUPS * budget:
         trace = replace(trace, candidates=trace.candidates[: PAGE_GROUPS * budget])
     return strategy.select(trace, budget)
 
 
 def _spans(indices: Sequence[int]) -> str:
     """``0-3,6``: pool indices as runs."""
-    out: list[str] = []
+    runs: list[list[int]] = []
     for i in sorted(indices):
-        if out and "-" not in out[-1] and int(out[-1]) == i - 1:
-            out[-1] = f"{out[-1]}-{i}"
-        elif out and "-" in out[-1] and int(out[-1].split("-")[1]) == i - 1:
-            out[-1] = f"{out[-1].split('-')[0]}-{i}"
+        if runs and runs[-1][1] == i - 1:
+            runs[-1][1] = i
         else:
-            out.append(str(i))
-    return ",".join(out)
+            runs.append([i, i])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
-def _trace_view(t: Trace, budgets: Sequence[int]) -> dict[str, Any]:
+_SECRET = ("key", "token", "secret", "password")
+
+
+def _public(settings: Any) -> Any:
+    """Settings without anything that looks like a credential (an openai ``api_key``): the
+    page is made to be shared."""
+    if isinstance(settings, Mapping):
+        return {
+            k: "(hidden)" if any(w in str(k).lower() for w in _SECRET) else _public(v)
+            for k, v in settings.items()
+        }
+    return settings
+
+
+def _trace_view(t: Trace, budgets: Sequence[int], delimiter: str) -> dict[str, Any]:
     """One trace as the page shows it: its samples, and by kind its vote totals per budget
     (a sample pool: the first group of that many samples), its chains (revisions) or its
     pruned beams per round (search)."""
@@ -625,7 +647,8 @@ def _trace_view(t: Trace, budgets: Sequence[int]) -> dict[str, Any]:
                 "answer": c.answer,
                 "correct": c.correct,
                 "tokens": c.n_tokens,
-                "text": c.text,
+                # The steps as the verifier scored them (empty pieces dropped).
+                "steps": list(split_steps(c.text, delimiter)[0]),
                 "scores": list(c.step_scores) if c.step_scores else None,
                 "thinking_closed": c.thinking_closed,
             }
@@ -634,7 +657,12 @@ def _trace_view(t: Trace, budgets: Sequence[int]) -> dict[str, Any]:
     }
     if t.expansion.startswith("sample("):
         keys = [c.vote_key for c in t.candidates]
-        out["votes"] = {str(b): vote_totals(keys[:b]) for b in budgets if b <= len(keys)}
+        # [answer, votes] pairs: a JSON object would reorder number-like answers.
+        out["votes"] = {
+            str(b): [list(kv) for kv in vote_totals(keys[:b]).items()]
+            for b in budgets
+            if b <= len(keys)
+        }
     if "chains" in t.extra and "length" in t.extra:
         out["chains"], out["length"] = int(t.extra["chains"]), int(t.extra["length"])
     if "pruned" in t.extra:
@@ -657,7 +685,7 @@ def _question_texts(view: RunView) -> dict[str, tuple[str, str]]:
         if spec.loader != "arith" and not config.data_files:
             return {}
         problems = load_task(config).problems(config.data_files)
-    except (TTCError, OSError) as e:
+    except (TTCError, OSError, ValueError) as e:
         print(f"note: report/index.html shows no question texts ({e})", file=sys.stderr)
         return {}
     return {p.id: (p.question, p.answer) for p in problems}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -34,24 +35,49 @@ def figure_uris(report_dir: Path) -> dict[str, str]:
     }
 
 
+def embedded_json(value: Any) -> str:
+    """``value`` as JSON that is safe inside a ``<script>`` element: ASCII only (any locale
+    writes it the same), every ``<`` escaped (no ``</script>`` or ``<!--`` in sample text can
+    end or confuse the element), non-finite numbers as null (``JSON.parse`` rejects NaN)."""
+    text = json.dumps(_finite(value), separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def render_page(data: Mapping[str, Any]) -> str:
-    """The page for ``data`` (:func:`ttc_eval.results.html_data`)."""
-    # `</` inside a script's JSON would end the script element early.
-    blob = json.dumps(data, separators=(",", ":"), ensure_ascii=False).replace("</", "<\\/")
+    """The page for ``data`` (:func:`ttc_eval.results.html_data`): its ``details`` (each
+    question's samples and choices) go in one element per question, parsed only when the
+    question is opened, so that a large run's page loads without parsing them all."""
+    head = {k: v for k, v in data.items() if k != "details"}
+    details = "".join(
+        f'<script type="application/json" id="q-{i}">{embedded_json(d)}</script>\n'
+        for i, d in enumerate(data["details"].values())
+    )
+    head["detail_ids"] = {pid: f"q-{i}" for i, pid in enumerate(data["details"])}
     title = html.escape(f"ttc-eval: {data['run'].get('run_id', '')}")
     here = resources.files("ttc_eval.reporting")
     return (
         _PAGE.replace("__TITLE__", title)
-        .replace("__STYLE__", here.joinpath("report_page.css").read_text(encoding="utf-8"))
-        .replace("__SCRIPT__", here.joinpath("report_page.js").read_text(encoding="utf-8"))
-        .replace("__DATA__", blob)
+        .replace("__STYLE__", here.joinpath("report_page.css").read_text(encoding="ascii"))
+        .replace("__SCRIPT__", here.joinpath("report_page.js").read_text(encoding="ascii"))
+        .replace("__DETAILS__", details)
+        .replace("__DATA__", embedded_json(head))
     )
 
 
 def write_page(path: Path, data: Mapping[str, Any]) -> None:
-    from ttc_eval._rundir import write_atomic
+    from ttc_eval._rundir import write_atomic_bytes
 
-    write_atomic(path, render_page(data))
+    write_atomic_bytes(path, render_page(data).encode("ascii", "xmlcharrefreplace"))
 
 
 def vote_totals(vote_keys: Sequence[str | None]) -> dict[str, int]:
@@ -87,13 +113,15 @@ _PAGE = """<!doctype html>
 <label>configuration <select id="f-config"></select></label>
 <label>budget <select id="f-budget"></select></label>
 <label>verdict <select id="f-verdict"><option value="any">any</option>
-<option value="correct">correct</option><option value="incorrect">incorrect</option>
+<option value="correct">right in some group</option>
+<option value="incorrect">wrong in some group</option>
 </select></label>
 <label>search <input id="f-text" type="search" placeholder="question text or id"></label>
 <span id="q-count"></span></div>
 <div class="browser"><ol id="q-list"></ol><div id="q-detail"><p>Open a question.</p></div>
 </div></section>
 <script id="data" type="application/json">__DATA__</script>
+__DETAILS__
 <script>__SCRIPT__</script>
 </body></html>
 """

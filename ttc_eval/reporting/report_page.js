@@ -1,7 +1,8 @@
 const D = JSON.parse(document.getElementById('data').textContent);
 const $ = id => document.getElementById(id);
 const esc = s => String(s ?? '').replace(/[&<>"]/g, c => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]));
-const fmt = v => typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(3)) : esc(v);
+const fmt = v => typeof v !== 'number' ? esc(v) : Number.isInteger(v) ? String(v)
+  : Math.abs(v) < 1e-3 ? v.toExponential(2) : v.toFixed(3);
 
 function table(el, headers, rows) {
   el.innerHTML = '<thead><tr>' + headers.map((h, i) => `<th data-i="${i}">${esc(h)}</th>`).join('')
@@ -20,7 +21,7 @@ function sortBy(el, i) {
 
 // -- run, tables, figures -------------------------------------------------------------------
 $('title').textContent = 'ttc-eval run ' + D.run.run_id;
-$('subtitle').textContent = `${D.run.task} · ${D.run.model} · backend ${D.run.backend} · verifier ${D.run.verifier ?? 'none'} · ${D.run.n_problems} questions`;
+$('subtitle').textContent = `${D.run.task} \u00b7 ${D.run.model} \u00b7 backend ${D.run.backend} \u00b7 verifier ${D.run.verifier ?? 'none'} \u00b7 ${D.run.n_problems} questions`;
 const versions = ['task_version', 'grader_version', 'verifier_version', 'backend_version',
   'ttc_eval_version'].map(k => [k, D.run[k] ?? '']);
 table($('settings-table'), ['setting', 'value'], versions.concat(Object.entries(D.run.settings)
@@ -37,19 +38,26 @@ function showRows() {
 $('row-group').onchange = showRows; showRows();
 $('optimal-note').textContent = D.optimal_note || '';
 if (D.optimal.length) {
-  const keys = Object.keys(D.optimal[0]).filter(k => typeof D.optimal[0][k] !== 'object');
-  table($('optimal-table'), keys, D.optimal.map(o => keys.map(k => o[k])));
+  // Every scalar column any row has (a first row's null must not drop a column).
+  const keys = [...new Set(D.optimal.flatMap(o => Object.keys(o)
+    .filter(k => o[k] === null || typeof o[k] !== 'object')))];
+  table($('optimal-table'), keys, D.optimal.map(o => keys.map(k => o[k] ?? '')));
 } else { $('optimal-table').outerHTML = '<p>none (no difficulty bins, or one configuration)</p>'; }
 $('figure-list').innerHTML = Object.entries(D.figures).map(([n, uri]) =>
   `<figure><img alt="${esc(n)}" src="${uri}"><figcaption>${esc(n)}</figcaption></figure>`).join('');
 
 // -- the question browser -------------------------------------------------------------------
 const Q = D.questions;
-const groupNames = ['all', ...new Set(Q.flatMap(q => Object.entries(q.groups).map(([k, v]) => `${k}=${v}`)))].sort();
-$('f-group').innerHTML = groupNames.map(g => `<option>${esc(g)}</option>`).join('');
-$('f-config').innerHTML = D.configs.map(c => `<option>${esc(c.label)}</option>`).join('');
-function budgetsOf() { return D.configs.find(c => c.label === $('f-config').value).budgets; }
-function fillBudgets() { $('f-budget').innerHTML = budgetsOf().map(b => `<option>${b}</option>`).join(''); }
+const groupNames = ['all', ...[...new Set(Q.flatMap(q =>
+  Object.entries(q.groups).map(([k, v]) => `${k}=${v}`)))].sort()];
+const option = v => `<option value="${esc(v)}">${esc(v)}</option>`;
+$('f-group').innerHTML = groupNames.map(option).join('');
+$('f-config').innerHTML = D.configs.map(c => option(c.label)).join('');
+function budgetsOf() {
+  const c = D.configs.find(c => c.label === $('f-config').value);
+  return c ? c.budgets : [];
+}
+function fillBudgets() { $('f-budget').innerHTML = budgetsOf().map(option).join(''); }
 function accuracy(q) { return (q.accuracy[$('f-config').value] || {})[$('f-budget').value]; }
 function shown() {
   const g = $('f-group').value, v = $('f-verdict').value, t = $('f-text').value.toLowerCase();
@@ -72,8 +80,10 @@ function list() {
   }).join('');
   $('q-list').querySelectorAll('li').forEach(li => li.onclick = () => openQuestion(li.dataset.id));
 }
-['f-group', 'f-verdict', 'f-budget'].forEach(id => $(id).onchange = list);
-$('f-config').onchange = () => { fillBudgets(); list(); };
+let opened = null;
+function refresh() { list(); if (opened !== null) openQuestion(opened); }
+['f-group', 'f-verdict', 'f-budget'].forEach(id => $(id).onchange = refresh);
+$('f-config').onchange = () => { fillBudgets(); refresh(); };
 $('f-text').oninput = list;
 fillBudgets(); list();
 
@@ -82,55 +92,62 @@ function color(score) {
   const s = Math.max(0, Math.min(1, score));
   return `hsl(${Math.round(120 * s)},70%,45%)`;
 }
-function sampleHtml(c, delim, picked) {
-  const steps = delim ? c.text.split(delim) : [c.text];
+function sampleHtml(c, picked) {
+  const steps = c.steps;
+  // Scores color their steps when there is one per step; otherwise they are listed.
+  const perStep = c.scores && c.scores.length === steps.length;
   const body = steps.map((s, i) => {
-    const sc = c.scores ? c.scores[i] : null;
+    const sc = perStep ? c.scores[i] : null;
     return `<div class="step" style="border-left-color:${color(sc)}" title="step ${i + 1}`
       + `${sc === null || sc === undefined ? '' : ': score ' + sc.toFixed(3)}">${esc(s)}</div>`;
   }).join('');
   const verdict = c.correct === null ? '' : c.correct ? '<span class="ok">right</span>' : '<span class="bad">wrong</span>';
   return `<div class="sample${picked ? ' picked' : ''}" data-index="${c.index}"><b>#${c.index}</b> `
     + `answer <span class="mono answer">${esc(c.answer ?? '(none)')}</span> ${verdict} `
-    + `<small>${c.tokens} tokens${c.thinking_closed === false ? ', thinking never closed' : ''}</small>`
+    + `<small>${fmt(c.tokens)} tokens${c.thinking_closed === false ? ', thinking never closed' : ''}`
+    + `${c.scores && !perStep ? ', scores ' + esc(c.scores.map(x => x === null ? 'null' : x.toFixed(3)).join(' ')) : ''}</small>`
     + `<details><summary>text (${steps.length} steps)</summary>${body}</details></div>`;
 }
 function openQuestion(id) {
+  opened = id;
   document.querySelectorAll('#q-list li').forEach(li => li.classList.toggle('open', li.dataset.id === id));
-  const q = Q.find(x => x.id === id), d = D.details[id];
+  // A question's samples are parsed only now, from their own element.
+  const q = Q.find(x => x.id === id), d = JSON.parse($(D.detail_ids[id]).textContent);
   let h = `<h3 class="mono">${esc(id)}</h3><p id="qtext">${esc(q.text || '(question text not available)')}</p>`
     + `<p>gold answer: <span class="mono" id="gold">${esc(q.gold ?? '(not available)')}</span></p>`;
   const cfg = $('f-config').value, b = $('f-budget').value;
   const picks = ((d.picks[cfg] || {})[b]) || [];
   h += `<h4>${esc(cfg)} at budget ${esc(b)}: the sample chosen in each disjoint group`
     + ` (the first ${D.page_groups} at most)</h4>`
+    + (picks.length ? '' : '<p>none: this configuration chooses no sample (coverage is an estimate)</p>')
     + `<table id="picks"><tr><th>group</th><th>read</th><th>chosen sample</th><th>answer</th><th>verdict</th></tr>`
     + picks.map((p, g) => `<tr data-group="${g}"><td>${g}</td><td class="mono">${esc(p.read)}</td>`
-      + `<td class="mono pick">${p.index ?? '(none)'}</td><td class="mono">${esc(p.answer ?? '')}</td>`
+      + `<td class="mono pick">${p.index === null ? '(none)' : fmt(p.index)}</td><td class="mono">${esc(p.answer ?? '')}</td>`
       + `<td>${p.correct ? '<span class="ok">right</span>' : '<span class="bad">wrong</span>'}</td></tr>`).join('')
     + '</table>';
-  const chosen = new Set(picks.map(p => p.index));
   for (const t of d.traces) {
+    // Highlighted: the samples chosen in this trace (not same-numbered ones in another).
+    const chosen = new Set(picks.filter(p => p.trace === t.expansion).map(p => p.index));
     h += `<h4 class="mono">${esc(t.expansion)}</h4>`;
     if (t.votes) {
       h += '<table class="votes"><tr><th>budget</th><th>votes per answer (first group of that many samples)</th></tr>'
-        + Object.entries(t.votes).map(([bb, v]) => `<tr data-budget="${bb}"><td>${bb}</td><td class="mono">`
-          + Object.entries(v).map(([a, n]) => `<span class="vote" data-answer="${esc(a)}" data-n="${n}">${esc(a)}: ${n}</span>`).join(', ')
+        + Object.entries(t.votes).map(([bb, v]) => `<tr data-budget="${esc(bb)}"><td>${esc(bb)}</td><td class="mono">`
+          + v.map(([a, n]) => `<span class="vote" data-answer="${esc(a)}" data-n="${fmt(n)}">${esc(a)}: ${fmt(n)}</span>`).join(', ')
           + '</td></tr>').join('') + '</table>';
     }
     if (t.chains) {
-      h += `<p>${t.chains} chains x ${t.length} attempts, each chain's attempts in order:</p>`;
+      h += `<p>${fmt(t.chains)} chains x ${fmt(t.length)} attempts, each chain's attempts in order:</p>`;
       for (let c = 0; c < t.chains; c++) {
         h += `<details><summary>chain ${c}</summary>` + t.candidates.slice(c * t.length, (c + 1) * t.length)
-          .map(x => sampleHtml(x, D.run.step_delimiter, chosen.has(x.index))).join('') + '</details>';
+          .map(x => sampleHtml(x, chosen.has(x.index))).join('') + '</details>';
       }
     } else {
-      h += t.candidates.map(x => sampleHtml(x, D.run.step_delimiter, chosen.has(x.index))).join('');
+      h += t.candidates.map(x => sampleHtml(x, chosen.has(x.index))).join('');
     }
     if (t.pruned && t.pruned.length) {
-      h += `<h4>search: ${t.rounds} rounds; beams pruned per round</h4><table class="pruned"><tr><th>round</th>`
+      h += `<h4>search: ${fmt(t.rounds)} rounds; beams pruned per round</h4><table class="pruned"><tr><th>round</th>`
         + '<th>score</th><th>tokens</th><th>rollout answer</th><th>would have been</th></tr>'
-        + t.pruned.map(p => `<tr><td>${p.round}</td><td>${fmt(p.score)}</td><td>${p.tokens}</td>`
+        + t.pruned.map(p => `<tr><td>${fmt(p.round)}</td><td>${fmt(p.score)}</td><td>${fmt(p.tokens)}</td>`
           + `<td class="mono">${esc(p.answer ?? '')}</td><td>${p.correct === undefined ? '' : p.correct
             ? '<span class="ok">right: a correct path was pruned</span>' : '<span class="bad">wrong</span>'}</td></tr>`).join('')
         + '</table>';
