@@ -9,6 +9,7 @@ load is the time from navigation until the question list is drawn; open is the t
 a click on a question until its samples are drawn. Medians are reported.
 
     python benchmarks/bench_report_page.py [--questions 500] [--samples 64] [--repeats 3]
+    python benchmarks/bench_report_page.py --samples 256 --configs scale --repeats 1
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_scale import STRATEGIES as SCALE_STRATEGIES
 from bench_scale import TASK, _child, synthesize
 
 STRATEGIES = ("majority", "best_of_n", "best_of_n:mode=naive", "esc")
@@ -67,6 +69,12 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--configs",
+        choices=["page", "scale"],
+        default="page",
+        help="page: the 4 configurations above; scale: bench_scale.py's 10 (its report target)",
+    )
     ap.add_argument("--out", default=None, help="working folder (default: a new temp folder)")
     ap.add_argument("--json", default="benchmarks/results/report_page.json")
     a = ap.parse_args()
@@ -85,7 +93,8 @@ def main() -> None:
     from ttc_eval.config import StrategySpec
 
     record = json.loads((run_dir / "config.json").read_text())
-    record["config"]["strategies"] = [StrategySpec.parse(s).to_dict() for s in STRATEGIES]
+    strategies = STRATEGIES if a.configs == "page" else SCALE_STRATEGIES
+    record["config"]["strategies"] = [StrategySpec.parse(s).to_dict() for s in strategies]
     (run_dir / "config.json").write_text(json.dumps(record, indent=2) + "\n")
     reported = _child([*cli, "report", str(run_dir)], out / "report.log")
     if reported["rc"] != 0:
@@ -95,7 +104,7 @@ def main() -> None:
     result = {
         "questions": a.questions,
         "samples": a.samples,
-        "strategies": list(STRATEGIES),
+        "strategies": list(strategies),
         "page_bytes": page.stat().st_size,
         "report_wall_s": reported["wall_s"],
         "report_peak_rss_bytes": reported["peak_rss_bytes"],
@@ -104,7 +113,7 @@ def main() -> None:
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
     Path(a.json).write_text(json.dumps(result, indent=2) + "\n")
     mib = page.stat().st_size / 2**20
-    print(f"{a.questions} questions x {a.samples} samples, {len(STRATEGIES)} configurations")
+    print(f"{a.questions} questions x {a.samples} samples, {len(strategies)} configurations")
     print("| what | figure |\n| --- | --- |")
     print(f"| report/index.html size | {mib:.1f} MiB |")
     print(f"| `ttc-eval report` (page included) | {reported['wall_s']:.1f} s wall |")

@@ -31,7 +31,7 @@ from ttc_eval.pipeline import (
 )
 from ttc_eval.policy_report import policy_comparison
 from ttc_eval.registry import BACKENDS, GRADERS, VERIFIERS
-from ttc_eval.reporting.figures import policy_vs_baselines, write_figures
+from ttc_eval.reporting.figures import draw_all, policy_vs_baselines, write_figures
 from ttc_eval.reporting.html import HTML_VERSION, figure_uris, vote_totals, write_page
 from ttc_eval.reporting.leaderboard import update_leaderboard
 from ttc_eval.reporting.tables import (
@@ -546,31 +546,26 @@ def html_data(view: RunView, results: Mapping[str, Any], report_dir: Path) -> di
     for (pid, key), t in view.store.traces.items():
         if view.kept is None or pid in view.kept:
             by_question.setdefault(pid, {})[key] = t
+    pids = sorted(by_question)
+    # The choices are most of the page's work: made in two forked processes where forking
+    # is safe (as the figures are drawn), each on half of the questions.
+    global _PAGE_VIEW
+    _PAGE_VIEW = view
+    try:
+        halves = [pids[: len(pids) // 2], pids[len(pids) // 2 :]]
+        made = draw_all([(_picks_of, (half,)) for half in halves if half])
+    finally:
+        _PAGE_VIEW = None
+    picks = {pid: p for part in made for pid, p in part.items()}
     questions, details = [], {}
-    for pid in sorted(by_question):
+    for pid in pids:
         bins_of = {k: str(v) for k, v in view.labels.get(pid, {}).items()}
         bins_of |= {kind: bins[pid] for kind, bins in view.bins.items() if pid in bins}
-        accuracy: dict[str, dict[str, float]] = {}
-        picks: dict[str, dict[str, list[dict[str, Any]]]] = {}
-        for ev in view.evaluated:
-            for b in ev.budgets:
-                trace = ev.traces[b].get(pid)
-                if trace is None:
-                    continue
-                accuracy.setdefault(ev.label, {})[str(b)] = per_question(ev, b)[pid].accuracy
-                if ev.strategy.estimate(trace, b) is None:  # coverage chooses nothing
-                    groups = [
-                        {
-                            "index": sel.index,
-                            "answer": sel.answer,
-                            "correct": sel.correct,
-                            "read": _spans(sel.read),
-                            # A policy's choice may be made in a companion trace.
-                            "trace": sel.picked_in or trace.expansion,
-                        }
-                        for sel in _page_selections(ev.strategy, trace, b)
-                    ]
-                    picks.setdefault(ev.label, {})[str(b)] = groups
+        accuracy = {
+            ev.label: {str(b): per_question(ev, b)[pid].accuracy
+                       for b in ev.budgets if pid in ev.traces[b]}
+            for ev in view.evaluated
+        }  # fmt: skip
         text, gold = texts.get(pid, (None, None))
         questions.append({"id": pid, "text": text, "gold": gold, "groups": bins_of,
                           "accuracy": accuracy})  # fmt: skip
@@ -579,7 +574,7 @@ def html_data(view: RunView, results: Mapping[str, Any], report_dir: Path) -> di
                 _trace_view(t, config.budgets, config.step_delimiter)
                 for _, t in sorted(by_question[pid].items())
             ],
-            "picks": picks,
+            "picks": picks[pid],
         }
     return {
         "run": run,
@@ -592,6 +587,33 @@ def html_data(view: RunView, results: Mapping[str, Any], report_dir: Path) -> di
         "questions": questions,
         "details": details,
     }
+
+
+_PAGE_VIEW: RunView | None = None
+"""The run whose page's choices forked workers make (inherited, never pickled)."""
+
+
+def _picks_of(pids: Sequence[str]) -> dict[str, dict[str, dict[str, list[list[Any]]]]]:
+    """Per question, per configuration and budget: the choice in each group the page
+    lists, as [chosen sample, its answer, right?, samples read, the trace it is in]."""
+    view = _PAGE_VIEW
+    assert view is not None
+    out: dict[str, dict[str, dict[str, list[list[Any]]]]] = {}
+    for pid in pids:
+        picks: dict[str, dict[str, list[list[Any]]]] = {}
+        for ev in view.evaluated:
+            for b in ev.budgets:
+                trace = ev.traces[b].get(pid)
+                if trace is None or ev.strategy.estimate(trace, b) is not None:
+                    continue  # coverage chooses nothing
+                picks.setdefault(ev.label, {})[str(b)] = [
+                    # A policy's choice may be made in a companion trace.
+                    [sel.index, sel.answer, sel.correct, _spans(sel.read),
+                     sel.picked_in or trace.expansion]
+                    for sel in _page_selections(ev.strategy, trace, b)
+                ]  # fmt: skip
+        out[pid] = picks
+    return out
 
 
 PAGE_GROUPS = 16

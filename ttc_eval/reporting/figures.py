@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 
 def _pyplot() -> Any:
@@ -270,13 +270,17 @@ MAX_DRAWING_PROCESSES = 4
 """Most processes that draw a report's figures side by side (each holds a figure's memory)."""
 
 
-def draw_all(jobs: Sequence[tuple[Callable[..., bool], tuple[Any, ...]]]) -> list[bool]:
+_T = TypeVar("_T")
+
+
+def draw_all(jobs: Sequence[tuple[Callable[..., _T], tuple[Any, ...]]]) -> list[_T]:
     """``draw(*args)`` of every job (each draws one figure into its own file), with their
     results in order. Matplotlib spends seconds of CPU per report in layout and rendering,
     one figure at a time: on a machine with several cores they are drawn side by side in
     forked processes (which inherit matplotlib, already imported here). Where forking is not
     safe or useful (one core, not Linux, other threads running, torch loaded, a single
-    figure) they are drawn here, one after the other."""
+    figure) they are drawn here, one after the other. (Any job whose result pickles runs so:
+    the report page's choices too.)"""
     workers = min(len(jobs), _usable_cpus(), MAX_DRAWING_PROCESSES)
     if workers < 2 or not _may_fork():
         return [draw(*args) for draw, args in jobs]
@@ -285,7 +289,7 @@ def draw_all(jobs: Sequence[tuple[Callable[..., bool], tuple[Any, ...]]]) -> lis
     from concurrent.futures.process import BrokenProcessPool
 
     _pyplot()  # imported once, before the workers are forked
-    results: list[bool | None] = [None] * len(jobs)
+    results: list[_T | None] = [None] * len(jobs)
     # Out of the collector's sight while the workers run: a collection in a worker would
     # otherwise touch, and so copy, every object this process holds (a report's traces).
     gc.freeze()

@@ -39,7 +39,10 @@ def embedded_json(value: Any) -> str:
     """``value`` as JSON that is safe inside a ``<script>`` element: ASCII only (any locale
     writes it the same), every ``<`` escaped (no ``</script>`` or ``<!--`` in sample text can
     end or confuse the element), non-finite numbers as null (``JSON.parse`` rejects NaN)."""
-    text = json.dumps(_finite(value), separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    except ValueError:  # a NaN or an infinity somewhere (a stored score): walk it once
+        text = json.dumps(_finite(value), separators=(",", ":"), ensure_ascii=True)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 

@@ -116,7 +116,9 @@ function openQuestion(id) {
   let h = `<h3 class="mono">${esc(id)}</h3><p id="qtext">${esc(q.text || '(question text not available)')}</p>`
     + `<p>gold answer: <span class="mono" id="gold">${esc(q.gold ?? '(not available)')}</span></p>`;
   const cfg = $('f-config').value, b = $('f-budget').value;
-  const picks = ((d.picks[cfg] || {})[b]) || [];
+  // Each pick: [chosen sample, its answer, right?, samples read, the trace it is in].
+  const picks = (((d.picks[cfg] || {})[b]) || []).map(([index, answer, correct, read, trace]) =>
+    ({index, answer, correct, read, trace}));
   h += `<h4>${esc(cfg)} at budget ${esc(b)}: the sample chosen in each disjoint group`
     + ` (the first ${D.page_groups} at most)</h4>`
     + (picks.length ? '' : '<p>none: this configuration chooses no sample (coverage is an estimate)</p>')
