@@ -12,7 +12,7 @@ import pytest
 
 from ttc_eval.analysis.results import _GroupCosts, mean_cost
 from ttc_eval.analysis.verifier_eval import QuestionScores, _pair_counts
-from ttc_eval.pipeline import evaluate, evaluate_many
+from ttc_eval.pipeline import choices_many, evaluate, evaluate_many
 from ttc_eval.registry import STRATEGIES
 from ttc_eval.strategies._batch import PoolBatch
 from ttc_eval.strategies.selection import Majority
@@ -108,6 +108,18 @@ def test_evaluate_many_equals_evaluate(kind: str, n: int) -> None:
             assert (s.select_many(batch, budget) is None) == (name == "coverage")
             many = evaluate_many(s, traces, budget)
             assert list(many) == list(traces)
+            # The chosen sample of each group is select's (the report page lists it).
+            arrays = choices_many(s, traces, budget)
+            # Imported pools are all batched; with costs, those whose roles differ are not.
+            batched = set() if name == "coverage" else set(traces)
+            assert set(arrays) == batched if kind == "imported" else set(arrays) <= batched
+            for pid, chosen in arrays.items():
+                sels = s.select(traces[pid], budget)
+                assert chosen.chosen[0].tolist() == [
+                    -1 if sel.index is None else sel.index for sel in sels
+                ], (name, args, budget, pid)
+                assert chosen.correct[0].tolist() == [sel.correct for sel in sels]
+                assert chosen.read[0].tolist() == [len(sel.read) for sel in sels]
             for pid, t in traces.items():
                 # Equal dataclasses compare every number exactly (and role order: below).
                 one = evaluate(s, t, budget)

@@ -138,17 +138,30 @@ def test_view_prints_the_page_path(capsys: pytest.CaptureFixture[str]) -> None:
 def test_page_choices_are_the_strategys_own_in_the_first_groups() -> None:
     """The page lists a pool strategy's choices in at most the first PAGE_GROUPS groups,
     made on the pool cut after them: the same as its choices on the whole pool."""
-    from ttc_eval.results import PAGE_GROUPS, _page_selections, load_run
+    from ttc_eval.results import PAGE_GROUPS, _page_picks, _page_selections, _spans, load_run
 
     run_dir = _run("fake", budgets="1,2,64")
     view = load_run(run_dir)
+    page = _page_picks(view, sorted({pid for ev in view.evaluated for pid in ev.traces[1]}))
     checked = 0
     for ev in view.evaluated:
         for b in ev.budgets:
-            for trace in ev.traces[b].values():
+            for pid, trace in ev.traces[b].items():
                 if ev.strategy.estimate(trace, b) is not None:
+                    assert str(b) not in page[pid].get(ev.label, {})
                     continue
                 whole = ev.strategy.select(trace, b)[:PAGE_GROUPS]
                 assert _page_selections(ev.strategy, trace, b) == whole
+                # What the page holds (from the arrays here: majority on a pool), read back
+                # as the page's script reads it.
+                shown = page[pid][ev.label][str(b)]
+                read = [
+                    _spans(range(g * b, g * b + n)) if isinstance(n, int) else n
+                    for g, n in enumerate(shown["read"])
+                ]
+                assert shown["index"] == [s.index for s in whole]
+                assert shown["answer"] == [s.answer for s in whole]
+                assert shown["correct"] == [s.correct for s in whole]
+                assert read == [_spans(s.read) for s in whole]
                 checked += 1
     assert checked >= 8 * 3 * 2

@@ -927,22 +927,45 @@ def evaluate_many(
     pool strategy with :meth:`~ttc_eval.strategies._base.PoolStrategy.select_many`
     chooses on all pools of one size at once and its choices are costed as arrays."""
     out: dict[str, QuestionResult] = {}
-    select_many = getattr(strategy, "select_many", None)
-    by_size: dict[int, dict[str, Trace]] = {}
-    if select_many is not None:
-        for pid, t in traces.items():
-            if 0 < budget <= len(t.candidates) and _pool_costs(t) is not None:
-                by_size.setdefault(len(t.candidates), {})[pid] = t
-    for same in by_size.values():
-        batch, costs = _batch(tuple(same.values()))
-        assert select_many is not None
-        chosen: GroupChoices | None = select_many(batch, budget)
-        if chosen is not None:
-            results = costs.results(chosen, budget, strategy.needs_verifier)
-            out.update(zip(same, results, strict=True))
+    for pids, costs, chosen in _choose_batched(strategy, traces, budget):
+        out.update(zip(pids, costs.results(chosen, budget, strategy.needs_verifier), strict=True))
     return {
         pid: out[pid] if pid in out else evaluate(strategy, t, budget) for pid, t in traces.items()
     }
+
+
+def choices_many(
+    strategy: Strategy, traces: Mapping[str, Trace], budget: int
+) -> dict[str, GroupChoices]:
+    """The choices :func:`evaluate_many` makes as arrays, per question (each a one-row
+    :class:`GroupChoices`, positions being pool indices); questions it evaluates one by one
+    (a strategy or trace without the array path) are absent: ``strategy.select`` chooses
+    for those."""
+    out: dict[str, GroupChoices] = {}
+    for pids, _, chosen in _choose_batched(strategy, traces, budget):
+        for i, pid in enumerate(pids):
+            row = slice(i, i + 1)
+            out[pid] = GroupChoices(chosen.correct[row], chosen.chosen[row], chosen.read[row])
+    return out
+
+
+def _choose_batched(
+    strategy: Strategy, traces: Mapping[str, Trace], budget: int
+) -> Iterator[tuple[list[str], _BatchCosts, GroupChoices]]:
+    """Pool strategies with ``select_many``: their choices on the questions whose pools can
+    be batched (one batch per pool size), with the batch's costs."""
+    select_many = getattr(strategy, "select_many", None)
+    if select_many is None:
+        return
+    by_size: dict[int, dict[str, Trace]] = {}
+    for pid, t in traces.items():
+        if 0 < budget <= len(t.candidates) and _pool_costs(t) is not None:
+            by_size.setdefault(len(t.candidates), {})[pid] = t
+    for same in by_size.values():
+        batch, costs = _batch(tuple(same.values()))
+        chosen: GroupChoices | None = select_many(batch, budget)
+        if chosen is not None:
+            yield list(same), costs, chosen
 
 
 _FIELDS = (

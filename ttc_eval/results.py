@@ -23,6 +23,7 @@ from ttc_eval.config import OPTIMAL_AXES, RunConfig
 from ttc_eval.errors import TTCError, UsageError
 from ttc_eval.pipeline import (
     StrategyPlan,
+    choices_many,
     evaluate_many,
     load_task,
     plan_strategies,
@@ -31,7 +32,7 @@ from ttc_eval.pipeline import (
 )
 from ttc_eval.policy_report import policy_comparison
 from ttc_eval.registry import BACKENDS, GRADERS, VERIFIERS
-from ttc_eval.reporting.figures import draw_all, policy_vs_baselines, write_figures
+from ttc_eval.reporting.figures import policy_vs_baselines, write_figures
 from ttc_eval.reporting.html import HTML_VERSION, figure_uris, vote_totals, write_page
 from ttc_eval.reporting.leaderboard import update_leaderboard
 from ttc_eval.reporting.tables import (
@@ -47,6 +48,7 @@ from ttc_eval.reporting.tables import (
 )
 from ttc_eval.store import TraceStore
 from ttc_eval.strategies._base import ExpansionSpec, PoolStrategy, Strategy
+from ttc_eval.strategies._batch import GroupChoices
 from ttc_eval.types import POLICY, Cost, QuestionResult, Selection, Trace
 from ttc_eval.verifiers._base import split_steps
 
@@ -499,7 +501,12 @@ def build_results(
         extra.append("## How good is the verifier\n\n" + verifier_tables([verifier]))
     elif pruning:
         extra.append("## How good is the verifier\n\n" + pruning_table(pruning))
-    printed = _write_report(run_dir, rows, optimal, extra, optimal_note)
+    # The page's data is made while the figures are drawn (in other processes where they
+    # may fork); the page itself is written last, with every figure written below embedded.
+    page: dict[str, Any] = {}
+    printed = _write_report(
+        run_dir, rows, optimal, extra, optimal_note, lambda: page.update(html_data(view, results))
+    )
     if policy:
         policy_vs_baselines(policy, run_dir / "report" / "policy.png")
     if verifier is not None:
@@ -508,17 +515,17 @@ def build_results(
         _, skipped = write_verifier_report(run_dir, verifier)
         for note in skipped:
             say(f"note: {note}")
-    # Last: the page embeds every figure written above.
-    write_page(run_dir / "report" / "index.html", html_data(view, results, run_dir / "report"))
+    report = run_dir / "report"
+    write_page(report / "index.html", page | {"figures": figure_uris(report)})
     _update_board(run_dir, record, config, rows, leaderboard_dir)
     return results, printed
 
 
-def html_data(view: RunView, results: Mapping[str, Any], report_dir: Path) -> dict[str, Any]:
-    """What ``report/index.html`` shows (:mod:`ttc_eval.reporting.html`): the run, its rows,
-    the compute-optimal choices, the figures already drawn in ``report_dir``, and per
-    question its groups, the accuracy of each configuration at each budget, every trace's
-    samples and every choice made on them."""
+def html_data(view: RunView, results: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``report/index.html`` shows (:mod:`ttc_eval.reporting.html`), its figures
+    apart: the run, its rows, the compute-optimal choices, and per question its groups, the
+    accuracy of each configuration at each budget, every trace's samples and every choice
+    made on them."""
     config = view.config
     texts = _question_texts(view)
     run = {k: results.get(k) for k in ("run_id", "task", "model", "backend", "verifier",
@@ -547,16 +554,7 @@ def html_data(view: RunView, results: Mapping[str, Any], report_dir: Path) -> di
         if view.kept is None or pid in view.kept:
             by_question.setdefault(pid, {})[key] = t
     pids = sorted(by_question)
-    # The choices are most of the page's work: made in two forked processes where forking
-    # is safe (as the figures are drawn), each on half of the questions.
-    global _PAGE_VIEW
-    _PAGE_VIEW = view
-    try:
-        halves = [pids[: len(pids) // 2], pids[len(pids) // 2 :]]
-        made = draw_all([(_picks_of, (half,)) for half in halves if half])
-    finally:
-        _PAGE_VIEW = None
-    picks = {pid: p for part in made for pid, p in part.items()}
+    picks = _page_picks(view, pids)
     questions, details = [], {}
     for pid in pids:
         bins_of = {k: str(v) for k, v in view.labels.get(pid, {}).items()}
@@ -581,7 +579,6 @@ def html_data(view: RunView, results: Mapping[str, Any], report_dir: Path) -> di
         "rows": rows,
         "optimal": list(results.get("compute_optimal") or []),
         "optimal_note": results.get("compute_optimal_note"),
-        "figures": figure_uris(report_dir),
         "configs": [{"label": ev.label, "budgets": list(ev.budgets)} for ev in view.evaluated],
         "page_groups": PAGE_GROUPS,
         "questions": questions,
@@ -589,31 +586,53 @@ def html_data(view: RunView, results: Mapping[str, Any], report_dir: Path) -> di
     }
 
 
-_PAGE_VIEW: RunView | None = None
-"""The run whose page's choices forked workers make (inherited, never pickled)."""
-
-
-def _picks_of(pids: Sequence[str]) -> dict[str, dict[str, dict[str, list[list[Any]]]]]:
-    """Per question, per configuration and budget: the choice in each group the page
-    lists, as [chosen sample, its answer, right?, samples read, the trace it is in]."""
-    view = _PAGE_VIEW
-    assert view is not None
-    out: dict[str, dict[str, dict[str, list[list[Any]]]]] = {}
-    for pid in pids:
-        picks: dict[str, dict[str, list[list[Any]]]] = {}
-        for ev in view.evaluated:
-            for b in ev.budgets:
-                trace = ev.traces[b].get(pid)
-                if trace is None or ev.strategy.estimate(trace, b) is not None:
+def _page_picks(view: RunView, pids: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per question, per configuration and budget: the choices in the groups the page
+    lists, as columns (:func:`_picks_columns`). Pool strategies with an array path give the
+    choices the report's numbers came from (:func:`~ttc_eval.pipeline.choices_many`); the
+    others choose again with ``select``."""
+    out: dict[str, dict[str, dict[str, Any]]] = {pid: {} for pid in pids}
+    for ev in view.evaluated:
+        for b in ev.budgets:
+            traces = {pid: t for pid, t in ev.traces[b].items() if pid in out}
+            arrays = choices_many(ev.strategy, traces, b)
+            for pid, trace in traces.items():
+                if pid in arrays:
+                    picks = _array_picks(trace, arrays[pid])
+                elif ev.strategy.estimate(trace, b) is not None:
                     continue  # coverage chooses nothing
-                picks.setdefault(ev.label, {})[str(b)] = [
-                    # A policy's choice may be made in a companion trace.
-                    [sel.index, sel.answer, sel.correct, _spans(sel.read),
-                     sel.picked_in or trace.expansion]
-                    for sel in _page_selections(ev.strategy, trace, b)
-                ]  # fmt: skip
-        out[pid] = picks
+                else:
+                    picks = _picks_columns(trace, _page_selections(ev.strategy, trace, b))
+                out[pid].setdefault(ev.label, {})[str(b)] = picks
     return out
+
+
+def _picks_columns(trace: Trace, sels: Sequence[Selection]) -> dict[str, Any]:
+    """Choices as the page reads them: per group the chosen sample's pool index, its
+    answer, whether it is right, the samples read (as spans) and the trace it is in (a
+    policy's choice may be made in a companion trace)."""
+    return {
+        "index": [s.index for s in sels],
+        "answer": [s.answer for s in sels],
+        "correct": [s.correct for s in sels],
+        "read": [_spans(s.read) for s in sels],
+        "trace": [s.picked_in or trace.expansion for s in sels],
+    }
+
+
+def _array_picks(trace: Trace, chosen: GroupChoices) -> dict[str, Any]:
+    """:func:`_picks_columns` from one question's array choices, more compactly: each group
+    reads a prefix of itself (``read``: how many), all in this trace, and positions are pool
+    indices there."""
+    at = chosen.chosen[0, :PAGE_GROUPS].tolist()
+    cands = trace.candidates
+    return {
+        "index": [i if i >= 0 else None for i in at],
+        "answer": [cands[i].vote_key if i >= 0 else None for i in at],
+        "correct": chosen.correct[0, :PAGE_GROUPS].tolist(),
+        "read": chosen.read[0, :PAGE_GROUPS].tolist(),
+        "trace": trace.expansion,
+    }
 
 
 PAGE_GROUPS = 16
@@ -788,8 +807,10 @@ def _write_report(
     optimal: Sequence[dict[str, Any]],
     extra: Sequence[str],
     optimal_note: str | None = None,
+    meanwhile: Callable[[], object] | None = None,
 ) -> str:
-    """report/tables.md (with the ``extra`` tables) and the figures; the tables to print."""
+    """report/tables.md (with the ``extra`` tables) and the figures, ``meanwhile()`` run
+    while they are drawn; the tables to print."""
     accuracy = accuracy_tables(rows)
     optimal_text = optimal_tables(optimal, note=optimal_note)
     thinking = thinking_table(rows)
@@ -802,7 +823,7 @@ def _write_report(
     report = run_dir / "report"
     report.mkdir(exist_ok=True)
     write_atomic(report / "tables.md", every + "\n")
-    write_figures(rows, optimal, report)
+    write_figures(rows, optimal, report, meanwhile)
     printed = "\n\n".join(filter(None, [binned or accuracy, thinking]))
     if every != printed:
         printed += f"\n\n(every table, compute-optimal choices included: {report / 'tables.md'})"

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ttc_eval.analysis.stats import bootstrap_ci
+from ttc_eval.analysis.stats import bootstrap_cis
 from ttc_eval.types import Cost, QuestionResult
 
 
@@ -114,6 +114,7 @@ def summarize(
     measured mean cost per question (``cost``; FLOPs per role from ``params``, the roles'
     non-embedding parameter counts)."""
     rows: list[dict[str, Any]] = []
+    samples: list[list[float]] = []  # each row's per-question accuracies, for its CI
     for cr in configs:
         # The same questions at every budget (as a rule): their groups are made once.
         made: dict[tuple[str, ...], list[tuple[str, str, list[str]]]] = {}
@@ -126,7 +127,7 @@ def summarize(
             costs = _GroupCosts(res)
             for kind, value, pids in made[key]:
                 acc = [res[p].accuracy for p in pids]
-                lo, hi = bootstrap_ci(acc, seed=seed)
+                samples.append(acc)
                 rows.append(
                     {
                         "strategy": cr.name,
@@ -140,14 +141,16 @@ def summarize(
                         "label": value,
                         "n_problems": len(pids),
                         "accuracy": sum(acc) / len(acc),
-                        "ci_low": lo,
-                        "ci_high": hi,
+                        "ci_low": None,  # below, all rows at once
+                        "ci_high": None,
                         "mean_generations": sum(res[p].n_generations for p in pids) / len(pids),
                         "mean_generated_tokens": sum(res[p].n_tokens for p in pids) / len(pids),
                         "cost": costs.mean(pids, params or {}),
                         **thinking_row([res[p] for p in pids], cr.thinking_cap),
                     }
                 )
+    for row, (lo, hi) in zip(rows, bootstrap_cis(samples, seed=seed), strict=True):
+        row["ci_low"], row["ci_high"] = lo, hi
     return rows
 
 

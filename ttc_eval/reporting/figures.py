@@ -3,14 +3,12 @@ compute-optimal curve against the baseline, the revision ratio sweep, the FLOPs 
 
 from __future__ import annotations
 
-import gc
 import math
-import os
-import sys
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+
+from ttc_eval._forked import fork_map
 
 
 def _pyplot() -> Any:
@@ -242,9 +240,13 @@ def frontier(
 
 
 def write_figures(
-    rows: Sequence[dict[str, Any]], optimal: Sequence[dict[str, Any]], out: Path
+    rows: Sequence[dict[str, Any]],
+    optimal: Sequence[dict[str, Any]],
+    out: Path,
+    meanwhile: Callable[[], object] | None = None,
 ) -> list[Path]:
-    """All figures of a run into ``out``; returns the files written."""
+    """All figures of a run into ``out`` (``meanwhile()`` run while they are drawn:
+    :func:`draw_all`); returns the files written."""
     from ttc_eval.analysis.frontier import AXES, frontiers
 
     # Each figure's file and the call that draws it (False: nothing to draw).
@@ -262,64 +264,25 @@ def write_figures(
         for kind in ("all", "oracle"):
             path = out / f"frontier_{axis}_{kind}.png"
             jobs.append((path, frontier, (rows, front, kind, axis, path)))
-    drawn = draw_all([(draw, args) for _, draw, args in jobs])
+    drawn = draw_all([(draw, args) for _, draw, args in jobs], meanwhile)
     return [path for (path, _, _), done in zip(jobs, drawn, strict=True) if done]
-
-
-MAX_DRAWING_PROCESSES = 4
-"""Most processes that draw a report's figures side by side (each holds a figure's memory)."""
 
 
 _T = TypeVar("_T")
 
 
-def draw_all(jobs: Sequence[tuple[Callable[..., _T], tuple[Any, ...]]]) -> list[_T]:
+def draw_all(
+    jobs: Sequence[tuple[Callable[..., _T], tuple[Any, ...]]],
+    meanwhile: Callable[[], object] | None = None,
+) -> list[_T]:
     """``draw(*args)`` of every job (each draws one figure into its own file), with their
-    results in order. Matplotlib spends seconds of CPU per report in layout and rendering,
-    one figure at a time: on a machine with several cores they are drawn side by side in
-    forked processes (which inherit matplotlib, already imported here). Where forking is not
-    safe or useful (one core, not Linux, other threads running, torch loaded, a single
-    figure) they are drawn here, one after the other. (Any job whose result pickles runs so:
-    the report page's choices too.)"""
-    workers = min(len(jobs), _usable_cpus(), MAX_DRAWING_PROCESSES)
-    if workers < 2 or not _may_fork():
-        return [draw(*args) for draw, args in jobs]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
-    _pyplot()  # imported once, before the workers are forked
-    results: list[_T | None] = [None] * len(jobs)
-    # Out of the collector's sight while the workers run: a collection in a worker would
-    # otherwise touch, and so copy, every object this process holds (a report's traces).
-    gc.freeze()
-    try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = [pool.submit(draw, *args) for draw, args in jobs]
-            for i, future in enumerate(futures):
-                results[i] = future.result()
-    except BrokenProcessPool:
-        pass  # a worker died (out of memory?): what it did not draw is drawn here
-    finally:
-        gc.unfreeze()
-    return [
-        done if done is not None else draw(*args)
-        for done, (draw, args) in zip(results, jobs, strict=True)
-    ]
-
-
-def _usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def _may_fork() -> bool:
-    """Whether forking this process is safe: Linux, no other Python thread (one could hold a
-    lock the child would wait on forever), and no torch (a run that reports at its end with
-    a model loaded: its CUDA state must not be forked)."""
-    return sys.platform == "linux" and threading.active_count() == 1 and "torch" not in sys.modules
+    results in order, and ``meanwhile()`` run here while they are drawn. Matplotlib spends
+    seconds of CPU per report in layout and rendering, one figure at a time: with several
+    cores they are drawn side by side in forked processes (:func:`~ttc_eval._forked.fork_map`),
+    which inherit matplotlib, imported here first."""
+    if len(jobs) > 1:
+        _pyplot()
+    return fork_map(jobs, meanwhile)
 
 
 def policy_vs_baselines(entries: Sequence[dict[str, Any]], path: Path) -> bool:

@@ -116,9 +116,16 @@ function openQuestion(id) {
   let h = `<h3 class="mono">${esc(id)}</h3><p id="qtext">${esc(q.text || '(question text not available)')}</p>`
     + `<p>gold answer: <span class="mono" id="gold">${esc(q.gold ?? '(not available)')}</span></p>`;
   const cfg = $('f-config').value, b = $('f-budget').value;
-  // Each pick: [chosen sample, its answer, right?, samples read, the trace it is in].
-  const picks = (((d.picks[cfg] || {})[b]) || []).map(([index, answer, correct, read, trace]) =>
-    ({index, answer, correct, read, trace}));
+  // Columns, one entry per group: chosen sample, its answer, right?, samples read (a count
+  // from the group's first sample, or the read samples as spans), the trace it is in (one
+  // for every group, or one each).
+  const c = (d.picks[cfg] || {})[b], size = Number(b);
+  const span = (g, n) => n === 1 ? String(g * size) : `${g * size}-${g * size + n - 1}`;
+  const picks = c ? c.index.map((index, g) => ({
+    index, answer: c.answer[g], correct: c.correct[g],
+    read: typeof c.read[g] === 'number' ? span(g, c.read[g]) : c.read[g],
+    trace: Array.isArray(c.trace) ? c.trace[g] : c.trace,
+  })) : [];
   h += `<h4>${esc(cfg)} at budget ${esc(b)}: the sample chosen in each disjoint group`
     + ` (the first ${D.page_groups} at most)</h4>`
     + (picks.length ? '' : '<p>none: this configuration chooses no sample (coverage is an estimate)</p>')

@@ -38,6 +38,9 @@ class GroupChoices:
 
     correct: BoolArray
     """(questions, groups): whether the chosen answer is correct (no answer: False)."""
+    chosen: IntArray
+    """(questions, groups): pool position of the chosen candidate (-1: no answer), the
+    ``index`` of ``select``'s choice where pool indices are positions."""
     read: IntArray
     """(questions, groups): candidates read, from the group's first one (strategies read a
     prefix of each group, in pool order)."""
@@ -93,11 +96,14 @@ class PoolBatch:
         g = self.groups(budget)
         return values[:, : g * budget].reshape(len(self.traces), g, budget, *values.shape[2:])
 
-    def picked(self, budget: int, pos: IntArray, has: BoolArray) -> BoolArray:
-        """Whether the candidate at group position ``pos`` (where ``has``) is correct."""
+    def picked(self, budget: int, pos: IntArray, has: BoolArray) -> tuple[BoolArray, IntArray]:
+        """The choice of the candidate at group position ``pos`` (where ``has``): whether it
+        is correct, and its pool position (-1 where not ``has``)."""
         right = np.take_along_axis(self.grouped(self.correct, budget), pos[..., None], axis=2)
-        out: BoolArray = has & right[..., 0]
-        return out
+        correct: BoolArray = has & right[..., 0]
+        start = np.arange(pos.shape[1], dtype=np.int64) * budget
+        chosen: IntArray = np.where(has, start[None, :] + pos, -1).astype(np.int64)
+        return correct, chosen
 
     def scores(self, aggregation: str) -> FloatArray | None:
         """Each candidate's solution score (``None``: some candidate has no step scores, which
@@ -118,10 +124,10 @@ class PoolBatch:
 
     def vote(
         self, budget: int, weights: FloatArray | None = None, upto: IntArray | None = None
-    ) -> BoolArray:
+    ) -> tuple[BoolArray, IntArray]:
         """:func:`~ttc_eval.strategies._base.vote` in every group (unit weights when
-        ``weights`` is None; among each group's first ``upto`` candidates when given):
-        whether the winning answer's first holder is correct."""
+        ``weights`` is None; among each group's first ``upto`` candidates when given): the
+        winning answer's first holder, as :meth:`picked`."""
         keys = self.grouped(self.keys, budget)
         q, g, b = keys.shape
         rows = keys.reshape(q * g, b)

@@ -83,4 +83,4 @@ class AdaptiveConsistency(Majority):
         # One criterion per budget for every threshold (the configurations differ only there).
         p = batch.cached(("adaptive_consistency", budget), lambda: criterion(v1, v2))
         read = first_stop((v1 > 0) & (p > self.threshold), budget)
-        return GroupChoices(batch.vote(budget, upto=read), read)
+        return GroupChoices(*batch.vote(budget, upto=read), read)

@@ -51,4 +51,4 @@ class EarlyStoppingSelfConsistency(Majority):
             # candidates matter).
             runs = batch.grouped(batch.run_lengths(), budget)[:, :, w - 1 :: w]
             read = first_stop(runs >= w, budget, w)
-        return GroupChoices(batch.vote(budget, upto=read), read)
+        return GroupChoices(*batch.vote(budget, upto=read), read)

@@ -40,7 +40,7 @@ class Majority(PoolStrategy):
     def select_many(self, batch: PoolBatch, budget: int) -> GroupChoices | None:
         if not self.batched_by(Majority):
             return None
-        return GroupChoices(batch.vote(budget), batch.whole(budget))
+        return GroupChoices(*batch.vote(budget), batch.whole(budget))
 
 
 @strategy("best_of_n")
@@ -80,11 +80,11 @@ class BestOfN(PoolStrategy):
         if scores is None:
             return None  # select says why (no verifier scores)
         if self.mode == "weighted":
-            return GroupChoices(batch.vote(budget, scores), batch.whole(budget))
+            return GroupChoices(*batch.vote(budget, scores), batch.whole(budget))
         answered: BoolArray = np.asarray(batch.grouped(batch.named, budget).any(axis=2))
         # The first of the best-scored answered candidates, as max over (score, -index).
         best = batch.grouped(np.where(batch.named, scores, -np.inf), budget).argmax(axis=2)
-        return GroupChoices(batch.picked(budget, best, answered), batch.whole(budget))
+        return GroupChoices(*batch.picked(budget, best, answered), batch.whole(budget))
 
 
 @strategy("coverage")
