@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,24 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 MATH500 = SHARED_DATA / "math500" / "test.jsonl"
 GSM8K = SHARED_DATA / "gsm8k" / "test.jsonl"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With ``TTC_EVAL_TEST_PIN_CPUS=1`` under pytest-xdist (``make test``'s slow tests), each
+    worker takes its own share of the CPUs before torch or vLLM start: torch then uses that
+    many threads, and ttc-eval binds vLLM's to them (what a ``--shard`` run on a shared
+    machine does). Two workers that each took every core would oversubscribe them, and
+    OpenMP threads that wait on each other stall (measured: about 17x slower)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not (worker.startswith("gw") and os.environ.get("TTC_EVAL_TEST_PIN_CPUS") == "1"):
+        return
+    if not hasattr(os, "sched_setaffinity"):
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    share = cpus[int(worker[2:]) :: max(1, workers)]
+    if share:
+        os.sched_setaffinity(0, share)
 
 
 @pytest.fixture(autouse=True)

@@ -109,17 +109,21 @@ def test_evaluate_many_equals_evaluate(kind: str, n: int) -> None:
             many = evaluate_many(s, traces, budget)
             assert list(many) == list(traces)
             # The chosen sample of each group is select's (the report page lists it).
-            arrays = choices_many(s, traces, budget)
+            arrays = {
+                pid: (chosen.chosen[i], chosen.correct[i], chosen.read[i])
+                for pids, chosen in choices_many(s, traces, budget)
+                for i, pid in enumerate(pids)
+            }
             # Imported pools are all batched; with costs, those whose roles differ are not.
             batched = set() if name == "coverage" else set(traces)
             assert set(arrays) == batched if kind == "imported" else set(arrays) <= batched
-            for pid, chosen in arrays.items():
+            for pid, (at, right, read) in arrays.items():
                 sels = s.select(traces[pid], budget)
-                assert chosen.chosen[0].tolist() == [
-                    -1 if sel.index is None else sel.index for sel in sels
-                ], (name, args, budget, pid)
-                assert chosen.correct[0].tolist() == [sel.correct for sel in sels]
-                assert chosen.read[0].tolist() == [len(sel.read) for sel in sels]
+                assert at.tolist() == [-1 if sel.index is None else sel.index for sel in sels], (
+                    name, args, budget, pid,
+                )  # fmt: skip
+                assert right.tolist() == [sel.correct for sel in sels]
+                assert read.tolist() == [len(sel.read) for sel in sels]
             for pid, t in traces.items():
                 # Equal dataclasses compare every number exactly (and role order: below).
                 one = evaluate(s, t, budget)

@@ -6,9 +6,11 @@ results.json and traces.jsonl, worked out here without ttc-eval's code."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,9 @@ import pytest
 
 from ttc_eval.backends.fake import FakeBackend, arithmetic_script
 from ttc_eval.cli import main
-from ttc_eval.registry import backend
+from ttc_eval.registry import backend, verifier
+from ttc_eval.types import Problem
+from ttc_eval.verifiers._base import Solution
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -93,6 +97,16 @@ def test_report_page_in_a_real_browser(tmp_path: Path) -> None:
         line = next(c for c in cells if c.split("\t")[:2] == ["majority", "2"])
         assert float(line.split("\t")[4]) == pytest.approx(overall["accuracy"], abs=5e-4)
         assert page.locator("#figure-list img").count() >= 3
+        # Sorted by accuracy, highest first (two clicks), the table keeps that order when it
+        # is redrawn for another group of questions.
+        page.click('#rows th[data-i="4"]')
+        page.click('#rows th[data-i="4"]')
+        other = page.locator("#row-group option").all_inner_texts()[-1]
+        page.select_option("#row-group", other)
+        assert other != "all"
+        column = [float(c.split("\t")[4]) for c in page.locator("#rows tbody tr").all_inner_texts()]
+        assert len(column) > 3 and column == sorted(column, reverse=True)
+        assert page.locator('#rows th[data-i="4"]').get_attribute("aria-sort") == "descending"
         # Filter to the questions majority@2 got wrong (in some group).
         page.select_option("#f-config", "majority")
         page.select_option("#f-budget", "2")
@@ -165,3 +179,92 @@ def test_page_choices_are_the_strategys_own_in_the_first_groups() -> None:
                 assert read == [_spans(s.read) for s in whole]
                 checked += 1
     assert checked >= 8 * 3 * 2
+
+
+@verifier("page-prm")
+class PagePRM:
+    """Step scores from a hash of the text so far (deterministic, no model)."""
+
+    name = "page-prm"
+    version = "test"
+    roles: tuple[str, ...] = ()
+
+    def __init__(self, **_: Any) -> None:
+        self.tokens_read = 0
+
+    def score(self, problem: Problem, solutions: Sequence[Solution]) -> list[tuple[float, ...]]:
+        out = []
+        for s in solutions:
+            self.tokens_read += len(s.text.split())
+            scores, acc = [], ""
+            for step in s.steps:
+                acc += step
+                scores.append(int.from_bytes(hashlib.sha256(acc.encode()).digest()[:4]) / 2**32)
+            out.append(tuple(scores))
+        return out
+
+
+def test_search_tree_in_a_real_browser() -> None:
+    """A beam search's question shows its tree: per round, the beams kept, finished and
+    pruned (with the verdict of a pruned beam's lookahead rollout), as traces.jsonl has them."""
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM is not None, "no chromium: `make setup` installs Debian's"
+    args = ["run", "--backend", "fake", "--task", "arith", "--verifier", "page-prm",
+            "--strategy", "beam_search:width=2:lookahead=1", "--budgets", "4", "--limit", "3",
+            "--quiet", "--output-dir", "r"]  # fmt: skip
+    assert main(args) == 0
+    (run_dir,) = list(Path("r").iterdir())
+    traces = _traces(run_dir)
+    pid = sorted(traces)[0]
+    extra = traces[pid]["extra"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto((run_dir / "report" / "index.html").resolve().as_uri())
+        page.click(f'#q-list li[data-id="{pid}"]')
+        page.wait_for_selector("table.tree")
+        shown = page.locator("table.tree tr[data-round]").evaluate_all(
+            "els => els.map(e => [+e.dataset.round, e.dataset.fate, e.cells[2].textContent,"
+            " e.cells[6].textContent])"
+        )
+        browser.close()
+    assert not errors, errors
+    expected = []
+    for level in extra["tree"]:
+        r = level["round"]
+        fates = [("kept", level["kept"]), ("finished", level["finished"]),
+                 ("cut", level.get("unfinished", [])),
+                 ("pruned", [b for b in extra["pruned"] if b["round"] == r])]  # fmt: skip
+        for fate, beams in fates:
+            expected += [
+                (r, fate, "question" if b["from"] < 0 else f"{r - 1}.{b['from']}") for b in beams
+            ]
+    assert [tuple(s[:3]) for s in shown] == expected
+    assert sum(1 for s in shown if s[1] == "pruned") == len(extra["pruned"]) > 0
+    # A pruned beam whose rollout was right is flagged as a correct path pruned.
+    flagged = sum(1 for s in shown if "a correct path was pruned" in s[3])
+    assert flagged == sum(1 for b in extra["pruned"] if b.get("correct"))
+
+
+@pytest.mark.parametrize(
+    "text", ["", "\n\n", "a", "a\n\nb", "  a \n\n\n\n b\n\n", "x\n\n \n\ny", HOSTILE + "\n\nz"]
+)
+def test_the_page_splits_steps_as_the_verifier_does(text: str) -> None:
+    from ttc_eval.verifiers._base import split_steps, step_texts
+
+    for delimiter in ("\n\n", "\n", "Step"):
+        assert step_texts(text, delimiter) == split_steps(text, delimiter)[0]
+
+
+def test_the_page_embeds_only_the_figures_its_report_drew() -> None:
+    """A PNG left in report/ by something else (an older report) is not shown as this
+    run's figure."""
+    run_dir = _run()
+    shutil.copy(run_dir / "report" / "accuracy_by_budget_all.png", run_dir / "report" / "old.png")
+    assert main(["report", str(run_dir)]) == 0
+    page = (run_dir / "report" / "index.html").read_text()
+    assert '"accuracy_by_budget_all.png":"data:image/png;base64,' in page
+    assert "old.png" not in page

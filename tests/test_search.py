@@ -257,3 +257,44 @@ def test_pruned_beams_are_kept_graded_and_reported(capsys: pytest.CaptureFixture
     section = json.loads((one_dir / "results.json").read_text())["verifier_evaluation"]
     assert {r["config"].split("(")[0] for r in section["pruning"]} == {"beam_search"}
     assert "search pruning" in (one_dir / "report" / "tables.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("n", "width", "subtrees", "max_rounds", "endless"),
+    [(4, 2, 1, 40, False), (8, 2, 1, 3, True), (8, 2, 4, 40, False), (6, 4, 1, 2, True)],
+)
+def test_the_tree_accounts_for_every_beam(
+    n: int, width: int, subtrees: int, max_rounds: int, endless: bool
+) -> None:
+    """Each round's beams are the children the round before gave its kept beams; every
+    candidate is a beam that finished (or was cut at the round cap) exactly once; the kept
+    beams outscore the pruned ones (one subtree); the page reads this tree."""
+    ctx, _ = _ctx(script=_endless if endless else None, max_tokens=10_000 if endless else 64)
+    exp = SearchExpansion(n, width, subtrees=subtrees, max_rounds=max_rounds)
+    (traces,) = list(exp.run(PROBLEMS, ctx))
+    for t in traces:
+        tree = t.extra["tree"]
+        assert [level["round"] for level in tree] == list(range(1, t.extra["rounds"] + 1))
+        given = None
+        candidates: list[int] = []
+        for level in tree:
+            r = level["round"]
+            pruned = [p for p in t.extra["pruned"] if p["round"] == r]
+            grown = level["kept"] + level["finished"] + level.get("unfinished", []) + pruned
+            if given is None:
+                assert len(grown) == n and all(b["from"] == -1 for b in grown)
+            else:
+                # Every kept beam of the round before has exactly its children here.
+                counts = [sum(1 for b in grown if b["from"] == i) for i in range(len(given))]
+                assert counts == [b["children"] for b in given]
+            if subtrees == 1 and level["kept"] and pruned:
+                assert min(b["score"] for b in level["kept"]) >= max(p["score"] for p in pruned)
+            for b in level["finished"] + level.get("unfinished", []):
+                c = t.candidates[b["candidate"]]
+                assert c.n_tokens == b["tokens"]
+                assert b["score"] == (c.step_scores or (0.0,))[-1]  # aggregation "last"
+                candidates.append(b["candidate"])
+            assert ("unfinished" in level) == (r == max_rounds)
+            given = level["kept"]
+        assert sorted(candidates) == list(range(n))
+        assert given == []  # the last round keeps nothing: its beams are candidates

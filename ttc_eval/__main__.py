@@ -1,7 +1,5 @@
 """``python -m ttc_eval`` is the ``ttc-eval`` command."""
 
-import sys
+from ttc_eval.cli import console
 
-from ttc_eval.cli import main
-
-sys.exit(main())
+console()

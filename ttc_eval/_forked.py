@@ -3,12 +3,13 @@ processes where that is safe, with their results exactly as if made here in orde
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
+
+from ttc_eval._heap import frozen_heap
 
 _T = TypeVar("_T")
 
@@ -42,22 +43,21 @@ def fork_map(
     done = [False] * len(jobs)
     # Out of the collector's sight while the workers run: a collection in a worker would
     # otherwise touch, and so copy, every object this process holds (a report's traces).
-    gc.freeze()
     try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        with (
+            frozen_heap(),
+            ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool,
+        ):
             futures = [pool.submit(fn, *args) for fn, args in jobs]
             # The workers have forked when the first job was submitted; what runs here from
             # now on is not in their memory.
             if meanwhile is not None:
-                gc.unfreeze()
                 meanwhile()
                 meanwhile = None
             for i, future in enumerate(futures):
                 results[i], done[i] = future.result(), True
     except BrokenProcessPool:
         pass  # what a dead worker did not do is done here
-    finally:
-        gc.unfreeze()
     if meanwhile is not None:
         meanwhile()  # the pool failed before it ran
     return [r if ok else fn(*args) for r, ok, (fn, args) in zip(results, done, jobs, strict=True)]

@@ -157,6 +157,10 @@ class Command:
     passthrough: bool = False
     """Takes its command line unparsed, as ``args.argv`` (a front end for another tool's own
     command line, such as ``lm-eval``)."""
+    quick_exit: bool = False
+    """Leaves nothing open once it succeeds (every file written, closed and flushed, no
+    engine or worker running): the console script then ends the process without freeing
+    its objects one by one, which takes a report of 500 x 256 samples more than a second."""
 
 
 def _no_arguments(parser: argparse.ArgumentParser) -> None:
@@ -168,11 +172,13 @@ def subcommand(
     help: str,
     add_arguments: Callable[[argparse.ArgumentParser], None] = _no_arguments,
     passthrough: bool = False,
+    quick_exit: bool = False,
 ) -> Callable[[Callable[[argparse.Namespace], int]], Command]:
     """Decorator: register the decorated function as the ``run`` of command ``name``."""
 
     def deco(run: Callable[[argparse.Namespace], int]) -> Command:
-        return COMMANDS.register(name)(Command(name, help, add_arguments, run, passthrough))
+        command = Command(name, help, add_arguments, run, passthrough, quick_exit)
+        return COMMANDS.register(name)(command)
 
     return deco
 
@@ -367,7 +373,10 @@ def _report_arguments(p: argparse.ArgumentParser) -> None:
 
 
 @subcommand(
-    "report", "rebuild results and tables from a run directory (no model)", _report_arguments
+    "report",
+    "rebuild results and tables from a run directory (no model)",
+    _report_arguments,
+    quick_exit=True,
 )
 def _report(args: argparse.Namespace) -> int:
     from ttc_eval.runner import build_results
@@ -1154,5 +1163,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def console() -> NoReturn:
+    """The ``ttc-eval`` console script and ``python -m ttc_eval``: :func:`main`, then the
+    process ends with its exit code (at once after a :attr:`Command.quick_exit` command
+    succeeded)."""
+    code = main()
+    name = sys.argv[1] if len(sys.argv) > 1 else ""
+    if code == 0 and name in COMMANDS and COMMANDS.get(name).quick_exit:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    console()

@@ -936,17 +936,12 @@ def evaluate_many(
 
 def choices_many(
     strategy: Strategy, traces: Mapping[str, Trace], budget: int
-) -> dict[str, GroupChoices]:
-    """The choices :func:`evaluate_many` makes as arrays, per question (each a one-row
-    :class:`GroupChoices`, positions being pool indices); questions it evaluates one by one
-    (a strategy or trace without the array path) are absent: ``strategy.select`` chooses
-    for those."""
-    out: dict[str, GroupChoices] = {}
-    for pids, _, chosen in _choose_batched(strategy, traces, budget):
-        for i, pid in enumerate(pids):
-            row = slice(i, i + 1)
-            out[pid] = GroupChoices(chosen.correct[row], chosen.chosen[row], chosen.read[row])
-    return out
+) -> list[tuple[list[str], GroupChoices]]:
+    """The choices :func:`evaluate_many` makes as arrays: per batch, its question ids and
+    their choices (one row each; positions are pool indices there). Questions it evaluates
+    one by one (a strategy or trace without the array path) are in none: ``strategy.select``
+    chooses for those."""
+    return [(pids, chosen) for pids, _, chosen in _choose_batched(strategy, traces, budget)]
 
 
 def _choose_batched(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ttc_eval._heap import frozen_heap
 from ttc_eval._rundir import read_record, spec_digest, write_atomic, write_json
 from ttc_eval.analysis.bins import difficulty as bin_difficulty
 from ttc_eval.analysis.flops import flops_summary, inference_flops
@@ -48,9 +49,8 @@ from ttc_eval.reporting.tables import (
 )
 from ttc_eval.store import TraceStore
 from ttc_eval.strategies._base import ExpansionSpec, PoolStrategy, Strategy
-from ttc_eval.strategies._batch import GroupChoices
 from ttc_eval.types import POLICY, Cost, QuestionResult, Selection, Trace
-from ttc_eval.verifiers._base import split_steps
+from ttc_eval.verifiers._base import step_texts
 
 
 @dataclass(frozen=True)
@@ -403,6 +403,20 @@ def build_results(
     # reads in one place.
     say = say or (lambda m: print(m, file=sys.stderr))
     view = load_run(run_dir, problem_ids)
+    # The run's traces are only read from here on: the collector need not walk them
+    # (ttc_eval._heap).
+    with frozen_heap():
+        return _build_results(view, run_dir, leaderboard_dir, say, optimal_axis)
+
+
+def _build_results(
+    view: RunView,
+    run_dir: Path,
+    leaderboard_dir: Path | None,
+    say: Callable[[str], None],
+    optimal_axis: str | None,
+) -> tuple[dict[str, Any], str]:
+    """:func:`build_results` of a loaded run."""
     record, config = view.record, view.config
     stale = stale_versions(record)
     for note in stale:
@@ -504,19 +518,21 @@ def build_results(
     # The page's data is made while the figures are drawn (in other processes where they
     # may fork); the page itself is written last, with every figure written below embedded.
     page: dict[str, Any] = {}
-    printed = _write_report(
+    printed, figures = _write_report(
         run_dir, rows, optimal, extra, optimal_note, lambda: page.update(html_data(view, results))
     )
-    if policy:
-        policy_vs_baselines(policy, run_dir / "report" / "policy.png")
+    report = run_dir / "report"
+    if policy and policy_vs_baselines(policy, report / "policy.png"):
+        figures.append(report / "policy.png")
     if verifier is not None:
         from ttc_eval.verifier_report import write_verifier_report
 
-        _, skipped = write_verifier_report(run_dir, verifier)
+        written, skipped = write_verifier_report(run_dir, verifier)
+        figures += [p for p in written if p.suffix == ".png"]
         for note in skipped:
             say(f"note: {note}")
-    report = run_dir / "report"
-    write_page(report / "index.html", page | {"figures": figure_uris(report)})
+    # The figures this report drew, not every PNG in report/ (an older report's may be left).
+    write_page(report / "index.html", page | {"figures": figure_uris(figures)})
     _update_board(run_dir, record, config, rows, leaderboard_dir)
     return results, printed
 
@@ -595,15 +611,29 @@ def _page_picks(view: RunView, pids: Sequence[str]) -> dict[str, dict[str, dict[
     for ev in view.evaluated:
         for b in ev.budgets:
             traces = {pid: t for pid, t in ev.traces[b].items() if pid in out}
-            arrays = choices_many(ev.strategy, traces, b)
+            done = set()
+            for batch, chosen in choices_many(ev.strategy, traces, b):
+                # The first groups of every question of the batch as lists at once; each
+                # group reads a prefix of itself (``read``: how many), in this trace.
+                g = PAGE_GROUPS
+                columns = zip(batch, chosen.chosen[:, :g].tolist(),
+                              chosen.correct[:, :g].tolist(), chosen.read[:, :g].tolist(),
+                              strict=True)  # fmt: skip
+                for pid, at, right, read in columns:
+                    cands = traces[pid].candidates
+                    out[pid].setdefault(ev.label, {})[str(b)] = {
+                        "index": [i if i >= 0 else None for i in at],
+                        "answer": [cands[i].vote_key if i >= 0 else None for i in at],
+                        "correct": right,
+                        "read": read,
+                        "trace": traces[pid].expansion,
+                    }
+                    done.add(pid)
             for pid, trace in traces.items():
-                if pid in arrays:
-                    picks = _array_picks(trace, arrays[pid])
-                elif ev.strategy.estimate(trace, b) is not None:
+                if pid in done or ev.strategy.estimate(trace, b) is not None:
                     continue  # coverage chooses nothing
-                else:
-                    picks = _picks_columns(trace, _page_selections(ev.strategy, trace, b))
-                out[pid].setdefault(ev.label, {})[str(b)] = picks
+                sels = _page_selections(ev.strategy, trace, b)
+                out[pid].setdefault(ev.label, {})[str(b)] = _picks_columns(trace, sels)
     return out
 
 
@@ -617,21 +647,6 @@ def _picks_columns(trace: Trace, sels: Sequence[Selection]) -> dict[str, Any]:
         "correct": [s.correct for s in sels],
         "read": [_spans(s.read) for s in sels],
         "trace": [s.picked_in or trace.expansion for s in sels],
-    }
-
-
-def _array_picks(trace: Trace, chosen: GroupChoices) -> dict[str, Any]:
-    """:func:`_picks_columns` from one question's array choices, more compactly: each group
-    reads a prefix of itself (``read``: how many), all in this trace, and positions are pool
-    indices there."""
-    at = chosen.chosen[0, :PAGE_GROUPS].tolist()
-    cands = trace.candidates
-    return {
-        "index": [i if i >= 0 else None for i in at],
-        "answer": [cands[i].vote_key if i >= 0 else None for i in at],
-        "correct": chosen.correct[0, :PAGE_GROUPS].tolist(),
-        "read": chosen.read[0, :PAGE_GROUPS].tolist(),
-        "trace": trace.expansion,
     }
 
 
@@ -680,21 +695,20 @@ def _trace_view(t: Trace, budgets: Sequence[int], delimiter: str) -> dict[str, A
     """One trace as the page shows it: its samples, and by kind its vote totals per budget
     (a sample pool: the first group of that many samples), its chains (revisions) or its
     pruned beams per round (search)."""
+    cands = t.candidates
     out: dict[str, Any] = {
         "expansion": t.expansion,
-        "candidates": [
-            {
-                "index": c.index,
-                "answer": c.answer,
-                "correct": c.correct,
-                "tokens": c.n_tokens,
-                # The steps as the verifier scored them (empty pieces dropped).
-                "steps": list(split_steps(c.text, delimiter)[0]),
-                "scores": list(c.step_scores) if c.step_scores else None,
-                "thinking_closed": c.thinking_closed,
-            }
-            for c in t.candidates
-        ],
+        # As columns, one entry per sample (the page makes them rows when it opens them).
+        "candidates": {
+            "index": [c.index for c in cands],
+            "answer": [c.answer for c in cands],
+            "correct": [c.correct for c in cands],
+            "tokens": [c.n_tokens for c in cands],
+            # The steps as the verifier scored them (empty pieces dropped).
+            "steps": [list(step_texts(c.text, delimiter)) for c in cands],
+            "scores": [list(c.step_scores) if c.step_scores else None for c in cands],
+            "thinking_closed": [c.thinking_closed for c in cands],
+        },
     }
     if t.expansion.startswith("sample("):
         keys = [c.vote_key for c in t.candidates]
@@ -709,9 +723,11 @@ def _trace_view(t: Trace, budgets: Sequence[int], delimiter: str) -> dict[str, A
     if "pruned" in t.extra:
         out["rounds"] = t.extra.get("rounds")
         out["pruned"] = [
-            {k: b.get(k) for k in ("round", "score", "tokens", "answer", "correct") if k in b}
+            {k: b[k] for k in ("round", "score", "tokens", "from", "answer", "correct") if k in b}
             for b in t.extra["pruned"]
         ]
+        if "tree" in t.extra:  # searches stored before trees were have none
+            out["tree"] = t.extra["tree"]
     return out
 
 
@@ -808,9 +824,9 @@ def _write_report(
     extra: Sequence[str],
     optimal_note: str | None = None,
     meanwhile: Callable[[], object] | None = None,
-) -> str:
+) -> tuple[str, list[Path]]:
     """report/tables.md (with the ``extra`` tables) and the figures, ``meanwhile()`` run
-    while they are drawn; the tables to print."""
+    while they are drawn; the tables to print and the figures written."""
     accuracy = accuracy_tables(rows)
     optimal_text = optimal_tables(optimal, note=optimal_note)
     thinking = thinking_table(rows)
@@ -823,11 +839,11 @@ def _write_report(
     report = run_dir / "report"
     report.mkdir(exist_ok=True)
     write_atomic(report / "tables.md", every + "\n")
-    write_figures(rows, optimal, report, meanwhile)
+    figures = write_figures(rows, optimal, report, meanwhile)
     printed = "\n\n".join(filter(None, [binned or accuracy, thinking]))
     if every != printed:
         printed += f"\n\n(every table, compute-optimal choices included: {report / 'tables.md'})"
-    return printed
+    return printed, figures
 
 
 def _update_board(

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from ttc_eval._heap import collector_paused
 from ttc_eval._rundir import write_atomic_bytes
 from ttc_eval.types import Trace
 
@@ -41,12 +42,9 @@ class TraceStore:
         if path.exists():
             self._load(repair)
 
-    def _load(self, repair: bool) -> None:
-        with self.path.open("rb") as f:
-            data = f.read()
-        self._needs_newline = bool(data) and not data.endswith(b"\n")
-        good: list[bytes] = []
-        bad: list[tuple[int, bytes, str]] = []
+    def _parse(self, data: bytes, good: list[bytes], bad: list[tuple[int, bytes, str]]) -> None:
+        """Each line of ``data`` into :attr:`traces` (its bytes into ``good``), or into
+        ``bad`` with its line number and what is wrong with it."""
         for lineno, raw in enumerate(data.split(b"\n"), 1):
             if not raw.strip():
                 continue
@@ -62,6 +60,15 @@ class TraceStore:
                 continue
             good.append(raw)
             self.traces.setdefault((t.problem_id, t.expansion), t)
+
+    def _load(self, repair: bool) -> None:
+        with self.path.open("rb") as f:
+            data = f.read()
+        self._needs_newline = bool(data) and not data.endswith(b"\n")
+        good: list[bytes] = []
+        bad: list[tuple[int, bytes, str]] = []
+        with collector_paused():  # rows and traces hold no cycles
+            self._parse(data, good, bad)
         self.bad_lines = [lineno for lineno, _, _ in bad]
         if bad and repair:
             self._set_aside(good, bad)

@@ -36,7 +36,7 @@ from ttc_eval.analysis.verifier_eval import (
     calibration,
     discrimination,
     over_optimization,
-    paired_difference,
+    paired_differences,
     within_question,
 )
 from ttc_eval.errors import UsageError
@@ -148,12 +148,16 @@ def evaluate_view(
     budgets = _budgets(complete, view.config.budgets)
     accuracy = _accuracies(complete, budgets, aggregation, view)
     selection, overopt = [], []
+    # Every paired difference of every group, computed together once the rows are made
+    # (hundreds of bootstrap intervals on a large run).
+    pending = _Pending()
     for kind, value, pids in groups:
         mine = [p for p in pids if p in complete]
         if not mine or not budgets:
             continue
-        selection += _selection_rows(kind, value, mine, budgets, accuracy, seed)
-        overopt += _overopt_rows(kind, value, mine, budgets, accuracy, seed)
+        selection += _selection_rows(kind, value, mine, budgets, accuracy, pending)
+        overopt += _overopt_rows(kind, value, mine, budgets, accuracy, pending)
+    pending.compute(seed)
     all_scores = [s for q in scored.values() for s in q["last"].scores]
     return {
         "run_id": run_dir.name,
@@ -383,13 +387,31 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
 
 
+class _Pending:
+    """Paired differences asked for while rows are made: each is an empty dict in its row
+    until :meth:`compute` fills it (with :class:`PairedDifference`'s fields, in order)."""
+
+    def __init__(self) -> None:
+        self.pairs: list[tuple[list[float], list[float]]] = []
+        self.slots: list[dict[str, Any]] = []
+
+    def difference(self, a: list[float], b: list[float]) -> dict[str, Any]:
+        self.pairs.append((a, b))
+        self.slots.append({})
+        return self.slots[-1]
+
+    def compute(self, seed: int) -> None:
+        for slot, made in zip(self.slots, paired_differences(self.pairs, seed=seed), strict=True):
+            slot.update(asdict(made))
+
+
 def _selection_rows(
     kind: str,
     value: str,
     pids: Sequence[str],
     budgets: Sequence[int],
     acc: Mapping[str, Mapping[int, Mapping[str, float]]],
-    seed: int,
+    pending: _Pending,
 ) -> list[dict[str, Any]]:
     rows = []
     for b in budgets:
@@ -403,12 +425,8 @@ def _selection_rows(
                 **{name: _mean(v) for name, v in per.items()},
                 # Regret of picking the best-scored sample: against the oracle (a correct
                 # sample was in the group) and against plain voting.
-                "oracle_minus_naive": asdict(
-                    paired_difference(per["oracle"], per["naive"], seed=seed)
-                ),
-                "majority_minus_naive": asdict(
-                    paired_difference(per["majority"], per["naive"], seed=seed)
-                ),
+                "oracle_minus_naive": pending.difference(per["oracle"], per["naive"]),
+                "majority_minus_naive": pending.difference(per["majority"], per["naive"]),
             }
         )
     return rows
@@ -420,7 +438,7 @@ def _overopt_rows(
     pids: Sequence[str],
     budgets: Sequence[int],
     acc: Mapping[str, Mapping[int, Mapping[str, float]]],
-    seed: int,
+    pending: _Pending,
 ) -> list[dict[str, Any]]:
     rows = []
     majority = [_mean([acc["majority"][b][p] for p in pids]) for b in budgets]
@@ -428,12 +446,8 @@ def _overopt_rows(
         guided = [_mean([acc[mode][b][p] for p in pids]) for b in budgets]
         result = over_optimization(budgets, guided, majority)
         diffs = [
-            asdict(
-                paired_difference(
-                    [acc[mode][b][p] for p in pids],
-                    [acc["majority"][b][p] for p in pids],
-                    seed=seed,
-                )
+            pending.difference(
+                [acc[mode][b][p] for p in pids], [acc["majority"][b][p] for p in pids]
             )
             for b in budgets
         ]

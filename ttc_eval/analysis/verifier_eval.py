@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import stats
 
-from ttc_eval.analysis.stats import bootstrap_ci
+from ttc_eval.analysis.stats import bootstrap_ci, bootstrap_cis
 
 N_RESAMPLES = 2000
 """Bootstrap resamples of questions (as :func:`ttc_eval.analysis.stats.bootstrap_ci`)."""
@@ -396,9 +396,24 @@ def paired_difference(
     a: Sequence[float], b: Sequence[float], confidence: float = 0.95, seed: int = 0
 ) -> PairedDifference:
     """Mean of ``a - b`` over questions (paired), with the bootstrap CI of the differences."""
-    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    lo, hi = bootstrap_ci(diff, confidence=confidence, seed=seed)
-    return PairedDifference(float(diff.mean()) if diff.size else float("nan"), lo, hi, diff.size)
+    (out,) = paired_differences([(a, b)], confidence, seed)
+    return out
+
+
+def paired_differences(
+    pairs: Sequence[tuple[Sequence[float], Sequence[float]]],
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> list[PairedDifference]:
+    """:func:`paired_difference` of each pair, the same numbers, their bootstrap intervals
+    computed together (side by side in forked processes when there are many:
+    :func:`~ttc_eval.analysis.stats.bootstrap_cis`)."""
+    diffs = [np.asarray(a, dtype=float) - np.asarray(b, dtype=float) for a, b in pairs]
+    cis = bootstrap_cis(diffs, confidence=confidence, seed=seed)
+    return [
+        PairedDifference(float(d.mean()) if d.size else float("nan"), lo, hi, d.size)
+        for d, (lo, hi) in zip(diffs, cis, strict=True)
+    ]
 
 
 def over_optimization(

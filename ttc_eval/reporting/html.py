@@ -27,11 +27,11 @@ HTML_VERSION = "1"
 """Bumped when the page's data or layout changes."""
 
 
-def figure_uris(report_dir: Path) -> dict[str, str]:
-    """Every PNG of the report folder as a data URI, by file name."""
+def figure_uris(paths: Sequence[Path]) -> dict[str, str]:
+    """These PNG files as data URIs, by file name (in name order)."""
     return {
         p.name: "data:image/png;base64," + base64.b64encode(p.read_bytes()).decode("ascii")
-        for p in sorted(report_dir.glob("*.png"))
+        for p in sorted(paths, key=lambda p: p.name)
     }
 
 

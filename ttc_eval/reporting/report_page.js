@@ -8,15 +8,23 @@ function table(el, headers, rows) {
   el.innerHTML = '<thead><tr>' + headers.map((h, i) => `<th data-i="${i}">${esc(h)}</th>`).join('')
     + '</tr></thead><tbody>' + rows.map(r => '<tr>' + r.map(c => `<td>${fmt(c)}</td>`).join('')
     + '</tr>').join('') + '</tbody>';
-  el.querySelectorAll('th').forEach(th => th.onclick = () => sortBy(el, +th.dataset.i));
+  el.querySelectorAll('th').forEach(th => th.onclick = () => {
+    // A first click sorts up, a second on the same column down.
+    const again = el.dataset.sortCol === th.dataset.i && el.dataset.sortDir === '1';
+    el.dataset.sortCol = th.dataset.i;
+    el.dataset.sortDir = again ? '-1' : '1';
+    sortRows(el);
+  });
+  if (el.dataset.sortCol) sortRows(el);  // a redrawn table keeps the order the reader chose
 }
-function sortBy(el, i) {
+function sortRows(el) {
+  const i = +el.dataset.sortCol, dir = +el.dataset.sortDir;
   const body = el.tBodies[0], rows = [...body.rows];
-  const dir = el.dataset.sorted === String(i) ? -1 : 1;
-  el.dataset.sorted = dir === 1 ? String(i) : '';
   const key = r => { const t = r.cells[i].textContent, n = parseFloat(t); return isNaN(n) ? t : n; };
   rows.sort((a, b) => { const x = key(a), y = key(b); return (x < y ? -1 : x > y ? 1 : 0) * dir; });
   rows.forEach(r => body.appendChild(r));
+  el.querySelectorAll('th').forEach(th => th.toggleAttribute('aria-sort', false));
+  el.querySelector(`th[data-i="${i}"]`)?.setAttribute('aria-sort', dir === 1 ? 'ascending' : 'descending');
 }
 
 // -- run, tables, figures -------------------------------------------------------------------
@@ -108,6 +116,30 @@ function sampleHtml(c, picked) {
     + `${c.scores && !perStep ? ', scores ' + esc(c.scores.map(x => x === null ? 'null' : x.toFixed(3)).join(' ')) : ''}</small>`
     + `<details><summary>text (${steps.length} steps)</summary>${body}</details></div>`;
 }
+// A search's tree, round by round: every beam grown in the round, what became of it (kept for
+// the next round with its children, pruned by the verifier, or finished: a candidate), its
+// parent (a kept beam of the round before, named round.place) and score. A pruned beam whose
+// lookahead rollout was right is a correct path the search cut.
+function searchTree(t) {
+  const verdict = p => p.correct === undefined ? '' : p.correct
+    ? '<span class="ok">right: a correct path was pruned</span>' : '<span class="bad">wrong</span>';
+  let h = `<h4>search tree: ${fmt(t.rounds)} rounds</h4><details open><summary>every beam, round by round</summary>`
+    + '<table class="tree"><tr><th>round</th><th>beam</th><th>from</th><th>score</th><th>tokens</th>'
+    + '<th>what became of it</th><th>rollout answer</th></tr>';
+  const from = (r, b) => b.from === undefined || b.from < 0 ? 'question' : `${r - 1}.${b.from}`;
+  const row = (r, name, b, fate, what, extra) => `<tr data-round="${r}" data-fate="${fate}">`
+    + `<td>${fmt(r)}</td><td class="mono">${name}</td><td class="mono">${from(r, b)}</td>`
+    + `<td>${fmt(b.score)}</td><td>${fmt(b.tokens)}</td><td>${what}</td><td class="mono">${extra}</td></tr>`;
+  for (const level of t.tree) {
+    const r = level.round;
+    h += level.kept.map((b, i) => row(r, `${r}.${i}`, b, 'kept', `kept (${fmt(b.children)} children)`, '')).join('')
+      + level.finished.map(b => row(r, '', b, 'finished', `finished: candidate #${fmt(b.candidate)}`, '')).join('')
+      + (level.unfinished || []).map(b => row(r, '', b, 'cut', `cut at the round cap: candidate #${fmt(b.candidate)}`, '')).join('')
+      + (t.pruned || []).filter(p => p.round === r).map(p => row(r, '', p, 'pruned', 'pruned',
+        `${esc(p.answer ?? '')} ${verdict(p)}`)).join('');
+  }
+  return h + '</table></details>';
+}
 function openQuestion(id) {
   opened = id;
   document.querySelectorAll('#q-list li').forEach(li => li.classList.toggle('open', li.dataset.id === id));
@@ -135,6 +167,14 @@ function openQuestion(id) {
       + `<td>${p.correct ? '<span class="ok">right</span>' : '<span class="bad">wrong</span>'}</td></tr>`).join('')
     + '</table>';
   for (const t of d.traces) {
+    // The samples come as columns; rows for the code below.
+    if (!Array.isArray(t.candidates)) {
+      const c = t.candidates;
+      t.candidates = c.index.map((index, i) => ({
+        index, answer: c.answer[i], correct: c.correct[i], tokens: c.tokens[i], steps: c.steps[i],
+        scores: c.scores[i], thinking_closed: c.thinking_closed[i],
+      }));
+    }
     // Highlighted: the samples chosen in this trace (not same-numbered ones in another).
     const chosen = new Set(picks.filter(p => p.trace === t.expansion).map(p => p.index));
     h += `<h4 class="mono">${esc(t.expansion)}</h4>`;
@@ -153,7 +193,10 @@ function openQuestion(id) {
     } else {
       h += t.candidates.map(x => sampleHtml(x, chosen.has(x.index))).join('');
     }
-    if (t.pruned && t.pruned.length) {
+    if (t.tree) {
+      h += searchTree(t);
+    } else if (t.pruned && t.pruned.length) {
+      // A search stored before its trees were: its pruned beams only.
       h += `<h4>search: ${fmt(t.rounds)} rounds; beams pruned per round</h4><table class="pruned"><tr><th>round</th>`
         + '<th>score</th><th>tokens</th><th>rollout answer</th><th>would have been</th></tr>'
         + t.pruned.map(p => `<tr><td>${fmt(p.round)}</td><td>${fmt(p.score)}</td><td>${fmt(p.tokens)}</td>`

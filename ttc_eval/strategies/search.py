@@ -66,6 +66,9 @@ class Beam:
     """Lookahead: the whole text of its greedy rollout when that rollout finished (ended by
     end of sequence or the token limit), so that a pruned beam's would-be answer can be
     graded; ``None`` otherwise."""
+    parent: int = -1
+    """Its parent's place among the beams kept in the round before (-1: grown from the
+    question itself, in round 1)."""
 
 
 def _verifier(ctx: ExpansionContext) -> Verifier:
@@ -204,6 +207,7 @@ class SearchExpansion:
         finished: list[list[Beam]] = [[] for _ in problems]
         live: list[list[Beam]] = [[] for _ in problems]
         pruned: list[list[dict[str, object]]] = [[] for _ in problems]
+        tree: list[list[dict[str, object]]] = [[] for _ in problems]
         rounds = 0
         while rounds < self.max_rounds and any(parents):
             rounds += 1
@@ -211,13 +215,36 @@ class SearchExpansion:
             children = self._score_children(ctx, problems, prompts, children, spent)
             parents = []
             for qi, kids in enumerate(children):
-                finished[qi] += [b for b in kids if b.finished]
+                ended = [b for b in kids if b.finished]
+                # Finished beams are candidates, numbered in the order they finish.
+                first = len(finished[qi])
+                finished[qi] += ended
                 live[qi] = [b for b in kids if not b.finished]
                 kept = self._select(live[qi], finished[qi])
                 parents.append(kept)
+                last = rounds == self.max_rounds
+                if not kids:
+                    continue  # this question's search ended before the others'
+                tree[qi].append(
+                    {
+                        "round": rounds,
+                        "finished": [
+                            _node(b, candidate=first + j) for j, b in enumerate(ended)
+                        ],
+                        # The last round's live beams are not kept or pruned: candidates.
+                        "kept": [] if last else [_node(b, children=k) for b, k in kept],
+                        **(
+                            {"unfinished": [
+                                _node(b, candidate=len(finished[qi]) + j)
+                                for j, b in enumerate(live[qi])
+                            ]}
+                            if last else {}
+                        ),
+                    }
+                )  # fmt: skip
                 # The live beams not kept: the verifier pruned them (the last round's live
                 # beams are not pruned: they become candidates).
-                if rounds < self.max_rounds:
+                if not last:
                     pruned[qi] += _pruned(live[qi], kept, rounds)
         traces = []
         for qi, p in enumerate(problems):
@@ -225,7 +252,7 @@ class SearchExpansion:
                 replace(b, finished=True, finish_reason="length") for b in live[qi]
             ]
             assert len(final) == self.n, "search must end with exactly n candidates"
-            traces.append(self._trace(p, final, spent[qi], rounds, ctx, pruned[qi]))
+            traces.append(self._trace(p, final, spent[qi], rounds, ctx, pruned[qi], tree[qi]))
         return traces
 
     def _grow(
@@ -239,12 +266,14 @@ class SearchExpansion:
         """One step for every (parent, k) pair: k children each, all questions in one call."""
         flat: list[tuple[int, Beam]] = []
         sample_ids: list[int] = []
+        places: list[int] = []
         for qi, pairs in enumerate(parents):
             # Numbered within the question, not across the call: a question's samples
             # must not depend on which other questions share its chunk (resume, shards).
             n_before = len(flat)
-            for parent, k in pairs:
+            for place, (parent, k) in enumerate(pairs):
                 flat += [(qi, parent)] * k
+                places += [place if rounds > 1 else -1] * k
             sample_ids += [rounds * 1_000_000 + i for i in range(len(flat) - n_before)]
         comps = self._step(
             ctx,
@@ -255,7 +284,7 @@ class SearchExpansion:
             sample_ids,
         )
         children: list[list[Beam]] = [[] for _ in parents]
-        for (qi, parent), comp in zip(flat, comps, strict=True):
+        for (qi, parent), place, comp in zip(flat, places, comps, strict=True):
             spent[qi].add(comp)
             if not parent.text:
                 spent[qi].question_tokens = comp.prompt_tokens
@@ -267,6 +296,7 @@ class SearchExpansion:
                     parent.subtree,
                     finished=self._ended(ctx, comp, tokens),
                     finish_reason=comp.finish_reason,
+                    parent=place,
                 )
             )
         return children
@@ -279,6 +309,7 @@ class SearchExpansion:
         rounds: int,
         ctx: ExpansionContext,
         pruned: Sequence[dict[str, object]],
+        tree: Sequence[dict[str, object]],
     ) -> Trace:
         role = ctx.verifier_role
         return Trace(
@@ -302,6 +333,11 @@ class SearchExpansion:
                 # finished rollout (graded by the pipeline, which keeps only its answer and
                 # verdict: the verifier report's pruning statistic).
                 "pruned": list(pruned),
+                # Per round: the beams that finished (candidates), were kept (with the
+                # children each was given) or, in the last round, were cut at the round cap
+                # (candidates too), each with its score, tokens and parent ("from": its
+                # place among the round before's kept beams); report/index.html draws it.
+                "tree": list(tree),
             },
             # The tree's beams share their prefixes, so the cost is the whole tree's.
             cost=shared_prompt_cost(spent.question_tokens)
@@ -408,11 +444,17 @@ def _pruned(
             "round": rounds,
             "score": b.score,
             "tokens": b.tokens,
+            "from": b.parent,
             **({"rollout": b.rollout} if b.rollout is not None else {}),
         }
         for b in live
         if id(b) not in chosen
     ]
+
+
+def _node(b: Beam, **more: int) -> dict[str, object]:
+    """A beam as the trace's tree stores it."""
+    return {"score": b.score, "tokens": b.tokens, "from": b.parent, **more}
 
 
 class SearchStrategy(StrategyBase):

@@ -52,6 +52,13 @@ def split_steps(
     return tuple(steps), tuple(ends)
 
 
+def step_texts(text: str, delimiter: str = DEFAULT_STEP_DELIMITER) -> tuple[str, ...]:
+    """The steps of :func:`split_steps` alone (without where each ends), for a report's
+    thousands of samples."""
+    steps = tuple(s for s in (piece.strip() for piece in text.split(delimiter)) if s)
+    return steps or ("",)
+
+
 def to_solution(completion: Completion, delimiter: str = DEFAULT_STEP_DELIMITER) -> Solution:
     steps, ends = split_steps(completion.text, delimiter)
     return Solution(steps=steps, step_ends=ends, text=completion.text, completion=completion)
