@@ -40,11 +40,12 @@ browser:
 demo: setup
 	$(BIN)/ttc-eval run
 
-# The fast tests on two workers (each test has its own folder, cache and ports); the slow ones,
-# which run the model on every core, one at a time.
+# The fast tests on two workers (each test has its own folder, cache and ports); then the slow
+# ones, which run the model, on two workers too, each pinned to its share of the CPUs
+# (TTC_EVAL_TEST_PIN_CPUS, tests/conftest.py), so that their compute threads never contend.
 test: setup
 	$(BIN)/python -m pytest -q -ra -m "not slow" -n 2
-	$(BIN)/python -m pytest -q -ra -m slow
+	TTC_EVAL_TEST_PIN_CPUS=1 $(BIN)/python -m pytest -q -ra -m slow -n 2 --durations 15
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" -n 2
