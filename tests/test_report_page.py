@@ -169,6 +169,8 @@ def test_page_choices_are_the_strategys_own_in_the_first_groups() -> None:
                 # What the page holds (from the arrays here: majority on a pool), read back
                 # as the page's script reads it.
                 shown = page[pid][ev.label][str(b)]
+                if ev.label == "majority":  # the arrays' choices: read counts, not spans
+                    assert all(isinstance(n, int) for n in shown["read"])
                 read = [
                     _spans(range(g * b, g * b + n)) if isinstance(n, int) else n
                     for g, n in enumerate(shown["read"])

@@ -298,3 +298,27 @@ def test_the_tree_accounts_for_every_beam(
             given = level["kept"]
         assert sorted(candidates) == list(range(n))
         assert given == []  # the last round keeps nothing: its beams are candidates
+
+
+def _uneven(prompt: str, sid: int, seed: int) -> str:
+    """q0 answers in its first step; the others take three steps."""
+    if "What is 0 + 2?" in prompt:
+        return "We compute 0 + 2 = \\boxed{2}"
+    done = prompt.split("<assistant>", 1)[1].count("step ")
+    return "step one\n\nmore" if done < 2 else "so \\boxed{7}"
+
+
+def test_a_question_that_ends_early_has_a_shorter_tree() -> None:
+    """In one chunk, q0's search ends in round 1 while the others go on: its tree has one
+    round and every candidate; the others' trees have all their rounds."""
+    ctx, _ = _ctx(script=_uneven)
+    (traces,) = list(SearchExpansion(4, 2).run(PROBLEMS, ctx))
+    first, *others = traces
+    assert first.extra["rounds"] == 3  # the chunk's rounds
+    assert [level["round"] for level in first.extra["tree"]] == [1]
+    assert [b["candidate"] for b in first.extra["tree"][0]["finished"]] == [0, 1, 2, 3]
+    assert first.extra["pruned"] == []
+    for t in others:
+        tree = t.extra["tree"]
+        assert [level["round"] for level in tree] == [1, 2, 3]
+        assert sorted(b["candidate"] for level in tree for b in level["finished"]) == [0, 1, 2, 3]

@@ -56,8 +56,8 @@ def fork_map(
                 meanwhile = None
             for i, future in enumerate(futures):
                 results[i], done[i] = future.result(), True
-    except BrokenProcessPool:
-        pass  # what a dead worker did not do is done here
+    except (BrokenProcessPool, OSError):
+        pass  # no worker could start, or one died: what was not done is done here
     if meanwhile is not None:
         meanwhile()  # the pool failed before it ran
     return [r if ok else fn(*args) for r, ok, (fn, args) in zip(results, done, jobs, strict=True)]

@@ -5,6 +5,7 @@ list commands``). The options of ``run`` are generated from the settings they se
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -1170,8 +1171,10 @@ def console() -> NoReturn:
     code = main()
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     if code == 0 and name in COMMANDS and COMMANDS.get(name).quick_exit:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            # A reader that went away (a closed pipe) misses nothing more.
+            with contextlib.suppress(OSError):
+                stream.flush()
         os._exit(0)
     sys.exit(code)
 

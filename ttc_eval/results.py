@@ -610,7 +610,8 @@ def _page_picks(view: RunView, pids: Sequence[str]) -> dict[str, dict[str, dict[
     out: dict[str, dict[str, dict[str, Any]]] = {pid: {} for pid in pids}
     for ev in view.evaluated:
         for b in ev.budgets:
-            traces = {pid: t for pid, t in ev.traces[b].items() if pid in out}
+            # In per_question's order: the batch it built for these pools is reused.
+            traces = {pid: t for pid, t in sorted(ev.traces[b].items()) if pid in out}
             done = set()
             for batch, chosen in choices_many(ev.strategy, traces, b):
                 # The first groups of every question of the batch as lists at once; each

@@ -1,15 +1,16 @@
 """``report/index.html``: one self-contained page to look at a run (no server, no network).
 
 The page holds its data as JSON in the file, its script and styles inline (kept beside this
-module as ``report_page.js`` and ``report_page.css``) and the figures
-as data URIs, so it opens from disk and can be mailed around. The run's settings, the
-accuracy and compute-optimal tables (sortable) and every figure come first; then a question
-browser (filter by difficulty bin or label, by verdict of one configuration at one budget,
-and by text). A question's samples are rendered only when it is opened, so that a run of
-500 questions x 64 samples stays usable: the gold answer; every sample with its answer,
-verdict, token count and steps colored by their verifier scores; the vote totals per answer
-at each budget; the sample each configuration chose in each disjoint group; a search's
-pruned beams per round; a revision chain's attempts in order.
+module as ``report_page.js`` and ``report_page.css``) and the figures as data URIs, so it
+opens from disk and can be mailed around. The run's settings, the accuracy and
+compute-optimal tables (sortable) and the figures the report drew come first; then a
+question browser (filter by difficulty bin or label, by verdict of one configuration at one
+budget, and by text). A question's samples are rendered only when it is opened, so that a
+run of 500 questions x 64 samples stays usable: the gold answer; every sample with its
+answer, verdict, token count and steps colored by their verifier scores; the vote totals
+per answer at each budget; the sample each configuration chose in each disjoint group; a
+search's tree, round by round (kept, finished and pruned beams); a revision chain's
+attempts in order.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-HTML_VERSION = "1"
-"""Bumped when the page's data or layout changes."""
+HTML_VERSION = "2"
+"""Bumped when the page's data or layout changes (2: samples and choices as columns, a
+search's tree per round, only the figures the report drew)."""
 
 
 def figure_uris(paths: Sequence[Path]) -> dict[str, str]:

@@ -123,7 +123,8 @@ function sampleHtml(c, picked) {
 function searchTree(t) {
   const verdict = p => p.correct === undefined ? '' : p.correct
     ? '<span class="ok">right: a correct path was pruned</span>' : '<span class="bad">wrong</span>';
-  let h = `<h4>search tree: ${fmt(t.rounds)} rounds</h4><details open><summary>every beam, round by round</summary>`
+  // This question's rounds (a chunk's other questions may have searched longer).
+  let h = `<h4>search tree: ${fmt(t.tree.length)} rounds</h4><details open><summary>every beam, round by round</summary>`
     + '<table class="tree"><tr><th>round</th><th>beam</th><th>from</th><th>score</th><th>tokens</th>'
     + '<th>what became of it</th><th>rollout answer</th></tr>';
   const from = (r, b) => b.from === undefined || b.from < 0 ? 'question' : `${r - 1}.${b.from}`;
