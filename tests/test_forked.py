@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,20 +14,37 @@ from ttc_eval import _forked
 from ttc_eval.analysis import stats
 from ttc_eval.cli import main
 
-
-def _pid_and(x: int) -> tuple[int, int]:
+FORK_MAP_SCRIPT = """
+import os, json
+from ttc_eval import _forked
+_forked.usable_cpus = lambda: 2
+assert _forked.may_fork(), "a fresh process may fork"
+def pid_and(x):
     return os.getpid(), x * x
+seen = []
+out = _forked.fork_map([(pid_and, (i,)) for i in range(6)], lambda: seen.append(os.getpid()))
+# Bootstrap intervals shared among the workers, however few: each as computed alone.
+from ttc_eval.analysis import stats
+stats._FORK_VALUES = 0
+samples = [[float(i % k == 0) for i in range(n)] for k, n in ((2, 5), (3, 40), (5, 17), (1, 9))]
+shared = stats.bootstrap_cis(samples, seed=7)
+alone = [stats.bootstrap_ci(x, seed=7) for x in samples]
+print(json.dumps({"main": os.getpid(), "out": out, "seen": seen, "cis": [shared, alone]}))
+"""
 
 
-def test_fork_map_runs_jobs_in_workers_and_meanwhile_here(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_forked, "usable_cpus", lambda: 2)
-    if not _forked.may_fork():
-        pytest.skip("forking is not safe in this process (threads or torch)")
-    seen: list[int] = []
-    out = _forked.fork_map([(_pid_and, (i,)) for i in range(6)], lambda: seen.append(os.getpid()))
-    assert [sq for _, sq in out] == [i * i for i in range(6)]
-    assert seen == [os.getpid()]
-    assert os.getpid() not in {pid for pid, _ in out}  # made in the workers
+def test_fork_map_runs_jobs_in_workers_and_meanwhile_here() -> None:
+    """In a process of its own (a pytest-xdist worker runs threads, so it never forks)."""
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_MAP_SCRIPT], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert [sq for _, sq in got["out"]] == [i * i for i in range(6)]
+    assert got["seen"] == [got["main"]]  # meanwhile ran in the main process
+    assert got["main"] not in {pid for pid, _ in got["out"]}  # the jobs in the workers
+    shared, alone = got["cis"]
+    assert shared == alone and len(shared) == 4 and shared[0][0] < shared[0][1]
 
 
 def test_bootstrap_cis_in_workers_equal_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
