@@ -1,0 +1,127 @@
+"""Where beam search spends its time on vLLM, engine call by engine call.
+
+The same job as ``bench_search.py --backend vllm`` (arith, 8 questions, N = 8, width 4,
+self-judge on the policy model), once best-of-N and once beam search, after a warm-up. Every
+call into the engine is logged: its wall time, requests and sequences, prompt tokens and how
+many of them vLLM's prefix cache held (``RequestOutput.num_cached_tokens``), generated
+tokens and the longest sequence. Generation calls have sequences of many tokens; the
+verifier's calls generate one token per prompt (self-judge reads P(Yes) at the next token).
+
+    python benchmarks/profile_search_vllm.py [--questions 8] [--n 8] [--width 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--questions", type=int, default=8)
+    ap.add_argument("--n", type=int, default=8)
+    ap.add_argument("--width", type=int, default=4)
+    ap.add_argument("--json", default="benchmarks/results/profile_search_vllm.json")
+    a = ap.parse_args()
+
+    from ttc_eval.backends.vllm import VLLMBackend
+    from ttc_eval.cache import CachedBackend
+    from ttc_eval.strategies._base import ExpansionContext
+    from ttc_eval.strategies.sample import SampleExpansion
+    from ttc_eval.strategies.search import SearchExpansion
+    from ttc_eval.tasks import Task, find_task_spec
+    from ttc_eval.types import SamplingParams
+    from ttc_eval.verifiers.self_judge import SelfJudge
+
+    task = Task(find_task_spec("arith"))
+    problems = task.problems(limit=a.questions)
+    policy = VLLMBackend(
+        "smollm2-135m", progress=False, max_model_len=2048, top_logprobs=0, logprobs=False
+    )
+    backend = CachedBackend(policy, cache=None)
+    params = SamplingParams(
+        temperature=0.7, max_tokens=int(task.spec.generation["max_tokens"]), seed=0
+    )
+
+    def ctx() -> ExpansionContext:
+        return ExpansionContext(
+            backends={"policy": backend},
+            verifier=SelfJudge(judge=backend),
+            verifier_role="judge",
+            params=params,
+            render=lambda p: backend.render(task.messages(p)),
+            messages=task.messages,
+            templates={},
+            step_delimiter="\n\n",
+            chunk_samples=10_000,
+        )
+
+    calls: list[dict[str, Any]] = []
+    raw = policy.llm.generate
+
+    def logged(prompts: Any, sampling: Any = None, **kw: Any) -> Any:
+        start = time.perf_counter()
+        outs = raw(prompts, sampling, **kw)
+        lengths = [len(c.token_ids) for o in outs for c in o.outputs]
+        calls.append(
+            {
+                "wall_s": time.perf_counter() - start,
+                "requests": len(outs),
+                "sequences": len(lengths),
+                "prompt_tokens": sum(len(o.prompt_token_ids) for o in outs),
+                "cached_prompt_tokens": sum(o.num_cached_tokens or 0 for o in outs),
+                "generated_tokens": sum(lengths),
+                "longest": max(lengths, default=0),
+            }
+        )
+        return outs
+
+    policy.llm.generate = logged  # type: ignore[method-assign]
+
+    def profile(expander: Any) -> dict[str, Any]:
+        calls.clear()
+        start = time.perf_counter()
+        for _ in expander.run(problems, ctx()):
+            pass
+        wall = time.perf_counter() - start
+        gen = [c for c in calls if c["longest"] > 1]
+        judge = [c for c in calls if c["longest"] <= 1]
+        tokens = sum(c["generated_tokens"] for c in gen)
+        return {
+            "wall_s": wall,
+            "generation_calls": gen,
+            "generation_s": sum(c["wall_s"] for c in gen),
+            "generated_tokens": tokens,
+            "generation_ms_per_token": 1000 * sum(c["wall_s"] for c in gen) / max(1, tokens),
+            "judge_calls": len(judge),
+            "judge_s": sum(c["wall_s"] for c in judge),
+            "judge_prompts": sum(c["requests"] for c in judge),
+        }
+
+    profile(SampleExpansion(2, 0.7))  # warm-up
+    result = {
+        "best_of_n": profile(SampleExpansion(a.n, 0.7)),
+        "beam_search": profile(SearchExpansion(a.n, a.width, temperature=0.7)),
+    }
+    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.json).write_text(json.dumps(result, indent=2) + "\n")
+    for side, r in result.items():
+        print(
+            f"{side}: {r['wall_s']:.1f} s; generation {r['generation_s']:.1f} s for "
+            f"{r['generated_tokens']} tokens ({r['generation_ms_per_token']:.2f} ms/token) in "
+            f"{len(r['generation_calls'])} calls; verifier {r['judge_s']:.1f} s in "
+            f"{r['judge_calls']} calls, {r['judge_prompts']} prompts"
+        )
+        for c in r["generation_calls"]:
+            print(
+                f"  {c['wall_s']:5.2f} s  {c['sequences']:3d} sequences  "
+                f"{c['generated_tokens']:5d} tokens  longest {c['longest']:3d}  prompt "
+                f"{c['prompt_tokens']} ({c['cached_prompt_tokens']} from the prefix cache)"
+            )
+
+
+if __name__ == "__main__":
+    main()
