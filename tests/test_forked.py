@@ -23,9 +23,17 @@ def pid_and(x):
     return os.getpid(), x * x
 seen = []
 out = _forked.fork_map([(pid_and, (i,)) for i in range(6)], lambda: seen.append(os.getpid()))
-# Bootstrap intervals shared among the workers, however few: each as computed alone.
+# Bootstrap intervals shared among the workers, however few: each as computed alone, and
+# computed in the workers (each chunk's process id noted).
+import sys
 from ttc_eval.analysis import stats
 stats._FORK_VALUES = 0
+chunk = stats._cis
+def traced(*args):
+    with open(sys.argv[1], "a") as f:
+        f.write(f"{os.getpid()}\n")
+    return chunk(*args)
+stats._cis = traced
 samples = [[float(i % k == 0) for i in range(n)] for k, n in ((2, 5), (3, 40), (5, 17), (1, 9))]
 shared = stats.bootstrap_cis(samples, seed=7)
 alone = [stats.bootstrap_ci(x, seed=7) for x in samples]
@@ -33,10 +41,14 @@ print(json.dumps({"main": os.getpid(), "out": out, "seen": seen, "cis": [shared,
 """
 
 
-def test_fork_map_runs_jobs_in_workers_and_meanwhile_here() -> None:
+def test_fork_map_runs_jobs_in_workers_and_meanwhile_here(tmp_path: Path) -> None:
     """In a process of its own (a pytest-xdist worker runs threads, so it never forks)."""
+    pids = tmp_path / "chunk-pids"
     done = subprocess.run(
-        [sys.executable, "-c", FORK_MAP_SCRIPT], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", FORK_MAP_SCRIPT, str(pids)],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     got = json.loads(done.stdout)
@@ -45,9 +57,11 @@ def test_fork_map_runs_jobs_in_workers_and_meanwhile_here() -> None:
     assert got["main"] not in {pid for pid, _ in got["out"]}  # the jobs in the workers
     shared, alone = got["cis"]
     assert shared == alone and len(shared) == 4 and shared[0][0] < shared[0][1]
+    chunks = pids.read_text().split()
+    assert len(chunks) == 2 and str(got["main"]) not in chunks  # two chunks, both in workers
 
 
-def test_bootstrap_cis_in_workers_equal_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bootstrap_cis_in_chunks_equal_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(3)
     samples = [list(rng.integers(0, 2, size=n).astype(float)) for n in (5, 40, 1, 0, 17, 40)]
     samples[2] = [1.0, 1.0, 1.0]  # all equal: a zero-width interval

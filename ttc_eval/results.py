@@ -654,8 +654,8 @@ def _picks_columns(trace: Trace, sels: Sequence[Selection]) -> dict[str, Any]:
 PAGE_GROUPS = 64
 """The page lists a pool strategy's choice in the first this many disjoint groups at each
 budget: every group of a pool of 64 at every budget; of a pool of 256, all from budget 4 on
-(the first 64 of 256 at budget 1: rows nobody reads, which would add about 15 MiB to the
-page of a 500 x 256 run; 64 groups instead of 16 added 15 MiB and about 0.3 s there)."""
+(the first 64 of 256 at budget 1 and of 128 at budget 2: rows nobody reads; 64 groups
+instead of 16 added 15 MiB and about 0.3 s to the page of a 500 x 256 run)."""
 
 
 def _page_selections(strategy: Strategy, trace: Trace, budget: int) -> list[Selection]:

@@ -26,7 +26,7 @@ from typing import Any
 
 HTML_VERSION = "2"
 """Bumped when the page's data or layout changes (2: samples and choices as columns, a
-search's tree per round, only the figures the report drew)."""
+search's tree per round, only the figures the report drew, up to 64 groups per budget)."""
 
 
 def figure_uris(paths: Sequence[Path]) -> dict[str, str]:
