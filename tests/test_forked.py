@@ -31,7 +31,7 @@ stats._FORK_VALUES = 0
 chunk = stats._cis
 def traced(*args):
     with open(sys.argv[1], "a") as f:
-        f.write(f"{os.getpid()}\n")
+        f.write(f"{os.getpid()}\\n")
     return chunk(*args)
 stats._cis = traced
 samples = [[float(i % k == 0) for i in range(n)] for k, n in ((2, 5), (3, 40), (5, 17), (1, 9))]
