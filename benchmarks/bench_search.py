@@ -24,29 +24,21 @@ from pathlib import Path
 from typing import Any
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--questions", type=int, default=8)
-    ap.add_argument("--n", type=int, default=8)
-    ap.add_argument("--width", type=int, default=4)
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--backend", choices=("hf", "vllm"), default="hf")
-    ap.add_argument("--json", help="default: benchmarks/results/search[-vllm].json")
-    a = ap.parse_args()
-    a.json = a.json or f"benchmarks/results/search{'' if a.backend == 'hf' else '-vllm'}.json"
-
+def search_job(backend_name: str, questions: int) -> tuple[Any, Any, Any, Any]:
+    """The job both sides run: the first ``questions`` arith questions, the default model on
+    ``backend_name`` recording no log-probabilities (self-judge reads none), the cache off,
+    and a factory of expansion contexts with the self-judge verifier on the policy model.
+    Returns (questions, the policy backend, its cache wrapper, the context factory)."""
     from ttc_eval.cache import CachedBackend
     from ttc_eval.strategies._base import ExpansionContext
-    from ttc_eval.strategies.sample import SampleExpansion
-    from ttc_eval.strategies.search import SearchExpansion
     from ttc_eval.tasks import Task, find_task_spec
     from ttc_eval.types import SamplingParams
     from ttc_eval.verifiers.self_judge import SelfJudge
 
     task = Task(find_task_spec("arith"))
-    problems = task.problems(limit=a.questions)
+    problems = task.problems(limit=questions)
     policy: Any
-    if a.backend == "hf":
+    if backend_name == "hf":
         from ttc_eval.backends.hf import HFBackend
 
         policy = HFBackend("smollm2-135m", progress=False, top_logprobs=0, logprobs=False)
@@ -74,6 +66,24 @@ def main() -> None:
             chunk_samples=10_000,
         )
 
+    return problems, policy, backend, ctx
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--questions", type=int, default=8)
+    ap.add_argument("--n", type=int, default=8)
+    ap.add_argument("--width", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--backend", choices=("hf", "vllm"), default="hf")
+    ap.add_argument("--json", help="default: benchmarks/results/search[-vllm].json")
+    a = ap.parse_args()
+    a.json = a.json or f"benchmarks/results/search{'' if a.backend == 'hf' else '-vllm'}.json"
+
+    from ttc_eval.strategies.sample import SampleExpansion
+    from ttc_eval.strategies.search import SearchExpansion
+
+    problems, _, backend, ctx = search_job(a.backend, a.questions)
     gen_time = [0.0]
     raw_generate = backend.generate
 

@@ -14,9 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_search import search_job
 
 
 def main() -> None:
@@ -27,38 +32,10 @@ def main() -> None:
     ap.add_argument("--json", default="benchmarks/results/profile_search_vllm.json")
     a = ap.parse_args()
 
-    from ttc_eval.backends.vllm import VLLMBackend
-    from ttc_eval.cache import CachedBackend
-    from ttc_eval.strategies._base import ExpansionContext
     from ttc_eval.strategies.sample import SampleExpansion
     from ttc_eval.strategies.search import SearchExpansion
-    from ttc_eval.tasks import Task, find_task_spec
-    from ttc_eval.types import SamplingParams
-    from ttc_eval.verifiers.self_judge import SelfJudge
 
-    task = Task(find_task_spec("arith"))
-    problems = task.problems(limit=a.questions)
-    policy = VLLMBackend(
-        "smollm2-135m", progress=False, max_model_len=2048, top_logprobs=0, logprobs=False
-    )
-    backend = CachedBackend(policy, cache=None)
-    params = SamplingParams(
-        temperature=0.7, max_tokens=int(task.spec.generation["max_tokens"]), seed=0
-    )
-
-    def ctx() -> ExpansionContext:
-        return ExpansionContext(
-            backends={"policy": backend},
-            verifier=SelfJudge(judge=backend),
-            verifier_role="judge",
-            params=params,
-            render=lambda p: backend.render(task.messages(p)),
-            messages=task.messages,
-            templates={},
-            step_delimiter="\n\n",
-            chunk_samples=10_000,
-        )
-
+    problems, policy, _, ctx = search_job("vllm", a.questions)
     calls: list[dict[str, Any]] = []
     raw = policy.llm.generate
 

@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from ttc_eval.registry import verifier
+from ttc_eval.types import Problem
+from ttc_eval.verifiers._base import Solution
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -60,3 +66,28 @@ def without_seconds(obj: Any) -> Any:
     if isinstance(obj, list):
         return [without_seconds(v) for v in obj]
     return obj
+
+
+@verifier("fake-prm")
+class FakePRM:
+    """Deterministic step scores from a hash of the text so far (for tests only)."""
+
+    name = "fake-prm"
+    version = "test"
+    roles: tuple[str, ...] = ()
+
+    def __init__(self, **_: Any) -> None:
+        self.tokens_read = 0
+
+    def score(self, problem: Problem, solutions: Sequence[Solution]) -> list[tuple[float, ...]]:
+        out = []
+        for s in solutions:
+            self.tokens_read += len(s.text.split())
+            acc = ""
+            scores = []
+            for step in s.steps:
+                acc += step
+                h = hashlib.sha256(acc.encode()).digest()
+                scores.append(int.from_bytes(h[:4], "little") / 2**32)
+            out.append(tuple(scores))
+        return out

@@ -609,17 +609,12 @@ def _defaults() -> Any:
     return RunDefaults(SamplingParams(temperature=0.7, max_tokens=64), (4, 8))
 
 
-def test_a_policy_runs_search_and_revisions_configurations_on_the_fake_backend(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_policy_runs_search_and_revisions_configurations_on_the_fake_backend() -> None:
     """Fit on a calibration run of pool, search and revisions configurations: they are all
     candidates, a search only at budgets it has beside the probe. A policy that runs
     revisions in the easy bin and beam search elsewhere at budget 8: the run expands both
     for the test questions; each question is charged its probe plus what the chosen
     configuration read there (recomputed here from traces.jsonl), and answers from it."""
-    monkeypatch.syspath_prepend(str(Path(__file__).parent))
-    import test_search  # noqa: F401  (registers the scripted fake-prm verifier)
-
     from ttc_eval.registry import ESTIMATORS
 
     fake = ["--backend", "fake", "--task", "arith_wide", "--quiet", "--verifier", "fake-prm"]

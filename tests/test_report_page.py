@@ -6,11 +6,9 @@ results.json and traces.jsonl, worked out here without ttc-eval's code."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +16,7 @@ import pytest
 
 from ttc_eval.backends.fake import FakeBackend, arithmetic_script
 from ttc_eval.cli import main
-from ttc_eval.registry import backend, verifier
-from ttc_eval.types import Problem
-from ttc_eval.verifiers._base import Solution
+from ttc_eval.registry import backend
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -184,36 +180,13 @@ def test_page_choices_are_the_strategys_own_in_the_first_groups() -> None:
     assert checked >= 8 * 3 * 2
 
 
-@verifier("page-prm")
-class PagePRM:
-    """Step scores from a hash of the text so far (deterministic, no model)."""
-
-    name = "page-prm"
-    version = "test"
-    roles: tuple[str, ...] = ()
-
-    def __init__(self, **_: Any) -> None:
-        self.tokens_read = 0
-
-    def score(self, problem: Problem, solutions: Sequence[Solution]) -> list[tuple[float, ...]]:
-        out = []
-        for s in solutions:
-            self.tokens_read += len(s.text.split())
-            scores, acc = [], ""
-            for step in s.steps:
-                acc += step
-                scores.append(int.from_bytes(hashlib.sha256(acc.encode()).digest()[:4]) / 2**32)
-            out.append(tuple(scores))
-        return out
-
-
 def test_search_tree_in_a_real_browser() -> None:
     """A beam search's question shows its tree: per round, the beams kept, finished and
     pruned (with the verdict of a pruned beam's lookahead rollout), as traces.jsonl has them."""
     from playwright.sync_api import sync_playwright
 
     assert CHROMIUM is not None, "no chromium: `make setup` installs Debian's"
-    args = ["run", "--backend", "fake", "--task", "arith", "--verifier", "page-prm",
+    args = ["run", "--backend", "fake", "--task", "arith", "--verifier", "fake-prm",
             "--strategy", "beam_search:width=2:lookahead=1", "--budgets", "4", "--limit", "3",
             "--quiet", "--output-dir", "r"]  # fmt: skip
     assert main(args) == 0

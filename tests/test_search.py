@@ -2,49 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import FakePRM
 
 from ttc_eval.backends.fake import FakeBackend
 from ttc_eval.cache import CachedBackend
 from ttc_eval.config import RunConfig, StrategySpec
-from ttc_eval.registry import verifier
 from ttc_eval.runner import run
 from ttc_eval.strategies._base import ExpansionContext
 from ttc_eval.strategies.search import Beam, SearchExpansion
 from ttc_eval.types import Problem, SamplingParams
-from ttc_eval.verifiers._base import Solution
-
-
-@verifier("fake-prm")
-class FakePRM:
-    """Deterministic step scores from a hash of the text so far (for tests only)."""
-
-    name = "fake-prm"
-    version = "test"
-    roles: tuple[str, ...] = ()
-
-    def __init__(self, **_: Any) -> None:
-        self.tokens_read = 0
-
-    def score(self, problem: Problem, solutions: Sequence[Solution]) -> list[tuple[float, ...]]:
-        out = []
-        for s in solutions:
-            self.tokens_read += len(s.text.split())
-            acc = ""
-            scores = []
-            for step in s.steps:
-                acc += step
-                h = hashlib.sha256(acc.encode()).digest()
-                scores.append(int.from_bytes(h[:4], "little") / 2**32)
-            out.append(tuple(scores))
-        return out
 
 
 def _endless(prompt: str, sid: int, seed: int) -> str:
