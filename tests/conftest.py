@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+# None of these imports torch or vLLM: pytest_configure below must pin CPUs before they load.
 from ttc_eval.registry import verifier
 from ttc_eval.types import Problem
 from ttc_eval.verifiers._base import Solution
