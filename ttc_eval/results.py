@@ -696,7 +696,7 @@ def _public(settings: Any) -> Any:
 def _trace_view(t: Trace, budgets: Sequence[int], delimiter: str) -> dict[str, Any]:
     """One trace as the page shows it: its samples, and by kind its vote totals per budget
     (a sample pool: the first group of that many samples), its chains (revisions) or its
-    pruned beams per round (search)."""
+    tree and pruned beams per round (search)."""
     cands = t.candidates
     out: dict[str, Any] = {
         "expansion": t.expansion,

@@ -168,14 +168,12 @@ function openQuestion(id) {
       + `<td>${p.correct ? '<span class="ok">right</span>' : '<span class="bad">wrong</span>'}</td></tr>`).join('')
     + '</table>';
   for (const t of d.traces) {
-    // The samples come as columns; rows for the code below.
-    if (!Array.isArray(t.candidates)) {
-      const c = t.candidates;
-      t.candidates = c.index.map((index, i) => ({
-        index, answer: c.answer[i], correct: c.correct[i], tokens: c.tokens[i], steps: c.steps[i],
-        scores: c.scores[i], thinking_closed: c.thinking_closed[i],
-      }));
-    }
+    // The samples come as columns (parsed afresh at each opening); one object per sample.
+    const cols = t.candidates;
+    const samples = cols.index.map((index, i) => ({
+      index, answer: cols.answer[i], correct: cols.correct[i], tokens: cols.tokens[i],
+      steps: cols.steps[i], scores: cols.scores[i], thinking_closed: cols.thinking_closed[i],
+    }));
     // Highlighted: the samples chosen in this trace (not same-numbered ones in another).
     const chosen = new Set(picks.filter(p => p.trace === t.expansion).map(p => p.index));
     h += `<h4 class="mono">${esc(t.expansion)}</h4>`;
@@ -188,11 +186,11 @@ function openQuestion(id) {
     if (t.chains) {
       h += `<p>${fmt(t.chains)} chains x ${fmt(t.length)} attempts, each chain's attempts in order:</p>`;
       for (let c = 0; c < t.chains; c++) {
-        h += `<details><summary>chain ${c}</summary>` + t.candidates.slice(c * t.length, (c + 1) * t.length)
+        h += `<details><summary>chain ${c}</summary>` + samples.slice(c * t.length, (c + 1) * t.length)
           .map(x => sampleHtml(x, chosen.has(x.index))).join('') + '</details>';
       }
     } else {
-      h += t.candidates.map(x => sampleHtml(x, chosen.has(x.index))).join('');
+      h += samples.map(x => sampleHtml(x, chosen.has(x.index))).join('');
     }
     if (t.tree) {
       h += searchTree(t);
