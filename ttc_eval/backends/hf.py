@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 from tqdm.auto import tqdm
 
+from ttc_eval.backends import _shared_prefix as shared_prefix
 from ttc_eval.backends._base import (
     check_top_logprobs,
     load_warning,
@@ -67,12 +68,13 @@ class HFBackend:
     about 145 tok/s at batch 64 against about 55 for bfloat16 (see README)."""
 
     name = "hf"
-    version = "3"
+    version = "4"
     """Bumped whenever the same seed could sample different tokens (2: own decoding loop;
     3: batch-invariant sampling, one counter-based uniform per sample and position drawn by
     inverse CDF instead of ``torch.multinomial`` on a generator seeded per batch, so every
-    sampled token differs from version 2's); part of the fingerprint, so the generation cache
-    never mixes versions."""
+    sampled token differs from version 2's; 4: shared-prefix attention while decoding, the
+    same attention summed in another order, so a draw within float rounding of a boundary
+    can differ); part of the fingerprint, so the generation cache never mixes versions."""
 
     takes_seed: ClassVar[bool] = False
     """Whether the engine is seeded once at start (vllm): the run seed is passed as ``seed``."""
@@ -124,6 +126,11 @@ class HFBackend:
         self.tokenizer: Any = auto_tok.from_pretrained(path)
         self.tokenizer.padding_side = "left"
         self.model: Any = auto_model.from_pretrained(path, dtype=getattr(torch, dtype))
+        self.shared_attention = shared_prefix.supports(self.model.config)
+        """Whether decoding reads one copy of each shared prompt (plain causal attention)."""
+        if self.shared_attention:
+            shared_prefix.register()
+            self.model.set_attn_implementation(shared_prefix.ATTENTION)
         self.model.eval()
         if device != "cpu":
             self.model = self.model.to(device)
@@ -249,8 +256,8 @@ class HFBackend:
         k = self.top_logprobs
         live = list(range(len(prompts)))
         with torch.inference_mode():
-            cache, logits = self._prefill(prompts, enc)
-            positions = mask.sum(dim=1)
+            decoder = self._start(prompts, enc)
+            logits = decoder.logits
             for step in range(params.max_tokens):
                 logp = torch.log_softmax(logits.float(), dim=-1)
                 if sampling:
@@ -280,59 +287,25 @@ class HFBackend:
                 if done:
                     break
                 if len(keep) < len(live):
-                    index = torch.tensor(keep, device=mask.device)
-                    cache.batch_select_indices(index)
-                    mask, positions, tok = mask[index], positions[index], tok[index]
+                    index = torch.tensor(keep, device=tok.device)
+                    decoder.keep(index)
+                    tok = tok[index]
                     live = [live[j] for j in keep]
-                mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=1)
-                out = self.model(
-                    input_ids=tok[:, None],
-                    attention_mask=mask,
-                    position_ids=positions[:, None],
-                    past_key_values=cache,
-                    use_cache=True,
-                )
-                positions = positions + 1
-                logits = out.logits[:, -1, :]
+                logits = decoder.step(tok)
         return [
             self._completion(ids[i], lps[i], tops[i], int(prompt_tokens[i]), params)
             for i in range(len(prompts))
         ]
 
-    def _prefill(self, prompts: list[str], enc: Any) -> tuple[Any, Any]:
-        """Encode each distinct prompt once and fan its KV cache out to the rows that share it;
-        returns the cache and each row's next-token logits.
-
-        Samples of one question (and the M children of a beam) share their prompt; on CPU the
-        prompt's forward pass costs as much as many decoding steps, so this is the prefix
-        cache vLLM gives for free.
-        """
-        import torch
-        from transformers import DynamicCache
-
-        first: dict[str, int] = {}
-        for i, p in enumerate(prompts):
-            first.setdefault(p, i)
-        shared = self.share_prefill and len(first) < len(prompts)
-        rows = torch.tensor(list(first.values()) if shared else range(len(prompts)))
-        ids, mask = enc["input_ids"][rows], enc["attention_mask"][rows]
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=self.model.config)
-        out = self.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=1,
+    def _start(self, prompts: list[str], enc: Any) -> _PlainDecoder | _SharedPrefixDecoder:
+        return start_decoder(
+            self.model,
+            enc["input_ids"],
+            enc["attention_mask"],
+            prompts,
+            share_prefill=self.share_prefill,
+            shared_attention=self.shared_attention,
         )
-        logits = out.logits[:, -1, :]
-        if shared:
-            order = {p: j for j, p in enumerate(first)}
-            index = torch.tensor([order[p] for p in prompts], device=logits.device)
-            cache.batch_select_indices(index)
-            logits = logits[index]
-        return cache, logits
 
     def _completion(
         self,
@@ -382,6 +355,135 @@ class HFBackend:
             token_confidences=confidences,
             top_logprobs=raw,
         )
+
+
+def start_decoder(
+    model: Any,
+    input_ids: Any,
+    attention_mask: Any,
+    prompts: Sequence[str],
+    share_prefill: bool,
+    shared_attention: bool,
+) -> _PlainDecoder | _SharedPrefixDecoder:
+    """Encode each distinct prompt once and return the decoder holding the rows' caches and
+    next-token logits (rows: the left-padded ``input_ids``/``attention_mask``; ``prompts``
+    says which rows share a prompt).
+
+    Samples of one question (and the M children of a beam) share their prompt; on CPU a
+    prompt's forward pass costs as much as many decoding steps, so this is the prefix cache
+    vLLM gives for free. With ``share_prefill`` on a model of plain attention
+    (``shared_attention``: the model was set to ``_shared_prefix``'s attention), the rows go
+    on reading the one copy of their prompt while decoding; otherwise each row gets its own
+    copy of its prompt's cache.
+    """
+    import torch
+    from transformers import DynamicCache
+
+    first: dict[str, int] = {}
+    for i, p in enumerate(prompts):
+        first.setdefault(p, i)
+    shared = share_prefill and len(first) < len(prompts)
+    rows = torch.tensor(list(first.values()) if shared else range(len(prompts)))
+    ids, mask = input_ids[rows], attention_mask[rows]
+    cache = DynamicCache(config=model.config)
+    out = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    logits = out.logits[:, -1, :]
+    order = {p: j for j, p in enumerate(first)}
+    owner = torch.tensor([order[p] for p in prompts], device=logits.device)
+    lengths = attention_mask.sum(dim=1)
+    if share_prefill and shared_attention:
+        return _SharedPrefixDecoder(model, cache, mask, owner, logits, lengths)
+    if shared:
+        cache.batch_select_indices(owner)
+        logits = logits[owner]
+    return _PlainDecoder(model, cache, attention_mask, logits, lengths)
+
+
+class _PlainDecoder:
+    """Rows decoding over transformers' ``DynamicCache``, each with its own copy of its
+    prompt's keys and values."""
+
+    def __init__(self, model: Any, cache: Any, mask: Any, logits: Any, positions: Any) -> None:
+        self.model, self.cache, self.mask = model, cache, mask
+        self.logits = logits
+        """The live rows' next-token logits (rows x vocabulary)."""
+        self.positions = positions
+
+    def keep(self, index: Any) -> None:
+        """Only rows ``index`` go on (the others ended)."""
+        self.cache.batch_select_indices(index)
+        self.mask, self.positions = self.mask[index], self.positions[index]
+
+    def step(self, tokens: Any) -> Any:
+        """Feed one token per live row; returns the next-token logits."""
+        import torch
+
+        self.mask = torch.cat([self.mask, self.mask.new_ones((len(tokens), 1))], dim=1)
+        out = self.model(
+            input_ids=tokens[:, None],
+            attention_mask=self.mask,
+            position_ids=self.positions[:, None],
+            past_key_values=self.cache,
+            use_cache=True,
+        )
+        self.positions = self.positions + 1
+        self.logits = out.logits[:, -1, :]
+        return self.logits
+
+
+class _SharedPrefixDecoder:
+    """Rows decoding over one copy of each distinct prompt plus their own generated tokens
+    (``_shared_prefix``): no row copies its prompt, and no step copies the cache."""
+
+    def __init__(
+        self, model: Any, cache: Any, mask: Any, owner: Any, logits: Any, positions: Any
+    ) -> None:
+        from ttc_eval.backends._shared_prefix import Prefix, SuffixCache
+
+        layers = cache.layers
+        self.model = model
+        self.prefix = Prefix(
+            keys=[layer.keys for layer in layers],
+            values=[layer.values for layer in layers],
+            mask=mask.bool()[:, None, None, :],
+            owner=owner,
+            slot=owner,
+            width=0,
+        )
+        self.prefix.place(owner)
+        self.suffix = SuffixCache(len(layers))
+        self.logits = logits[owner]
+        """The live rows' next-token logits (rows x vocabulary)."""
+        self.positions = positions
+
+    def keep(self, index: Any) -> None:
+        """Only rows ``index`` go on (the others ended); prompts no row reads are freed."""
+        self.suffix.select(index)
+        self.prefix.place(self.prefix.owner[index])
+        self.prefix.drop_unread()
+        self.positions = self.positions[index]
+
+    def step(self, tokens: Any) -> Any:
+        """Feed one token per live row; returns the next-token logits."""
+        out = self.model(
+            input_ids=tokens[:, None],
+            attention_mask=self.prefix.mask,  # 4-D: transformers passes it through untouched
+            position_ids=self.positions[:, None],
+            past_key_values=self.suffix,
+            use_cache=True,
+            ttc_prefix=self.prefix,
+        )
+        self.suffix.advance()
+        self.positions = self.positions + 1
+        self.logits = out.logits[:, -1, :]
+        return self.logits
 
 
 class _Progress:
