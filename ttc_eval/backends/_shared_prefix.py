@@ -11,9 +11,10 @@ Here each distinct prompt's keys and values are kept once (``Prefix``) and each 
 the tokens it generated (``SuffixCache``, preallocated, written in place). Attention is
 computed in two parts, over the shared prompt and over the row's own tokens, and merged with
 their log-sum-exp ("cascade" or "bifurcated" attention): the prompt part reads each prompt
-once for all the rows that share it, as one matrix product over those rows' queries. The
-result is the same attention up to float rounding (tests hold the sampled text equal to the
-plain path's).
+once for all the rows that share it, as one matrix product over those rows' queries. In
+float32 the result is the same attention up to float rounding (tests hold it equal to eager
+attention, and the sampled text equal to the plain path's); in bfloat16 or float16 the scores
+are rounded to the model's dtype before the softmax, as eager attention rounds them.
 
 Only for models whose attention is plain causal softmax attention with rotary or no position
 encoding applied before the cache (``supports``): no sliding window, no logit soft-capping, no
@@ -22,7 +23,7 @@ attention sinks. Other models decode on the plain path.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 ATTENTION = "ttc_shared_prefix"
@@ -68,10 +69,13 @@ class Prefix:
     """(prompts, 1, 1, prompt length) bool: which positions hold a prompt token (not padding)."""
     owner: Any
     """(rows,) long: the prompt each live row reads."""
-    slot: Any
-    """(rows,) long: the row's place among the live rows of its prompt."""
-    width: int
-    """The most live rows any prompt has."""
+    slot: Any = field(init=False)
+    """(rows,) long: the row's place among the live rows of its prompt (set by ``place``)."""
+    width: int = field(init=False)
+    """The most live rows any prompt has (set by ``place``)."""
+
+    def __post_init__(self) -> None:
+        self.place(self.owner)
 
     def place(self, owner: Any) -> None:
         """Set the live rows' prompts (``owner``, in any order) and number each row among the
@@ -115,6 +119,8 @@ class SuffixCache:
         """Tokens held per row (all live rows started together, so they hold the same)."""
 
     def update(self, key: Any, value: Any, layer_idx: int, *args: Any, **kwargs: Any) -> Any:
+        """Write one new token's keys and values (``key``: rows x kv heads x 1 x dim) for
+        layer ``layer_idx``; returns that layer's keys and values of every token so far."""
         keys, values, t = self.keys[layer_idx], self.values[layer_idx], self.length
         if keys is None or t == keys.shape[2]:
             cap = max(16, 2 * t)
@@ -138,13 +144,6 @@ class SuffixCache:
         for i, (k, v) in enumerate(zip(self.keys, self.values, strict=True)):
             if k is not None:
                 self.keys[i], self.values[i] = k[index], v[index]
-
-    def get_seq_length(self, layer_idx: int = 0) -> int:
-        return self.length
-
-    @property
-    def is_compileable(self) -> bool:
-        return False
 
 
 def _attention(
@@ -195,7 +194,9 @@ def _attention(
     qp = qp.permute(0, 2, 1, 3, 4).reshape(prompts, kv_heads, width * group, dim)
     shared = torch.matmul(qp, prefix.keys[layer].transpose(-1, -2)).float()
     shared = shared.masked_fill(~prefix.mask, float("-inf"))
-    shared_max = shared.amax(dim=-1, keepdim=True)
+    # A prompt of no tokens (all padding) has no maximum: the finite floor makes its weight
+    # exp(-inf - floor) = 0 in the merge, where -inf - -inf would be NaN.
+    shared_max = shared.amax(dim=-1, keepdim=True).clamp(min=torch.finfo(torch.float32).min)
     shared_exp = torch.exp(shared - shared_max)
     shared_sum = shared_exp.sum(dim=-1, keepdim=True)
     shared_out = torch.matmul(shared_exp.to(value.dtype), prefix.values[layer]).float()

@@ -298,13 +298,9 @@ class HFBackend:
         ]
 
     def _start(self, prompts: list[str], enc: Any) -> _PlainDecoder | _SharedPrefixDecoder:
+        """The decoder of one batch, its prompts encoded (``start_decoder``)."""
         return start_decoder(
-            self.model,
-            enc["input_ids"],
-            enc["attention_mask"],
-            prompts,
-            share_prefill=self.share_prefill,
-            shared_attention=self.shared_attention,
+            self.model, enc["input_ids"], enc["attention_mask"], prompts, self.share_prefill
         )
 
     def _completion(
@@ -363,7 +359,6 @@ def start_decoder(
     attention_mask: Any,
     prompts: Sequence[str],
     share_prefill: bool,
-    shared_attention: bool,
 ) -> _PlainDecoder | _SharedPrefixDecoder:
     """Encode each distinct prompt once and return the decoder holding the rows' caches and
     next-token logits (rows: the left-padded ``input_ids``/``attention_mask``; ``prompts``
@@ -371,10 +366,9 @@ def start_decoder(
 
     Samples of one question (and the M children of a beam) share their prompt; on CPU a
     prompt's forward pass costs as much as many decoding steps, so this is the prefix cache
-    vLLM gives for free. With ``share_prefill`` on a model of plain attention
-    (``shared_attention``: the model was set to ``_shared_prefix``'s attention), the rows go
-    on reading the one copy of their prompt while decoding; otherwise each row gets its own
-    copy of its prompt's cache.
+    vLLM gives for free. With ``share_prefill`` on a model set to ``_shared_prefix``'s
+    attention (plain causal attention, see ``HFBackend``), the rows go on reading the one copy
+    of their prompt while decoding; otherwise each row gets its own copy of its prompt's cache.
     """
     import torch
     from transformers import DynamicCache
@@ -398,7 +392,7 @@ def start_decoder(
     order = {p: j for j, p in enumerate(first)}
     owner = torch.tensor([order[p] for p in prompts], device=logits.device)
     lengths = attention_mask.sum(dim=1)
-    if share_prefill and shared_attention:
+    if share_prefill and model.config._attn_implementation == shared_prefix.ATTENTION:
         return _SharedPrefixDecoder(model, cache, mask, owner, logits, lengths)
     if shared:
         cache.batch_select_indices(owner)
@@ -411,10 +405,15 @@ class _PlainDecoder:
     prompt's keys and values."""
 
     def __init__(self, model: Any, cache: Any, mask: Any, logits: Any, positions: Any) -> None:
-        self.model, self.cache, self.mask = model, cache, mask
+        self.model = model
+        self.cache = cache
+        """transformers' ``DynamicCache``: each live row's prompt and generated tokens."""
+        self.mask = mask
+        """The live rows' attention mask (left padding), one column longer at each step."""
         self.logits = logits
         """The live rows' next-token logits (rows x vocabulary)."""
         self.positions = positions
+        """The position of each live row's next token."""
 
     def keep(self, index: Any) -> None:
         """Only rows ``index`` go on (the others ended)."""
@@ -445,23 +444,21 @@ class _SharedPrefixDecoder:
     def __init__(
         self, model: Any, cache: Any, mask: Any, owner: Any, logits: Any, positions: Any
     ) -> None:
-        from ttc_eval.backends._shared_prefix import Prefix, SuffixCache
-
         layers = cache.layers
         self.model = model
-        self.prefix = Prefix(
+        self.prefix = shared_prefix.Prefix(
             keys=[layer.keys for layer in layers],
             values=[layer.values for layer in layers],
             mask=mask.bool()[:, None, None, :],
             owner=owner,
-            slot=owner,
-            width=0,
         )
-        self.prefix.place(owner)
-        self.suffix = SuffixCache(len(layers))
+        """Each distinct prompt's keys and values, once, and which rows read which."""
+        self.suffix = shared_prefix.SuffixCache(len(layers))
+        """Each live row's own generated tokens."""
         self.logits = logits[owner]
         """The live rows' next-token logits (rows x vocabulary)."""
         self.positions = positions
+        """The position of each live row's next token."""
 
     def keep(self, index: Any) -> None:
         """Only rows ``index`` go on (the others ended); prompts no row reads are freed."""
@@ -474,7 +471,10 @@ class _SharedPrefixDecoder:
         """Feed one token per live row; returns the next-token logits."""
         out = self.model(
             input_ids=tokens[:, None],
-            attention_mask=self.prefix.mask,  # 4-D: transformers passes it through untouched
+            # A 4-D mask makes transformers use it as it is, without asking the cache for
+            # mask sizes (which ``SuffixCache`` does not track); the attention reads the
+            # prompts' mask from ``ttc_prefix``.
+            attention_mask=self.prefix.mask,
             position_ids=self.positions[:, None],
             past_key_values=self.suffix,
             use_cache=True,
