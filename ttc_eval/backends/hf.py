@@ -256,7 +256,7 @@ class HFBackend:
         k = self.top_logprobs
         live = list(range(len(prompts)))
         with torch.inference_mode():
-            decoder = self._start(prompts, enc)
+            decoder = start_decoder(self.model, enc["input_ids"], mask, prompts, self.share_prefill)
             logits = decoder.logits
             for step in range(params.max_tokens):
                 logp = torch.log_softmax(logits.float(), dim=-1)
@@ -296,12 +296,6 @@ class HFBackend:
             self._completion(ids[i], lps[i], tops[i], int(prompt_tokens[i]), params)
             for i in range(len(prompts))
         ]
-
-    def _start(self, prompts: list[str], enc: Any) -> _PlainDecoder | _SharedPrefixDecoder:
-        """The decoder of one batch, its prompts encoded (``start_decoder``)."""
-        return start_decoder(
-            self.model, enc["input_ids"], enc["attention_mask"], prompts, self.share_prefill
-        )
 
     def _completion(
         self,
