@@ -3,7 +3,9 @@
 Same questions, same model (loaded once), same verifier (self-judge on the policy model),
 cache off, alternating (best-of-N, beam, best-of-N, beam, ...) in one process. Reported per
 generated token: the whole expansion's wall time (generation + verifier scoring), and the
-time spent inside the backend's generate calls alone.
+time during which at least one generate call was in flight ("generation alone"; on vLLM a
+search's questions run on their own threads and their calls overlap, with each other and
+with the verifier's).
 
     python benchmarks/bench_search.py [--questions 8] [--n 8] [--width 4] [--repeats 2]
     python benchmarks/bench_search.py --backend vllm
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -84,15 +87,25 @@ def main() -> None:
     from ttc_eval.strategies.search import SearchExpansion
 
     problems, _, backend, ctx = search_job(a.backend, a.questions)
+    # Time with at least one generate call in flight: on vLLM a search's questions call from
+    # their own threads at once, and their calls overlap.
     gen_time = [0.0]
+    busy = {"calls": 0, "since": 0.0}
+    lock = threading.Lock()
     raw_generate = backend.generate
 
     def generate(requests: Any) -> Any:
-        t0 = time.perf_counter()
+        with lock:
+            if busy["calls"] == 0:
+                busy["since"] = time.perf_counter()
+            busy["calls"] += 1
         try:
             return raw_generate(requests)
         finally:
-            gen_time[0] += time.perf_counter() - t0
+            with lock:
+                busy["calls"] -= 1
+                if busy["calls"] == 0:
+                    gen_time[0] += time.perf_counter() - busy["since"]
 
     backend.generate = generate  # type: ignore[method-assign]
 

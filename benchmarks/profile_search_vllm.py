@@ -6,6 +6,9 @@ call into the engine is logged: its wall time, requests and sequences, prompt to
 many of them vLLM's prefix cache held (``RequestOutput.num_cached_tokens``), generated
 tokens and the longest sequence. Generation calls have sequences of many tokens; the
 verifier's calls generate one token per prompt (self-judge reads P(Yes) at the next token).
+A search's questions call from their own threads, so calls overlap: their times add up to
+more than the wall time. Every engine step is counted too, with the sequences in the engine
+at that step (how full its batches were).
 
     python benchmarks/profile_search_vllm.py [--questions 8] [--n 8] [--width 4]
 """
@@ -37,11 +40,12 @@ def main() -> None:
 
     problems, policy, _, ctx = search_job("vllm", a.questions)
     calls: list[dict[str, Any]] = []
-    raw = policy.llm.generate
+    steps: list[int] = []
+    raw_run, raw_step = policy.loop.run, policy.loop.engine.step
 
-    def logged(prompts: Any, sampling: Any = None, **kw: Any) -> Any:
+    def logged(inputs: Any, progress: Any = None) -> Any:
         start = time.perf_counter()
-        outs = raw(prompts, sampling, **kw)
+        outs = raw_run(inputs, progress)
         lengths = [len(c.token_ids) for o in outs for c in o.outputs]
         calls.append(
             {
@@ -56,10 +60,16 @@ def main() -> None:
         )
         return outs
 
-    policy.llm.generate = logged  # type: ignore[method-assign]
+    def counted() -> Any:
+        steps.append(policy.loop.engine.get_num_unfinished_requests())
+        return raw_step()
+
+    policy.loop.run = logged
+    policy.loop.engine.step = counted
 
     def profile(expander: Any) -> dict[str, Any]:
         calls.clear()
+        steps.clear()
         start = time.perf_counter()
         for _ in expander.run(problems, ctx()):
             pass
@@ -69,12 +79,14 @@ def main() -> None:
         tokens = sum(c["generated_tokens"] for c in gen)
         return {
             "wall_s": wall,
+            "engine_steps": len(steps),
+            "mean_sequences_per_step": sum(steps) / max(1, len(steps)),
             "generation_calls": gen,
-            "generation_s": sum(c["wall_s"] for c in gen),
+            "generation_call_s": sum(c["wall_s"] for c in gen),
             "generated_tokens": tokens,
-            "generation_ms_per_token": 1000 * sum(c["wall_s"] for c in gen) / max(1, tokens),
+            "ms_per_generated_token": 1000 * wall / max(1, tokens),
             "judge_calls": len(judge),
-            "judge_s": sum(c["wall_s"] for c in judge),
+            "judge_call_s": sum(c["wall_s"] for c in judge),
             "judge_prompts": sum(c["requests"] for c in judge),
         }
 
@@ -87,12 +99,14 @@ def main() -> None:
     Path(a.json).write_text(json.dumps(result, indent=2) + "\n")
     for side, r in result.items():
         print(
-            f"{side}: {r['wall_s']:.1f} s; generation {r['generation_s']:.1f} s for "
-            f"{r['generated_tokens']} tokens ({r['generation_ms_per_token']:.2f} ms/token) in "
-            f"{len(r['generation_calls'])} calls; verifier {r['judge_s']:.1f} s in "
-            f"{r['judge_calls']} calls, {r['judge_prompts']} prompts"
+            f"{side}: {r['wall_s']:.1f} s for {r['generated_tokens']} tokens "
+            f"({r['ms_per_generated_token']:.2f} ms/token); {r['engine_steps']} engine steps, "
+            f"{r['mean_sequences_per_step']:.1f} sequences per step; "
+            f"{len(r['generation_calls'])} generation calls ({r['generation_call_s']:.1f} s "
+            f"summed), {r['judge_calls']} verifier calls ({r['judge_call_s']:.1f} s summed, "
+            f"{r['judge_prompts']} prompts)"
         )
-        for c in r["generation_calls"]:
+        for c in r["generation_calls"][:12]:
             print(
                 f"  {c['wall_s']:5.2f} s  {c['sequences']:3d} sequences  "
                 f"{c['generated_tokens']:5d} tokens  longest {c['longest']:3d}  prompt "

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ from ttc_eval.config import RunConfig, StrategySpec
 from ttc_eval.runner import run
 from ttc_eval.strategies._base import ExpansionContext
 from ttc_eval.strategies.search import Beam, SearchExpansion
-from ttc_eval.types import Problem, SamplingParams
+from ttc_eval.types import Completion, Problem, Request, SamplingParams
 
 
 def _endless(prompt: str, sid: int, seed: int) -> str:
@@ -286,7 +289,8 @@ def test_a_question_that_ends_early_has_a_shorter_tree() -> None:
     ctx, _ = _ctx(script=_uneven)
     (traces,) = list(SearchExpansion(4, 2).run(PROBLEMS, ctx))
     first, *others = traces
-    assert first.extra["rounds"] == 3  # the chunk's rounds
+    # Its own rounds, not the chunk's (3): the same whichever questions share its chunk.
+    assert first.extra["rounds"] == 1
     assert [level["round"] for level in first.extra["tree"]] == [1]
     assert [b["candidate"] for b in first.extra["tree"][0]["finished"]] == [0, 1, 2, 3]
     assert first.extra["pruned"] == []
@@ -294,3 +298,101 @@ def test_a_question_that_ends_early_has_a_shorter_tree() -> None:
         tree = t.extra["tree"]
         assert [level["round"] for level in tree] == [1, 2, 3]
         assert sorted(b["candidate"] for level in tree for b in level["finished"]) == [0, 1, 2, 3]
+
+
+class ConcurrentFake(FakeBackend):
+    """The scripted backend declared concurrent, recording which thread made each call; the
+    first ``meet`` calls wait for each other (a barrier), which only questions searched at
+    the same time can pass."""
+
+    concurrent = True
+
+    def __init__(self, meet: int = 0, fail_on: str | None = None, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.threads: list[str] = []
+        self.barrier = threading.Barrier(meet, timeout=10) if meet else None
+        self.fail_on = fail_on
+
+    def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        self.threads.append(threading.current_thread().name)
+        if self.fail_on and any(self.fail_on in r.prompt for r in requests):
+            raise RuntimeError("engine failed on one question")
+        if self.barrier is not None and len(self.threads) <= self.barrier.parties:
+            self.barrier.wait()
+        return super().generate(requests)
+
+
+def _concurrent_ctx(
+    fake: FakeBackend, chunk_samples: int = 10_000, cache: Any = None
+) -> ExpansionContext:
+    ctx, _ = _ctx()
+    backends = {"policy": CachedBackend(fake, cache)}
+    return dataclasses.replace(ctx, backends=backends, chunk_samples=chunk_samples)
+
+
+SIX = [Problem(f"q{i}", f"What is {i} + {i + 2}?", str(2 * i + 2)) for i in range(6)]
+
+
+@pytest.mark.parametrize(
+    ("width", "subtrees", "lookahead", "chunk_samples", "script"),
+    [
+        (2, 1, 0, 10_000, None),
+        (2, 2, 0, 8, None),  # DVTS, two questions per chunk
+        (2, 1, 1, 4, _endless),  # lookahead, one question per chunk, the round cap
+        (2, 1, 0, 10_000, _uneven),  # questions that end in other rounds
+    ],
+)
+def test_a_concurrent_backend_searches_questions_apart_with_the_same_traces(
+    width: int, subtrees: int, lookahead: int, chunk_samples: int, script: Any
+) -> None:
+    """On a backend declared concurrent each question's tree grows on its own thread, and
+    every trace (candidates, scores, costs, tree, rounds) equals the lock-step search's."""
+    kw = {"script": script} if script else {}
+    exp = SearchExpansion(4, width, lookahead=lookahead, subtrees=subtrees, max_rounds=3)
+    lockstep = [
+        t for c in exp.run(SIX, _concurrent_ctx(FakeBackend(**kw), chunk_samples)) for t in c
+    ]
+    fake = ConcurrentFake(**kw)
+    chunks = list(exp.run(SIX, _concurrent_ctx(fake, chunk_samples)))
+    assert [len(c) for c in chunks] == [
+        len(c) for c in exp.run(SIX, _concurrent_ctx(FakeBackend(**kw), chunk_samples))
+    ]
+    assert [t for c in chunks for t in c] == lockstep
+    # Every call came from a search thread and holds one question's beams only.
+    assert all(name.startswith("ttc-eval-search") for name in fake.threads)
+    for call in fake.calls:
+        assert len({r.prompt.split("<assistant>")[0] for r in call}) == 1
+
+
+def test_concurrent_questions_are_in_flight_together() -> None:
+    """Six questions' first steps are all inside the backend at once: a lock-step search,
+    or one question at a time, would never pass the six-party barrier."""
+    fake = ConcurrentFake(meet=6)
+    (traces,) = list(SearchExpansion(4, 2).run(SIX, _concurrent_ctx(fake)))
+    assert len(traces) == 6 and len(set(fake.threads[:6])) == 6
+
+
+def test_one_failing_question_fails_the_search_and_stops_the_others() -> None:
+    fake = ConcurrentFake(fail_on="What is 2 + 4?", script=_endless)
+    with pytest.raises(RuntimeError, match="engine failed"):
+        list(SearchExpansion(4, 2, max_rounds=40).run(SIX, _concurrent_ctx(fake)))
+    # The others stopped at their next round instead of running their 40 rounds.
+    assert len(fake.calls) < 6 * 10
+    assert not [t for t in threading.enumerate() if t.name.startswith("ttc-eval-search")]
+
+
+def test_concurrent_searches_share_the_generation_cache(tmp_path: Path) -> None:
+    """Questions on several threads write one SQLite cache; a second run reads every sample
+    back from it and gives the same traces."""
+    from ttc_eval.cache import GenerationCache
+
+    cache = GenerationCache(tmp_path / "gen.sqlite")
+    first_ctx = _concurrent_ctx(ConcurrentFake(), cache=cache)
+    first = list(SearchExpansion(4, 2).run(SIX, first_ctx))
+    again_fake = ConcurrentFake()
+    again_ctx = _concurrent_ctx(again_fake, cache=GenerationCache(tmp_path / "gen.sqlite"))
+    assert list(SearchExpansion(4, 2).run(SIX, again_ctx)) == first
+    policy = again_ctx.backend
+    assert isinstance(policy, CachedBackend) and policy.generated_samples == 0
+    assert policy.cached_samples == first_ctx.backend.generated_samples > 0  # type: ignore[attr-defined]
+    assert again_fake.calls == []

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ttc_eval.cli import main
-from ttc_eval.types import Request, SamplingParams
+from ttc_eval.types import Problem, Request, SamplingParams
 
 pytestmark = pytest.mark.slow
 
@@ -143,6 +146,96 @@ def test_samples_of_a_short_prompt_share_its_cached_prefix(engine: Any) -> None:
         [TokensPrompt(prompt_token_ids=ids)], VParams(n=4, max_tokens=4), use_tqdm=False
     )
     assert out.num_cached_tokens >= 32
+
+
+def test_calls_from_several_threads_get_their_own_outputs(engine: Any) -> None:
+    """Four threads call the engine at once; each gets its own prompt's greedy text, as
+    when it called alone, and a judge call made meanwhile its own log-probabilities."""
+    prompts = [_prompt(engine, f"What is {i} + {2 * i}?") for i in range(4)]
+    greedy = SamplingParams(temperature=0.0, max_tokens=12)
+
+    def text(p: str) -> str:
+        return str(engine.generate([Request(p, greedy)])[0][0].text)
+
+    alone = [text(p) for p in prompts]
+    judge = _prompt(engine, "Is 2 + 2 = 4 correct? Answer Yes or No.")
+    (judged_alone,), _ = engine.next_token_logprobs([judge], ["Yes", "No"])
+    with ThreadPoolExecutor(5) as pool:
+        judged = pool.submit(engine.next_token_logprobs, [judge], ["Yes", "No"])
+        together = list(pool.map(text, prompts))
+    assert together == alone and len(set(alone)) == 4
+    assert judged.result()[0][0] == pytest.approx(judged_alone, abs=1e-3)
+
+
+def test_a_short_request_is_not_held_behind_a_long_one(engine: Any) -> None:
+    """A request sent while another thread's long one is decoding joins the engine's batch
+    and returns as soon as it ends (LLM.generate would have run the engine until every
+    request in it had finished)."""
+    story = _prompt(engine, "Write a very long story about a dragon, in many paragraphs.")
+    ended: dict[str, tuple[float, int]] = {}
+
+    def call(name: str, prompt: str, tokens: int) -> None:
+        ((c,),) = engine.generate(
+            [Request(prompt, SamplingParams(temperature=0.0, max_tokens=tokens))]
+        )
+        ended[name] = (time.perf_counter(), c.n_tokens)
+
+    long = threading.Thread(target=call, args=("long", story, 400))
+    long.start()
+    time.sleep(1.0)  # the long request is decoding
+    call("short", _prompt(engine, "Say hi."), 2)
+    long.join()
+    assert ended["long"][1] > 100  # it was still decoding when the short one ended
+    assert ended["short"][0] < ended["long"][0]
+
+
+def test_beam_search_grows_each_question_on_its_own_thread(
+    engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On vLLM a search's questions call the engine from their own threads, together; every
+    trace is whole, and the verifier's tokens are counted to the question that read them."""
+    from ttc_eval.cache import CachedBackend
+    from ttc_eval.strategies._base import ExpansionContext
+    from ttc_eval.strategies.search import SearchExpansion
+    from ttc_eval.verifiers.self_judge import SelfJudge
+
+    in_flight = {"now": 0, "most": 0}
+    lock = threading.Lock()
+    run = engine.loop.run
+
+    def counted(inputs: Any, progress: Any = None) -> Any:
+        with lock:
+            in_flight["now"] += 1
+            in_flight["most"] = max(in_flight["most"], in_flight["now"])
+        try:
+            return run(inputs, progress)
+        finally:
+            with lock:
+                in_flight["now"] -= 1
+
+    monkeypatch.setattr(engine.loop, "run", counted)
+    backend = CachedBackend(engine, None)
+    judge = SelfJudge(judge=backend)
+    problems = [Problem(f"q{i}", f"What is {i} + {3 * i}?", str(4 * i)) for i in range(1, 4)]
+    ctx = ExpansionContext(
+        backends={"policy": backend},
+        verifier=judge,
+        verifier_role="judge",
+        params=SamplingParams(temperature=0.7, max_tokens=64, seed=0),
+        render=lambda p: _prompt(engine, p.question),
+        messages=lambda p: [{"role": "user", "content": p.question}],
+        templates={},
+        step_delimiter="\n\n",
+        chunk_samples=10_000,
+    )
+    (traces,) = list(SearchExpansion(4, 2, max_rounds=4).run(problems, ctx))
+    assert [t.problem_id for t in traces] == ["q1", "q2", "q3"]
+    assert in_flight["most"] >= 2
+    for t in traces:
+        assert len(t.candidates) == 4 and t.generated_tokens > 0
+        assert all(c.step_scores and all(0 < s < 1 for s in c.step_scores) for c in t.candidates)
+        assert 1 <= t.extra["rounds"] == len(t.extra["tree"]) <= 4
+    assert sum(t.verifier_tokens for t in traces) == judge.tokens_read > 0
 
 
 def test_per_request_seeds_follow_the_sample_index() -> None:

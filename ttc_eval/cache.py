@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from functools import partial
@@ -42,7 +43,10 @@ class GenerationCache:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(path), timeout=60)
+            # One connection for the run, used by whichever thread generates (a search on a
+            # concurrent backend); the lock keeps its statements apart.
+            self.db = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
+            self._lock = threading.Lock()
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(
                 "CREATE TABLE IF NOT EXISTS gen (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
@@ -89,25 +93,27 @@ class GenerationCache:
     def get_many(self, keys: Sequence[str]) -> dict[str, Completion]:
         found: dict[str, Completion] = {}
         try:
-            for i in range(0, len(keys), 500):
-                chunk = list(keys[i : i + 500])
-                q = f"SELECT key, value FROM gen WHERE key IN ({','.join('?' * len(chunk))})"
-                for k, v in self.db.execute(q, chunk):
-                    try:
-                        found[k] = Completion.from_dict(json.loads(v))
-                    except (ValueError, KeyError, TypeError):
-                        continue  # an unreadable entry is a miss: the sample is generated again
+            with self._lock:
+                rows = []
+                for i in range(0, len(keys), 500):
+                    chunk = list(keys[i : i + 500])
+                    q = f"SELECT key, value FROM gen WHERE key IN ({','.join('?' * len(chunk))})"
+                    rows += self.db.execute(q, chunk).fetchall()
+            for k, v in rows:
+                try:
+                    found[k] = Completion.from_dict(json.loads(v))
+                except (ValueError, KeyError, TypeError):
+                    continue  # an unreadable entry is a miss: the sample is generated again
         except sqlite3.Error as e:
             raise self._error(e) from None
         return found
 
     def put_many(self, items: Mapping[str, Completion]) -> None:
+        rows = [(k, json.dumps(c.to_dict())) for k, c in items.items()]
         try:
-            self.db.executemany(
-                "INSERT OR REPLACE INTO gen VALUES (?, ?)",
-                [(k, json.dumps(c.to_dict())) for k, c in items.items()],
-            )
-            self.db.commit()
+            with self._lock:
+                self.db.executemany("INSERT OR REPLACE INTO gen VALUES (?, ?)", rows)
+                self.db.commit()
         except sqlite3.Error as e:
             raise self._error(e) from None
 
@@ -124,9 +130,15 @@ class CachedBackend:
         self.top_logprobs = inner.top_logprobs
         self.keep_top_logprobs = inner.keep_top_logprobs
         self.logprobs = inner.logprobs
+        # A concurrent backend's callers (a search's questions) share the counters.
+        self._count = threading.Lock()
         self.generated_samples = 0
         self.generated_tokens = 0
         self.cached_samples = 0
+
+    @property
+    def concurrent(self) -> bool:
+        return self.inner.concurrent
 
     def render(self, messages: Sequence[Mapping[str, str]]) -> str:
         return self.inner.render(messages)
@@ -212,7 +224,8 @@ class CachedBackend:
                     fresh[self._key(requests[ri], s)] = c
             if self.cache:
                 self.cache.put_many(fresh)
-        self.generated_samples += len(fresh)
-        self.generated_tokens += sum(c.n_tokens for c in fresh.values())
-        self.cached_samples += len(hits)
+        with self._count:
+            self.generated_samples += len(fresh)
+            self.generated_tokens += sum(c.n_tokens for c in fresh.values())
+            self.cached_samples += len(hits)
         return [[hits.get(k) or fresh[k] for k in ks] for ks in keys]

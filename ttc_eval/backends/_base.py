@@ -29,6 +29,13 @@ class Backend(Protocol):
     """Whether its completions carry each sampled token's log-probability (the ``logprob``
     verifier reads them); off, an engine that computes them at a cost (vLLM) skips them."""
 
+    @property
+    def concurrent(self) -> bool:
+        """Whether several threads may call it at once, their requests then sharing the
+        engine's batch (vllm): a search then grows each question's tree on its own thread,
+        so no question waits for the slowest step of the others."""
+        ...
+
     def render(self, messages: Sequence[Mapping[str, str]]) -> str:
         """The prompt text for a chat (the model's chat template when it has one)."""
         ...

@@ -62,6 +62,8 @@ class FakeBackend:
     """Seeded per request from the sampling parameters, not once at start."""
     takes_threads: ClassVar[bool] = False
     """Whether it takes ``threads`` (CPU threads of this process; hf only)."""
+    concurrent: ClassVar[bool] = False
+    """Whether calls from several threads at once share a batch (vllm only)."""
 
     def __init__(
         self,

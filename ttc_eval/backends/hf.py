@@ -80,6 +80,8 @@ class HFBackend:
     """Whether the engine is seeded once at start (vllm): the run seed is passed as ``seed``."""
     takes_threads: ClassVar[bool] = True
     """Whether it takes ``threads`` (torch's CPU threads): shards get a share of the cores."""
+    concurrent: ClassVar[bool] = False
+    """Whether calls from several threads at once share a batch (vllm only)."""
 
     def __init__(
         self,

@@ -41,6 +41,8 @@ class OpenAIBackend:
     """Whether the engine is seeded once at start (vllm): the run seed is passed as ``seed``."""
     takes_threads: ClassVar[bool] = False
     """Whether it takes ``threads`` (CPU threads of this process; hf only)."""
+    concurrent: ClassVar[bool] = False
+    """Whether calls from several threads at once share a batch (vllm only)."""
 
     def __init__(
         self,

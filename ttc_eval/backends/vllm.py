@@ -16,7 +16,11 @@ come from the engine's own stream, seeded once with the run seed; they stay dist
 
 from __future__ import annotations
 
+import itertools
+import queue
+import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ttc_eval.backends._base import (
@@ -102,6 +106,140 @@ def vllm_engine(
     return llm, dtype, on_gpu
 
 
+ENGINE_LOOP_IDLE_S = 1.0
+"""How long the engine loop's thread waits for work before it ends (a later call starts
+another), so that a backend nobody uses any more can be freed."""
+
+
+@dataclass
+class _Batch:
+    """One caller's requests, run by the engine loop while the caller waits."""
+
+    inputs: list[tuple[Any, Any]]
+    """(prompt, vLLM sampling parameters) per request."""
+    progress: Any = None
+    """A tqdm bar advanced by the samples that finish, if any."""
+    ids: list[str] = field(default_factory=list)
+    """The engine's request id of each input, in order."""
+    outputs: dict[str, Any] = field(default_factory=dict)
+    """Finished outputs by request id."""
+    error: BaseException | None = None
+    """Why the batch failed, if it did."""
+    done: threading.Event = field(default_factory=threading.Event)
+    """Set when every output is in, or on failure."""
+
+
+class EngineLoop:
+    """One thread steps a vLLM engine for callers on any number of threads.
+
+    A caller's requests join the engine's running batch as soon as they arrive, and the
+    caller gets its outputs when the last of them finishes, while the others' requests run
+    on. ``LLM.generate`` steps the engine until everything in it has finished, so a caller's
+    next requests (a search's next step, a verifier's question) waited for the slowest
+    request of the batch before them, and two callers could not share the engine (one would
+    take, and drop, the other's outputs)."""
+
+    def __init__(self, llm: Any) -> None:
+        self.engine = llm.llm_engine
+        self._inbox: queue.SimpleQueue[tuple[str, _Batch]] = queue.SimpleQueue()
+        self._owner: dict[str, _Batch] = {}
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._start = threading.Lock()
+
+    def run(self, inputs: Sequence[tuple[Any, Any]], progress: Any = None) -> list[Any]:
+        """The finished ``RequestOutput`` of each (prompt, params), in order."""
+        if not inputs:
+            return []
+        batch = _Batch(list(inputs), progress)
+        self._inbox.put(("add", batch))
+        with self._start:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="ttc-eval-vllm-engine", daemon=True
+                )
+                self._thread.start()
+        try:
+            batch.done.wait()
+        except BaseException:
+            # Interrupted: the engine drops this caller's requests; the others run on.
+            self._inbox.put(("cancel", batch))
+            raise
+        if batch.error is not None:
+            raise batch.error
+        return [batch.outputs[i] for i in batch.ids]
+
+    def _loop(self) -> None:
+        from vllm.sampling_params import RequestOutputKind
+
+        while True:
+            items = []
+            if not self._owner:
+                try:
+                    items.append(self._inbox.get(timeout=ENGINE_LOOP_IDLE_S))
+                except queue.Empty:
+                    with self._start:
+                        if self._inbox.empty():
+                            self._thread = None
+                            return
+                    continue
+            while True:
+                try:
+                    items.append(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
+            for kind, batch in items:
+                if kind == "cancel":
+                    self._drop(batch)
+                    continue
+                try:
+                    # As LLM.generate does: the engine takes prompts its renderer prepared.
+                    prompts = self.engine.renderer.render_cmpl([p for p, _ in batch.inputs])
+                    for prompt, (_, params) in zip(prompts, batch.inputs, strict=True):
+                        rid = f"ttc-{next(self._ids)}"
+                        # Only the finished output is read: vLLM builds no partial ones.
+                        params.output_kind = RequestOutputKind.FINAL_ONLY
+                        self.engine.add_request(rid, prompt, params)
+                        batch.ids.append(rid)
+                        self._owner[rid] = batch
+                except Exception as e:  # a request the engine refuses fails its caller
+                    self._drop(batch)
+                    self._finish(batch, e)
+            if not self._owner:
+                continue
+            try:
+                outputs = self.engine.step()
+            except Exception as e:  # the engine failed: every waiting caller hears why
+                for batch in {id(b): b for b in self._owner.values()}.values():
+                    self._finish(batch, e)
+                self._owner.clear()
+                continue
+            for out in outputs:
+                batch_of = self._owner.pop(out.request_id, None) if out.finished else None
+                if batch_of is None:
+                    continue
+                batch_of.outputs[out.request_id] = out
+                if batch_of.progress is not None:
+                    batch_of.progress.update(len(out.outputs))
+                if len(batch_of.outputs) == len(batch_of.inputs):
+                    self._finish(batch_of, None)
+
+    def _drop(self, batch: _Batch) -> None:
+        """Abort the batch's requests still in the engine."""
+        mine = [i for i in batch.ids if self._owner.get(i) is batch]
+        for i in mine:
+            del self._owner[i]
+        if mine:
+            self.engine.abort_request(mine)
+
+    @staticmethod
+    def _finish(batch: _Batch, error: BaseException | None) -> None:
+        batch.error = error
+        if batch.progress is not None:
+            batch.progress.close()
+        batch.done.set()
+
+
 @backend("vllm")
 class VLLMBackend:
     """vLLM offline engine: n samples per request, prefix caching, log-probabilities."""
@@ -115,6 +253,8 @@ class VLLMBackend:
     """Whether the engine is seeded once at start (vllm): the run seed is passed as ``seed``."""
     takes_threads: ClassVar[bool] = False
     """Whether it takes ``threads`` (CPU threads of this process; hf only)."""
+    concurrent: ClassVar[bool] = True
+    """Calls from several threads at once run together in the engine's batch."""
 
     def __init__(
         self,
@@ -141,6 +281,9 @@ class VLLMBackend:
         self.per_request_seed = on_gpu if per_request_seed is None else per_request_seed
         self.path = path
         self.tokenizer: Any = self.llm.get_tokenizer()
+        # Callers on several threads (a search's questions) share the tokenizer.
+        self._tokenizer_lock = threading.Lock()
+        self.loop = EngineLoop(self.llm)
         self.progress = progress
         self.fingerprint = f"{model_fingerprint(path)}|vllm-{self.version}|{dtype}"
         self.has_chat_template = bool(getattr(self.tokenizer, "chat_template", None))
@@ -151,7 +294,8 @@ class VLLMBackend:
         return from_config(self.path)
 
     def render(self, messages: Sequence[Mapping[str, str]]) -> str:
-        return render_chat(self.tokenizer, messages)
+        with self._tokenizer_lock:
+            return render_chat(self.tokenizer, messages)
 
     def _params(self, request: Request) -> Any:
         from vllm import SamplingParams as VParams
@@ -179,22 +323,28 @@ class VLLMBackend:
             return []
         from vllm.inputs import TokensPrompt
 
-        # Chat-rendered prompts already hold their special tokens: tokenize without adding.
         prompts = [
-            TokensPrompt(
-                prompt_token_ids=self.tokenizer.encode(
-                    r.prompt, add_special_tokens=not self.has_chat_template
-                )
-            )
-            for r in requests
+            TokensPrompt(prompt_token_ids=ids) for ids in self._encode([r.prompt for r in requests])
         ]
-        outputs = self.llm.generate(
-            prompts, [self._params(r) for r in requests], use_tqdm=self.progress
+        progress = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            progress = tqdm(total=sum(len(r.sample_ids) for r in requests), desc="Generating")
+        outputs = self.loop.run(
+            list(zip(prompts, [self._params(r) for r in requests], strict=True)), progress
         )
-        return [
-            [self._completion(o, len(out.prompt_token_ids), r.params) for o in out.outputs]
-            for r, out in zip(requests, outputs, strict=True)
-        ]
+        with self._tokenizer_lock:
+            return [
+                [self._completion(o, len(out.prompt_token_ids), r.params) for o in out.outputs]
+                for r, out in zip(requests, outputs, strict=True)
+            ]
+
+    def _encode(self, prompts: Sequence[str]) -> list[list[int]]:
+        # Chat-rendered prompts already hold their special tokens: tokenize without adding.
+        add = not self.has_chat_template
+        with self._tokenizer_lock:
+            return [self.tokenizer.encode(p, add_special_tokens=add) for p in prompts]
 
     def next_token_logprobs(
         self, prompts: Sequence[str], options: Sequence[str]
@@ -205,13 +355,15 @@ class VLLMBackend:
         from vllm import SamplingParams as VParams
         from vllm.inputs import TokensPrompt
 
-        ids = {o: self.tokenizer.encode(o, add_special_tokens=False)[0] for o in options}
-        encoded = [
-            self.tokenizer.encode(p, add_special_tokens=not self.has_chat_template) for p in prompts
-        ]
-        params = VParams(max_tokens=1, temperature=0.0, logprobs=20)
-        outs = self.llm.generate(
-            [TokensPrompt(prompt_token_ids=e) for e in encoded], params, use_tqdm=False
+        with self._tokenizer_lock:
+            ids = {o: self.tokenizer.encode(o, add_special_tokens=False)[0] for o in options}
+        encoded = self._encode(prompts)
+
+        def one_greedy_token() -> Any:
+            return VParams(max_tokens=1, temperature=0.0, logprobs=20)
+
+        outs = self.loop.run(
+            [(TokensPrompt(prompt_token_ids=e), one_greedy_token()) for e in encoded]
         )
         result = []
         for out in outs:

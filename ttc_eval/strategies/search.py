@@ -5,6 +5,12 @@ all questions to the backend in one call (search-and-learn expanded question by 
 which made beam search at N=256 take hours). A step ends at the step delimiter; a solution
 ends at the end of sequence, at the run's ``max_tokens``, or when ``max_rounds`` is reached.
 
+On a backend that batches concurrent calls together (vllm), each question's tree grows on
+its own thread instead, a chunk's worth of questions at once: a question starts its next
+round as soon as its own children are scored, rather than when the slowest step of every
+question's round has ended, and the engine's batch stays full. A question's search is the
+same either way: it depends only on its own calls.
+
 Budget fairness: the N candidates of a question are split into subtrees with fixed slot
 counts (beam search: one subtree of N slots; DVTS: N/M subtrees of M slots). In a subtree
 with r open slots (slots minus finished solutions), the top ceil(r/M) live beams by verifier
@@ -15,7 +21,9 @@ always equals the slots, and the search ends with exactly N candidates.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 
 from ttc_eval.aggregation import aggregate, check_aggregation
@@ -100,17 +108,24 @@ class _Spent:
 
 
 def _score(
-    ctx: ExpansionContext, problem: Problem, texts: Sequence[str], spent: _Spent
+    ctx: ExpansionContext,
+    problem: Problem,
+    texts: Sequence[str],
+    spent: _Spent,
+    lock: threading.Lock,
 ) -> list[tuple[float, ...]]:
-    """Step scores of ``texts``; the verifier's tokens are added to ``spent``."""
+    """Step scores of ``texts``; the verifier's tokens are added to ``spent``. ``lock`` is
+    held around the call: the verifier's count of tokens read is shared by the questions'
+    threads, and a verifier's model need not be safe to call from two at once."""
     verifier = _verifier(ctx)
     sols = []
     for t in texts:
         steps, ends = split_steps(t, ctx.step_delimiter)
         sols.append(Solution(steps=steps, step_ends=ends, text=t))
-    before = verifier.tokens_read
-    scores = list(verifier.score(problem, sols)) if sols else []
-    spent.read += verifier.tokens_read - before
+    with lock:
+        before = verifier.tokens_read
+        scores = list(verifier.score(problem, sols)) if sols else []
+        spent.read += verifier.tokens_read - before
     return scores
 
 
@@ -149,11 +164,40 @@ class SearchExpansion:
         self.max_rounds, self.temperature, self.aggregation = max_rounds, temperature, aggregation
         per = n // subtrees
         self.slots = [per + (1 if i < n % subtrees else 0) for i in range(subtrees)]
+        self._verifier_lock = threading.Lock()
 
     def run(self, problems: Sequence[Problem], ctx: ExpansionContext) -> Iterator[list[Trace]]:
         per_chunk = max(1, ctx.chunk_samples // self.n)
-        for start in range(0, len(problems), per_chunk):
-            yield self._search(problems[start : start + per_chunk], ctx)
+        chunks = [problems[s : s + per_chunk] for s in range(0, len(problems), per_chunk)]
+        if ctx.backend.concurrent and len(problems) > 1:
+            yield from self._run_concurrently(chunks, per_chunk, ctx)
+            return
+        for chunk in chunks:
+            yield self._search(chunk, ctx)
+
+    def _run_concurrently(
+        self, chunks: Sequence[Sequence[Problem]], workers: int, ctx: ExpansionContext
+    ) -> Iterator[list[Trace]]:
+        """Each question searched on its own thread, ``workers`` at a time; the chunks are
+        yielded in order, while the next chunk's questions already run."""
+        stop = threading.Event()
+
+        def search(p: Problem) -> Trace:
+            try:
+                return self._search([p], ctx, stop)[0]
+            except BaseException:
+                stop.set()  # one question failed: the others stop at their next round
+                raise
+
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ttc-eval-search")
+        futures = [[pool.submit(search, p) for p in chunk] for chunk in chunks]
+        try:
+            for chunk in futures:
+                yield [_outcome(f, [g for c in futures for g in c]) for f in chunk]
+        finally:
+            # Interrupted, failed or closed: each running search stops at its next round.
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _params(self, ctx: ExpansionContext, temperature: float, max_tokens: int) -> SamplingParams:
         base = ctx.params
@@ -197,7 +241,12 @@ class SearchExpansion:
         )
         return eos or tokens >= ctx.params.max_tokens
 
-    def _search(self, problems: Sequence[Problem], ctx: ExpansionContext) -> list[Trace]:
+    def _search(
+        self,
+        problems: Sequence[Problem],
+        ctx: ExpansionContext,
+        stop: threading.Event | None = None,
+    ) -> list[Trace]:
         prompts = [ctx.render(p) for p in problems]
         spent = [_Spent() for _ in problems]
         # Live beams per question; round 0 grows every slot from the empty prefix.
@@ -210,6 +259,8 @@ class SearchExpansion:
         tree: list[list[dict[str, object]]] = [[] for _ in problems]
         rounds = 0
         while rounds < self.max_rounds and any(parents):
+            if stop is not None and stop.is_set():
+                raise _Stopped
             rounds += 1
             children = self._grow(ctx, prompts, parents, rounds, spent)
             children = self._score_children(ctx, problems, prompts, children, spent)
@@ -252,7 +303,9 @@ class SearchExpansion:
                 replace(b, finished=True, finish_reason="length") for b in live[qi]
             ]
             assert len(final) == self.n, "search must end with exactly n candidates"
-            traces.append(self._trace(p, final, spent[qi], rounds, ctx, pruned[qi], tree[qi]))
+            # Its own rounds (one tree entry each), not the chunk's: the same alone or not.
+            rounds_run = len(tree[qi])
+            traces.append(self._trace(p, final, spent[qi], rounds_run, ctx, pruned[qi], tree[qi]))
         return traces
 
     def _grow(
@@ -364,7 +417,9 @@ class SearchExpansion:
     ) -> list[list[Beam]]:
         out = []
         for qi, kids in enumerate(children):
-            scores = _score(ctx, problems[qi], [b.text for b in kids], spent[qi])
+            scores = _score(
+                ctx, problems[qi], [b.text for b in kids], spent[qi], self._verifier_lock
+            )
             out.append(
                 [
                     replace(b, step_scores=s, score=aggregate(s, self.aggregation))
@@ -407,7 +462,9 @@ class SearchExpansion:
             open_keys = still
         for qi in range(len(out)):
             keys = [k for k in roll if k[0] == qi]
-            scores = _score(ctx, problems[qi], [roll[k] for k in keys], spent[qi])
+            scores = _score(
+                ctx, problems[qi], [roll[k] for k in keys], spent[qi], self._verifier_lock
+            )
             for k, s in zip(keys, scores, strict=True):
                 out[qi][k[1]] = replace(
                     out[qi][k[1]],
@@ -432,6 +489,24 @@ class SearchExpansion:
                 if k > 0:
                     pairs.append((b, k))
         return pairs
+
+
+class _Stopped(Exception):
+    """A question's search stopped early because the run was interrupted or failed."""
+
+
+def _outcome(future: Future[Trace], every: Sequence[Future[Trace]]) -> Trace:
+    """A question's trace; when it stopped because another question failed, that
+    question's error (the cause, not the stop) is raised."""
+    try:
+        return future.result()
+    except _Stopped:
+        wait(every)
+        for f in every:
+            error = None if f.cancelled() else f.exception()
+            if error is not None and not isinstance(error, _Stopped):
+                raise error from None
+        raise
 
 
 def _pruned(
