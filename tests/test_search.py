@@ -396,3 +396,56 @@ def test_concurrent_searches_share_the_generation_cache(tmp_path: Path) -> None:
     assert isinstance(policy, CachedBackend) and policy.generated_samples == 0
     assert policy.cached_samples == first_ctx.backend.generated_samples > 0  # type: ignore[attr-defined]
     assert again_fake.calls == []
+
+
+class CountingPRM(FakePRM):
+    """The fake PRM, recording how many threads are inside it at once; ``concurrent``
+    declares it safe from several threads (it then reports each call's tokens), and its
+    first three calls wait for each other (a barrier only calls made together pass)."""
+
+    def __init__(self, concurrent: bool) -> None:
+        super().__init__()
+        self._concurrent = concurrent
+        self.calls = self.inside = self.most_inside = 0
+        self._lock = threading.Lock()
+        self.barrier = threading.Barrier(3, timeout=10)
+
+    @property
+    def concurrent(self) -> bool:
+        return self._concurrent
+
+    def score(self, problem: Problem, solutions: Any) -> list[tuple[float, ...]]:
+        with self._lock:
+            self.calls += 1
+            first_three = self.calls <= 3
+            self.inside += 1
+            self.most_inside = max(self.most_inside, self.inside)
+        try:
+            if self._concurrent and first_three:
+                self.barrier.wait()
+            return super().score(problem, solutions)
+        finally:
+            with self._lock:
+                self.inside -= 1
+
+    def score_counted(self, problem: Problem, solutions: Any) -> tuple[Any, int]:
+        # This call's own count (one per word, as the fake counts), not the shared total.
+        return self.score(problem, solutions), sum(len(s.text.split()) for s in solutions)
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+def test_verifier_calls_overlap_only_when_the_verifier_allows_it(concurrent: bool) -> None:
+    """A verifier declared concurrent is called from several questions' threads at once and
+    each question counts the tokens of its own calls; any other is called one at a time.
+    Either way every trace, verifier tokens included, equals the lock-step search's."""
+    ctx = _concurrent_ctx(FakeBackend())
+    lockstep = list(SearchExpansion(4, 2).run(SIX, dataclasses.replace(ctx, verifier=FakePRM())))
+    prm = CountingPRM(concurrent)
+    ctx = _concurrent_ctx(ConcurrentFake())
+    traces = list(SearchExpansion(4, 2).run(SIX, dataclasses.replace(ctx, verifier=prm)))
+    assert traces == lockstep
+    assert sum(t.verifier_tokens for t in traces[0]) == prm.tokens_read > 0
+    if concurrent:
+        assert not prm.barrier.broken and prm.most_inside >= 3
+    else:
+        assert prm.most_inside == 1

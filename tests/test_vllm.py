@@ -182,7 +182,9 @@ def test_a_short_request_is_not_held_behind_a_long_one(engine: Any) -> None:
 
     long = threading.Thread(target=call, args=("long", story, 400))
     long.start()
-    time.sleep(1.0)  # the long request is decoding
+    while not engine.loop.engine.has_unfinished_requests():  # until it is in the engine
+        time.sleep(0.01)
+    time.sleep(0.5)  # and decoding
     call("short", _prompt(engine, "Say hi."), 2)
     long.join()
     assert ended["long"][1] > 100  # it was still decoding when the short one ended

@@ -16,6 +16,7 @@ come from the engine's own stream, seeded once with the run seed; they stay dist
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import queue
 import threading
@@ -129,12 +130,22 @@ class _Batch:
     """Set when every output is in, or on failure."""
 
 
+class EngineFailed(RuntimeError):
+    """The engine ended a request without finishing it (aborted, for instance because the
+    engine is shutting down after Ctrl-C), or the engine loop itself failed."""
+
+
+FINISHED = frozenset({"stop", "length"})
+"""vLLM's finish reasons of a sample that ended normally; any other ("abort", "error") is
+a failure, never a sample to keep."""
+
+
 class EngineLoop:
     """One thread steps a vLLM engine for callers on any number of threads.
 
-    A caller's requests join the engine's running batch as soon as they arrive, and the
-    caller gets its outputs when the last of them finishes, while the others' requests run
-    on. ``LLM.generate`` steps the engine until everything in it has finished, so a caller's
+    A caller's requests join the engine's running batch at its next step, and the caller
+    gets its outputs when the last of them finishes, while the others' requests run on.
+    ``LLM.generate`` steps the engine until everything in it has finished, so a caller's
     next requests (a search's next step, a verifier's question) waited for the slowest
     request of the batch before them, and two callers could not share the engine (one would
     take, and drop, the other's outputs)."""
@@ -143,6 +154,9 @@ class EngineLoop:
         self.engine = llm.llm_engine
         self._inbox: queue.SimpleQueue[tuple[str, _Batch]] = queue.SimpleQueue()
         self._owner: dict[str, _Batch] = {}
+        """The batch each request in the engine belongs to, by request id."""
+        self._pending: dict[int, _Batch] = {}
+        """Batches taken from the inbox and not yet finished (by ``id``)."""
         self._ids = itertools.count()
         self._thread: threading.Thread | None = None
         self._start = threading.Lock()
@@ -152,14 +166,14 @@ class EngineLoop:
         if not inputs:
             return []
         batch = _Batch(list(inputs), progress)
-        self._inbox.put(("add", batch))
-        with self._start:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._loop, name="ttc-eval-vllm-engine", daemon=True
-                )
-                self._thread.start()
         try:
+            self._inbox.put(("add", batch))
+            with self._start:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._loop, name="ttc-eval-vllm-engine", daemon=True
+                    )
+                    self._thread.start()
             batch.done.wait()
         except BaseException:
             # Interrupted: the engine drops this caller's requests; the others run on.
@@ -170,73 +184,124 @@ class EngineLoop:
         return [batch.outputs[i] for i in batch.ids]
 
     def _loop(self) -> None:
+        try:
+            while self._turn():
+                pass
+        except BaseException as e:  # a bug here must not leave callers waiting for ever
+            # Each caller raises it, with the loop's own error (and traceback) as its cause.
+            failed = EngineFailed(f"the vLLM engine loop failed: {e!r}")
+            failed.__cause__ = e
+            for batch in list(self._pending.values()):
+                self._finish(batch, failed)
+            self._abort(list(self._owner))
+            self._owner.clear()
+            with self._start:
+                self._thread = None
+                while not self._inbox.empty():
+                    kind, batch = self._inbox.get_nowait()
+                    if kind == "add":
+                        self._finish(batch, failed)
+
+    def _turn(self) -> bool:
+        """Take what callers sent, then step the engine once; False: idle for long enough
+        that the thread ends (a later call starts another)."""
+        items = []
+        if not self._owner:
+            try:
+                items.append(self._inbox.get(timeout=ENGINE_LOOP_IDLE_S))
+            except queue.Empty:
+                with self._start:
+                    if self._inbox.empty():
+                        self._thread = None
+                        return False
+                return True
+        while True:
+            try:
+                items.append(self._inbox.get_nowait())
+            except queue.Empty:
+                break
+        for kind, batch in items:
+            if kind == "cancel":
+                self._drop(batch)
+            else:
+                self._add(batch)
+        if not self._owner:
+            return True
+        try:
+            outputs = self.engine.step()
+        except Exception as e:  # the engine failed: every waiting caller hears why
+            waiting = {id(b): b for b in self._owner.values()}.values()
+            self._abort(list(self._owner))
+            self._owner.clear()
+            for batch in waiting:
+                self._finish(batch, e)
+            return True
+        for out in outputs:
+            owner = self._owner.pop(out.request_id, None) if out.finished else None
+            if owner is None or owner.done.is_set():
+                continue
+            batch = owner
+            reasons = {c.finish_reason for c in out.outputs}
+            if not out.outputs or not reasons <= FINISHED:
+                # Never a sample: an aborted one would be stored as if it had ended.
+                self._drop(batch)
+                self._finish(
+                    batch,
+                    EngineFailed(
+                        f"vLLM ended a request without finishing it (finish reasons "
+                        f"{sorted(map(str, reasons))}); nothing of it is kept"
+                    ),
+                )
+                continue
+            batch.outputs[out.request_id] = out
+            if batch.progress is not None:
+                batch.progress.update(len(out.outputs))
+            if len(batch.outputs) == len(batch.inputs):
+                self._finish(batch, None)
+        return True
+
+    def _add(self, batch: _Batch) -> None:
         from vllm.sampling_params import RequestOutputKind
 
-        while True:
-            items = []
-            if not self._owner:
-                try:
-                    items.append(self._inbox.get(timeout=ENGINE_LOOP_IDLE_S))
-                except queue.Empty:
-                    with self._start:
-                        if self._inbox.empty():
-                            self._thread = None
-                            return
-                    continue
-            while True:
-                try:
-                    items.append(self._inbox.get_nowait())
-                except queue.Empty:
-                    break
-            for kind, batch in items:
-                if kind == "cancel":
-                    self._drop(batch)
-                    continue
-                try:
-                    # As LLM.generate does: the engine takes prompts its renderer prepared.
-                    prompts = self.engine.renderer.render_cmpl([p for p, _ in batch.inputs])
-                    for prompt, (_, params) in zip(prompts, batch.inputs, strict=True):
-                        rid = f"ttc-{next(self._ids)}"
-                        # Only the finished output is read: vLLM builds no partial ones.
-                        params.output_kind = RequestOutputKind.FINAL_ONLY
-                        self.engine.add_request(rid, prompt, params)
-                        batch.ids.append(rid)
-                        self._owner[rid] = batch
-                except Exception as e:  # a request the engine refuses fails its caller
-                    self._drop(batch)
-                    self._finish(batch, e)
-            if not self._owner:
-                continue
-            try:
-                outputs = self.engine.step()
-            except Exception as e:  # the engine failed: every waiting caller hears why
-                for batch in {id(b): b for b in self._owner.values()}.values():
-                    self._finish(batch, e)
-                self._owner.clear()
-                continue
-            for out in outputs:
-                batch_of = self._owner.pop(out.request_id, None) if out.finished else None
-                if batch_of is None:
-                    continue
-                batch_of.outputs[out.request_id] = out
-                if batch_of.progress is not None:
-                    batch_of.progress.update(len(out.outputs))
-                if len(batch_of.outputs) == len(batch_of.inputs):
-                    self._finish(batch_of, None)
+        self._pending[id(batch)] = batch
+        try:
+            # As LLM.generate does: the engine takes prompts its renderer prepared.
+            prompts = self.engine.renderer.render_cmpl([p for p, _ in batch.inputs])
+            for prompt, (_, params) in zip(prompts, batch.inputs, strict=True):
+                rid = f"ttc-{next(self._ids)}"
+                # Only the finished output is read: vLLM builds no partial ones.
+                params.output_kind = RequestOutputKind.FINAL_ONLY
+                self.engine.add_request(rid, prompt, params)
+                batch.ids.append(rid)
+                self._owner[rid] = batch
+        except Exception as e:  # a request the engine refuses fails its caller only
+            self._drop(batch)
+            self._finish(batch, e)
 
     def _drop(self, batch: _Batch) -> None:
         """Abort the batch's requests still in the engine."""
         mine = [i for i in batch.ids if self._owner.get(i) is batch]
         for i in mine:
             del self._owner[i]
-        if mine:
-            self.engine.abort_request(mine)
-
-    @staticmethod
-    def _finish(batch: _Batch, error: BaseException | None) -> None:
-        batch.error = error
+        self._abort(mine)
         if batch.progress is not None:
             batch.progress.close()
+
+    def _abort(self, ids: list[str]) -> None:
+        if not ids:
+            return
+        # Best effort: a failed engine may not take the abort either.
+        with contextlib.suppress(Exception):
+            self.engine.abort_request(ids)
+
+    def _finish(self, batch: _Batch, error: BaseException | None) -> None:
+        self._pending.pop(id(batch), None)
+        if batch.done.is_set():
+            return
+        batch.error = error
+        if batch.progress is not None:
+            with contextlib.suppress(Exception):  # a bar must not keep the caller waiting
+                batch.progress.close()
         batch.done.set()
 
 
@@ -327,7 +392,9 @@ class VLLMBackend:
             TokensPrompt(prompt_token_ids=ids) for ids in self._encode([r.prompt for r in requests])
         ]
         progress = None
-        if self.progress:
+        # One bar for the caller on the main thread; a search's questions, each on its own
+        # thread, would draw dozens (the run's own bar counts their questions).
+        if self.progress and threading.current_thread() is threading.main_thread():
             from tqdm.auto import tqdm
 
             progress = tqdm(total=sum(len(r.sample_ids) for r in requests), desc="Generating")

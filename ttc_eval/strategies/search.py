@@ -8,8 +8,10 @@ ends at the end of sequence, at the run's ``max_tokens``, or when ``max_rounds``
 On a backend that batches concurrent calls together (vllm), each question's tree grows on
 its own thread instead, a chunk's worth of questions at once: a question starts its next
 round as soon as its own children are scored, rather than when the slowest step of every
-question's round has ended, and the engine's batch stays full. A question's search is the
-same either way: it depends only on its own calls.
+question's round has ended, and the engine's batch stays full. A question's search depends
+only on its own calls, so its trace is the same either way, as far as the engine's samples
+do not depend on which other requests share its batch (on vLLM they may: see
+docs/backends.md, seeds).
 
 Budget fairness: the N candidates of a question are split into subtrees with fixed slot
 counts (beam search: one subtree of N slots; DVTS: N/M subtrees of M slots). In a subtree
@@ -49,7 +51,7 @@ from ttc_eval.types import (
     Selection,
     Trace,
 )
-from ttc_eval.verifiers._base import Solution, Verifier, split_steps
+from ttc_eval.verifiers._base import ConcurrentVerifier, Solution, Verifier, split_steps
 
 
 @dataclass(frozen=True)
@@ -114,17 +116,24 @@ def _score(
     spent: _Spent,
     lock: threading.Lock,
 ) -> list[tuple[float, ...]]:
-    """Step scores of ``texts``; the verifier's tokens are added to ``spent``. ``lock`` is
-    held around the call: the verifier's count of tokens read is shared by the questions'
-    threads, and a verifier's model need not be safe to call from two at once."""
+    """Step scores of ``texts``; the verifier's tokens are added to ``spent``. A verifier
+    safe to call from several threads at once reports each call's tokens; any other is
+    called under ``lock`` (its count of tokens read is shared by the questions' threads,
+    and its model need not be safe to call from two at once)."""
     verifier = _verifier(ctx)
     sols = []
     for t in texts:
         steps, ends = split_steps(t, ctx.step_delimiter)
         sols.append(Solution(steps=steps, step_ends=ends, text=t))
+    if not sols:
+        return []
+    if isinstance(verifier, ConcurrentVerifier) and verifier.concurrent:
+        scores, read = verifier.score_counted(problem, sols)
+        spent.read += read
+        return list(scores)
     with lock:
         before = verifier.tokens_read
-        scores = list(verifier.score(problem, sols)) if sols else []
+        scores = list(verifier.score(problem, sols))
         spent.read += verifier.tokens_read - before
     return scores
 
@@ -178,26 +187,28 @@ class SearchExpansion:
     def _run_concurrently(
         self, chunks: Sequence[Sequence[Problem]], workers: int, ctx: ExpansionContext
     ) -> Iterator[list[Trace]]:
-        """Each question searched on its own thread, ``workers`` at a time; the chunks are
-        yielded in order, while the next chunk's questions already run."""
-        stop = threading.Event()
+        """Each question of a chunk searched on its own thread, the chunk's questions at
+        once. A chunk starts when the caller asks for it: nothing runs while the caller
+        grades and stores the chunk before (its time is the chunk's), and a failure never
+        takes an earlier, finished chunk with it."""
+        with ThreadPoolExecutor(workers, thread_name_prefix="ttc-eval-search") as pool:
+            for chunk in chunks:
+                stop = threading.Event()
 
-        def search(p: Problem) -> Trace:
-            try:
-                return self._search([p], ctx, stop)[0]
-            except BaseException:
-                stop.set()  # one question failed: the others stop at their next round
-                raise
+                def search(p: Problem, stop: threading.Event = stop) -> Trace:
+                    try:
+                        return self._search([p], ctx, stop)[0]
+                    except BaseException:
+                        stop.set()  # one question failed: the others stop at their next round
+                        raise
 
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ttc-eval-search")
-        futures = [[pool.submit(search, p) for p in chunk] for chunk in chunks]
-        try:
-            for chunk in futures:
-                yield [_outcome(f, [g for c in futures for g in c]) for f in chunk]
-        finally:
-            # Interrupted, failed or closed: each running search stops at its next round.
-            stop.set()
-            pool.shutdown(wait=True, cancel_futures=True)
+                futures = [pool.submit(search, p) for p in chunk]
+                try:
+                    traces = [_outcome(f, futures) for f in futures]
+                finally:
+                    # Interrupted or failed: each running search stops at its next round.
+                    stop.set()
+                yield traces
 
     def _params(self, ctx: ExpansionContext, temperature: float, max_tokens: int) -> SamplingParams:
         base = ctx.params

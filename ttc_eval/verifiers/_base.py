@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from ttc_eval.aggregation import AGGREGATIONS, aggregate, check_aggregation
 from ttc_eval.types import Completion, Problem
@@ -79,6 +79,25 @@ class Verifier(Protocol):
         ...
 
 
+@runtime_checkable
+class ConcurrentVerifier(Protocol):
+    """A verifier that can also report what one call read, so that callers on several
+    threads (a search's questions on a concurrent backend) each count their own tokens
+    without holding the others back."""
+
+    @property
+    def concurrent(self) -> bool:
+        """Whether :meth:`score_counted` may be called from several threads at once (its
+        model's backend runs concurrent calls together)."""
+        ...
+
+    def score_counted(
+        self, problem: Problem, solutions: Sequence[Solution]
+    ) -> tuple[list[tuple[float, ...]], int]:
+        """As :meth:`Verifier.score`, and the tokens this call read."""
+        ...
+
+
 class VerifierFactory(Protocol):
     """A registered verifier class. Its declared ``roles`` say which models it runs: the
     pipeline builds a ``judge`` role's backend (the policy's unless ``--role judge=MODEL``)
@@ -97,6 +116,7 @@ class VerifierFactory(Protocol):
 __all__ = [
     "AGGREGATIONS",
     "DEFAULT_STEP_DELIMITER",
+    "ConcurrentVerifier",
     "Solution",
     "Verifier",
     "VerifierFactory",

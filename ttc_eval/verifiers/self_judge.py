@@ -9,6 +9,7 @@ its own through ``backend``.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -51,11 +52,23 @@ class SelfJudge:
             )
         self.template = template
         self.tokens_read = 0
+        self._count = threading.Lock()
         # Step verdicts by (question, earlier steps, step): a search re-scores the same
         # prefixes every round, and a pool repeats first steps.
         self._memo: dict[tuple[str, tuple[str, ...], str], float] = {}
 
+    @property
+    def concurrent(self) -> bool:
+        """Safe from several threads at once when its judge's backend is: the verdicts it
+        remembers are keyed by question, so threads on other questions never share one."""
+        return self.judge.concurrent
+
     def score(self, problem: Problem, solutions: Sequence[Solution]) -> list[tuple[float, ...]]:
+        return self.score_counted(problem, solutions)[0]
+
+    def score_counted(
+        self, problem: Problem, solutions: Sequence[Solution]
+    ) -> tuple[list[tuple[float, ...]], int]:
         wanted: dict[tuple[str, tuple[str, ...], str], str] = {}
         for sol in solutions:
             for i, step in enumerate(sol.steps):
@@ -66,6 +79,7 @@ class SelfJudge:
                         question=problem.question, previous=previous, step=step
                     )
                     wanted[key] = self.judge.render([{"role": "user", "content": text}])
+        read = 0
         if wanted:
             if not isinstance(self.judge, NextTokenScorer):
                 raise UsageError(
@@ -73,11 +87,13 @@ class SelfJudge:
                     f"{self.judge.name} cannot (use --role judge=MODEL on hf or vllm)"
                 )
             lps, read = self.judge.next_token_logprobs(list(wanted.values()), ["Yes", "No"])
-            self.tokens_read += read
+            with self._count:
+                self.tokens_read += read
             for key, lp in zip(wanted, lps, strict=True):
                 # Normalized over the two answers only: P(Yes) / (P(Yes) + P(No)).
                 self._memo[key] = 1.0 / (1.0 + math.exp(lp["No"] - lp["Yes"]))
-        return [
+        scores = [
             tuple(self._memo[(problem.question, sol.steps[:i], s)] for i, s in enumerate(sol.steps))
             for sol in solutions
         ]
+        return scores, read
