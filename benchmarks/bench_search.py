@@ -27,6 +27,21 @@ from pathlib import Path
 from typing import Any
 
 
+class OneAtATime:
+    """A verifier without ``score_counted``: a search calls it one question at a time (the
+    way every verifier was called before self-judge could be called concurrently)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.name, self.version = inner, inner.name, inner.version
+
+    @property
+    def tokens_read(self) -> int:
+        return int(self.inner.tokens_read)
+
+    def score(self, problem: Any, solutions: Any) -> Any:
+        return self.inner.score(problem, solutions)
+
+
 def search_job(backend_name: str, questions: int) -> tuple[Any, Any, Any, Any]:
     """The job both sides run: the first ``questions`` arith questions, the default model on
     ``backend_name`` recording no log-probabilities (self-judge reads none), the cache off,
@@ -56,10 +71,12 @@ def search_job(backend_name: str, questions: int) -> tuple[Any, Any, Any, Any]:
         temperature=0.7, max_tokens=int(task.spec.generation["max_tokens"]), seed=0
     )
 
-    def ctx() -> ExpansionContext:
+    def ctx(one_at_a_time: bool = False) -> ExpansionContext:
+        judge = SelfJudge(judge=backend)
+        verifier: Any = OneAtATime(judge) if one_at_a_time else judge
         return ExpansionContext(
             backends={"policy": backend},
-            verifier=SelfJudge(judge=backend),
+            verifier=verifier,
             verifier_role="judge",
             params=params,
             render=lambda p: backend.render(task.messages(p)),
@@ -79,6 +96,11 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--backend", choices=("hf", "vllm"), default="hf")
+    ap.add_argument(
+        "--one-at-a-time",
+        action="store_true",
+        help="also time beam search with the verifier called one question at a time",
+    )
     ap.add_argument("--json", help="default: benchmarks/results/search[-vllm].json")
     a = ap.parse_args()
     a.json = a.json or f"benchmarks/results/search{'' if a.backend == 'hf' else '-vllm'}.json"
@@ -109,10 +131,10 @@ def main() -> None:
 
     backend.generate = generate  # type: ignore[method-assign]
 
-    def timed(expander: Any) -> tuple[float, float, int]:
+    def timed(expander: Any, one_at_a_time: bool = False) -> tuple[float, float, int]:
         gen_time[0] = 0.0
         t0 = time.perf_counter()
-        traces = [t for chunk in expander.run(problems, ctx()) for t in chunk]
+        traces = [t for chunk in expander.run(problems, ctx(one_at_a_time)) for t in chunk]
         wall = time.perf_counter() - t0
         return wall, gen_time[0], sum(t.generated_tokens for t in traces)
 
@@ -120,12 +142,14 @@ def main() -> None:
         "best_of_n": lambda: SampleExpansion(a.n, 0.7),
         "beam_search": lambda: SearchExpansion(a.n, a.width, temperature=0.7),
     }
+    if a.one_at_a_time:
+        sides["beam_search_one_at_a_time"] = lambda: SearchExpansion(a.n, a.width, temperature=0.7)
     # Warm-up outside the timings: the first generate call pays one-off allocation costs.
     timed(SampleExpansion(2, 0.7))
     runs: dict[str, list[dict[str, float]]] = {k: [] for k in sides}
     for _ in range(a.repeats):
         for name, make in sides.items():
-            wall, gen, tokens = timed(make())
+            wall, gen, tokens = timed(make(), name.endswith("one_at_a_time"))
             runs[name].append(
                 {
                     "wall_s": wall,
@@ -147,7 +171,13 @@ def main() -> None:
         "median_generate_ms_per_token": {k: round(v * 1000, 2) for k, v in gmed.items()},
         "ratio": med["beam_search"] / med["best_of_n"],
         "generate_ratio": gmed["beam_search"] / gmed["best_of_n"],
+        "ratio_by_round": [
+            b["s_per_token"] / o["s_per_token"]
+            for b, o in zip(runs["beam_search"], runs["best_of_n"], strict=True)
+        ],
     }
+    if a.one_at_a_time:
+        result["one_at_a_time_ratio"] = med["beam_search_one_at_a_time"] / med["best_of_n"]
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
     Path(a.json).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
@@ -155,6 +185,8 @@ def main() -> None:
         f"\nbeam_search / best_of_n per generated token: {result['ratio']:.2f}x with verifier, "
         f"{result['generate_ratio']:.2f}x generation alone"
     )
+    if a.one_at_a_time:
+        print(f"with the verifier one question at a time: {result['one_at_a_time_ratio']:.2f}x")
 
 
 if __name__ == "__main__":
