@@ -223,6 +223,7 @@ class EngineLoop:
         for kind, batch in items:
             if kind == "cancel":
                 self._drop(batch)
+                self._finish(batch, None)  # its caller has gone: only the bar is left
             else:
                 self._add(batch)
         if not self._owner:
@@ -230,15 +231,15 @@ class EngineLoop:
         try:
             outputs = self.engine.step()
         except Exception as e:  # the engine failed: every waiting caller hears why
-            waiting = {id(b): b for b in self._owner.values()}.values()
             self._abort(list(self._owner))
             self._owner.clear()
-            for batch in waiting:
+            for batch in list(self._pending.values()):
                 self._finish(batch, e)
             return True
         for out in outputs:
+            # A failed batch's other requests left the table with it: they pop nothing.
             owner = self._owner.pop(out.request_id, None) if out.finished else None
-            if owner is None or owner.done.is_set():
+            if owner is None:
                 continue
             batch = owner
             reasons = {c.finish_reason for c in out.outputs}
@@ -284,8 +285,6 @@ class EngineLoop:
         for i in mine:
             del self._owner[i]
         self._abort(mine)
-        if batch.progress is not None:
-            batch.progress.close()
 
     def _abort(self, ids: list[str]) -> None:
         if not ids:
