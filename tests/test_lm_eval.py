@@ -308,3 +308,80 @@ def test_ttc_model_refuses_a_policy_on_the_questions_it_was_fitted_on(tmp_path: 
     assert lm._ctx is None  # nothing was loaded, nothing generated
     (out,) = lm.generate_until([request("What is 5 + 5?", 0)])
     assert "\\boxed{" in out
+
+
+def _index_view(index: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+    return {k: (e.kind, e.yaml_path, frozenset(e.tags)) for k, e in index.items()}
+
+
+def test_task_index_is_stored_and_rebuilt_when_a_task_yaml_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lm_eval.tasks._index import TaskIndex
+
+    from ttc_eval.tasks import lm_eval_tasks
+
+    folder = tmp_path / "tasks"
+    local_yaml(folder, "one_local", GSM8K)
+    local_yaml(folder / "sub", "two_local", GSM8K, tag="my_tag")
+    builds: list[list[Path]] = []
+    build = TaskIndex.build
+
+    def counting(paths: Any, **kwargs: Any) -> dict[str, Any]:
+        builds.append(list(paths))
+        return build(paths, **kwargs)
+
+    monkeypatch.setattr(TaskIndex, "build", staticmethod(counting))
+    first = lm_eval_tasks._task_index([folder])
+    assert len(builds) == 1
+    assert _index_view(first) == _index_view(build([folder]))  # what lm-eval itself builds
+    assert {"one_local", "two_local", "my_tag"} <= set(first)
+    again = lm_eval_tasks._task_index([folder])
+    assert len(builds) == 1 and _index_view(again) == _index_view(first)  # read back
+    assert again["one_local"].cfg is None  # the YAML itself is re-read from its file
+
+    both = [folder, tmp_path / "other"]
+    local_yaml(both[1], "one_local", GSM8K, num_fewshot=2)  # the later folder's task wins
+    assert _index_view(lm_eval_tasks._task_index(both)) == _index_view(build(both))
+    assert builds[1:] == [[both[1]]]  # the first folder's index read back, the other's built
+
+    local_yaml(folder, "three_local", GSM8K)  # a new task: a new index
+    assert "three_local" in lm_eval_tasks._task_index([folder]) and len(builds) == 3
+    (folder / "sub" / "two_local.yaml").unlink()  # a removed one
+    assert "two_local" not in lm_eval_tasks._task_index([folder]) and len(builds) == 4
+    lm_eval_tasks._task_index([folder])
+    assert len(builds) == 4
+
+    monkeypatch.setattr(lm_eval, "__version__", "0.0.0-other")  # another lm-eval: rebuilt
+    lm_eval_tasks._task_index([folder])
+    assert len(builds) == 5
+    for stored in (tmp_path / "cache" / "lm-eval-index").glob("*.pickle"):
+        stored.write_bytes(b"not a pickle")  # damaged: rebuilt and replaced, no error
+    assert "three_local" in lm_eval_tasks._task_index([folder]) and len(builds) == 6
+    lm_eval_tasks._task_index([folder])
+    assert len(builds) == 6
+
+
+def test_task_manager_over_the_stored_index_reads_each_task_yaml_afresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lm_eval.tasks import manager as manager_module
+
+    from ttc_eval.tasks import lm_eval_tasks
+
+    folder = tmp_path / "tasks"
+    path = local_yaml(folder, "fresh_local", GSM8K, generation_kwargs={"max_gen_toks": 77})
+    original = manager_module.TaskIndex
+    tm = lm_eval_tasks._manager((str(folder),))
+    assert manager_module.TaskIndex is original  # lm-eval's own class is back
+    roots = [LM_EVAL_TASKS, folder]
+    assert _index_view(tm.task_index) == _index_view(lm_eval_tasks._task_index(roots))
+    assert {"gsm8k", "fresh_local"} <= set(tm.all_subtasks) and "gsm8k" not in tm.all_groups
+    spec = find_task_spec("lm_eval:fresh_local", [str(folder)])
+    assert spec.generation["max_tokens"] == 77
+    cfg = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**cfg, "generation_kwargs": {"max_gen_toks": 33}}))
+    spec = find_task_spec("lm_eval:fresh_local", [str(folder)])
+    assert spec.generation["max_tokens"] == 33  # not the value parsed when it was indexed
+    task = Task(spec)
+    assert len(task.problems(data_files=None, limit=2)) == 2  # lm-eval loads it by name

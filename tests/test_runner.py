@@ -67,6 +67,22 @@ def test_run_writes_everything_and_rerun_generates_nothing() -> None:
     assert bon["verifier"] == "logprob" and bon["task_version"].startswith("1+")
 
 
+def test_run_stops_each_engine_once_generation_is_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[str] = []
+
+    def close(self: FakeBackend) -> None:
+        run_dir = _only_run_dir()
+        # After the log's end line (its counters read the backend) and before the results.
+        events.append(f"close {len(_log(run_dir))} {(run_dir / 'results.json').exists()}")
+
+    monkeypatch.setattr(FakeBackend, "close", close)
+    args = [*BASE, "--strategy", "majority", "--budgets", "1,2", "--limit", "3"]
+    assert main(args) == 0
+    assert events == ["close 1 False"]  # one backend, closed once
+    assert main(args) == 0  # nothing to generate: no backend was made, none closed
+    assert events == ["close 1 False"]
+
+
 def test_report_rebuilds_results_exactly() -> None:
     assert main([*BASE, "--budgets", "1,2,4", "--limit", "6"]) == 0
     run_dir = _only_run_dir()

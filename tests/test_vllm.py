@@ -19,7 +19,21 @@ from ttc_eval.types import Problem, Request, SamplingParams
 pytestmark = pytest.mark.slow
 
 
-def test_done_when_command_on_vllm() -> None:
+def test_done_when_command_on_vllm(monkeypatch: pytest.MonkeyPatch) -> None:
+    import psutil
+
+    from ttc_eval.backends.vllm import VLLMBackend
+
+    closed: list[float] = []
+    close = VLLMBackend.close
+
+    def timed_close(self: VLLMBackend) -> None:
+        t0 = time.perf_counter()
+        close(self)
+        closed.append(time.perf_counter() - t0)
+
+    monkeypatch.setattr(VLLMBackend, "close", timed_close)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
     args = [
         "run", "--model", "smollm2-135m", "--backend", "vllm", "--task", "arith",
         "--strategy", "majority", "--budgets", "1,2,4", "--limit", "4", "--quiet",
@@ -33,6 +47,17 @@ def test_done_when_command_on_vllm() -> None:
     assert len(traces) == 4 and all(len(t["candidates"]) == 4 for t in traces)
     # Parameter counts come from the model config, as for the hf backend.
     assert results["flops"]["params"]["policy"]["non_embedding"] == 106_203_456
+    # The run stopped its engine when it was done, without vLLM's 5 s wait at exit.
+    assert len(closed) == 1 and closed[0] < 3.0
+    # vLLM names its processes; multiprocessing's resource tracker, which spawning them
+    # started, lives as long as we do.
+    engine = [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if p.pid not in before and p.name().startswith("VLLM::")
+    ]
+    assert engine  # the engine core, ended (a zombie until reaped) or still running
+    assert all(p.status() == psutil.STATUS_ZOMBIE for p in engine), engine
 
 
 @pytest.fixture(scope="module")

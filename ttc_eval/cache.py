@@ -154,6 +154,9 @@ class CachedBackend:
     def parameter_counts(self) -> dict[str, int] | None:
         return self.inner.parameter_counts()
 
+    def close(self) -> None:
+        self.inner.close()
+
     def _key(self, request: Request, sample_id: int) -> str:
         return GenerationCache.key(
             self.fingerprint,

@@ -164,6 +164,11 @@ class _Invocation:
                 "ttc_eval_version": __version__,
             },
         )
+        for b in backends:  # nothing generates after this: stop the engines now
+            try:
+                b.close()
+            except Exception as e:  # what is stored is safe; the process ends anyway
+                print(f"warning: could not stop backend {b.name}: {e!r}", file=sys.stderr)
 
 
 def _backends(ctx: ExpansionContext | None) -> list[CachedBackend]:

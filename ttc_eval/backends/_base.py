@@ -49,6 +49,11 @@ class Backend(Protocol):
         they cannot be known (a scripted backend, a remote model without a local config)."""
         ...
 
+    def close(self) -> None:
+        """Stop its engine now that the run needs it no more (it holds nothing to save):
+        vLLM's engine processes otherwise wait seconds at exit before they are killed."""
+        ...
+
 
 @runtime_checkable
 class NextTokenScorer(Protocol):

@@ -85,6 +85,9 @@ class FakeBackend:
     def parameter_counts(self) -> dict[str, int] | None:
         return None  # scripted: there is no model
 
+    def close(self) -> None:
+        return None  # scripted: there is no engine
+
     def render(self, messages: Sequence[Mapping[str, str]]) -> str:
         return "".join(f"<{m['role']}>{m['content']}\n" for m in messages) + "<assistant>"
 

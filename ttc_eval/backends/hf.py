@@ -190,6 +190,9 @@ class HFBackend:
 
         return parameter_counts(self.model)
 
+    def close(self) -> None:
+        return None  # the weights live in this process and go with it
+
     def next_token_logprobs(
         self, prompts: Sequence[str], options: Sequence[str]
     ) -> tuple[list[dict[str, float]], int]:

@@ -93,6 +93,10 @@ class OpenAIBackend:
 
         return from_config(self.path)
 
+    def close(self) -> None:
+        for client in self.clients:  # the servers are the user's: only our connections
+            client.close()
+
     def _tokenizer(self) -> Any:
         from transformers import AutoTokenizer
 

@@ -11,9 +11,16 @@ Offline, a task's hub dataset is replaced either by a local-data task YAML found
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
+import hashlib
+import json
 import logging
+import os
+import pickle
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +29,7 @@ import yaml
 
 from ttc_eval.errors import DataError, UsageError, did_you_mean
 from ttc_eval.graders._extract import last_boxed
+from ttc_eval.models import cache_root
 from ttc_eval.registry import loader, task_source
 from ttc_eval.tasks._spec import TaskSpec
 from ttc_eval.types import Problem
@@ -31,6 +39,8 @@ DEFAULT_GRADER = "math"
 """math-verify: numbers and LaTeX expressions alike."""
 DEFAULT_MAX_TOKENS = 256
 """lm-eval's own default ``max_gen_toks``."""
+
+log = logging.getLogger(__name__)
 
 
 def _require_lm_eval() -> None:
@@ -42,19 +52,110 @@ def _require_lm_eval() -> None:
         ) from None
 
 
+INDEX_CACHE_VERSION = "1"
+"""Part of the on-disk task index's key: bumped when what is stored changes."""
+
+
+def _task_files(root: Path) -> list[tuple[str, int, int]]:
+    """(YAML, mtime, size) of every task YAML lm-eval's index reads under ``root``, listed as
+    lm-eval lists them: any added, removed or edited task YAML changes it."""
+    from lm_eval.tasks._index import TaskIndex
+
+    files = []
+    for path in TaskIndex._iter_yaml_files(root):
+        with contextlib.suppress(OSError):  # gone since listed: lm-eval skips it too
+            st = path.stat()
+            files.append((path.as_posix(), st.st_mtime_ns, st.st_size))
+    return files
+
+
+def _folder_index(root: Path) -> dict[str, Any]:
+    """lm-eval's task index of one folder, kept on disk under the cache root and rebuilt when
+    lm-eval's version or any of its task YAMLs changes: building the built-in tasks' index
+    parses every YAML (about 14,000; 13 s on 2 cores), which every ``lm_eval:`` command
+    paid before it read one task. The stored entries leave out the parsed YAML of tasks
+    that have a file (lm-eval re-reads the file when it loads a task, and so does
+    :func:`entry_config`)."""
+    import lm_eval
+    from lm_eval.tasks._index import TaskIndex
+
+    stamp = [INDEX_CACHE_VERSION, lm_eval.__version__, str(root.resolve()), _task_files(root)]
+    key = hashlib.sha256(json.dumps(stamp).encode()).hexdigest()[:24]
+    path = cache_root() / "lm-eval-index" / f"{key}.pickle"
+    try:
+        with path.open("rb") as f:
+            index: dict[str, Any] = pickle.load(f)  # our own file, under the cache root
+        return index
+    except FileNotFoundError:
+        pass
+    except Exception as e:  # a damaged or foreign file: rebuilt and replaced below
+        log.debug("lm-eval task index %s unreadable (%r); rebuilding it", path, e)
+    index = TaskIndex.build([root])
+    slim = {k: dataclasses.replace(e, cfg=None) if e.yaml_path else e for k, e in index.items()}
+    with contextlib.suppress(OSError):  # a read-only cache only costs the next build
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(pickle.dumps(slim, protocol=pickle.HIGHEST_PROTOCOL))
+        os.replace(tmp, path)  # whole or absent: a concurrent reader never sees half
+    return slim
+
+
+def _task_index(roots: Sequence[Path]) -> dict[str, Any]:
+    """lm-eval's index of several folders, as ``TaskIndex.build`` merges them (a later
+    folder's task replaces an earlier one of the same name), each folder's from
+    :func:`_folder_index`: the built-in tasks' index serves every ``--include-path``."""
+    index: dict[str, Any] = {}
+    for root in roots:
+        index.update(_folder_index(root))
+    return index
+
+
+_manager_lock = threading.Lock()
+
+
 @functools.lru_cache(maxsize=4)
 def _manager(include_path: tuple[str, ...]) -> Any:
-    """lm-eval's task index (built-in tasks plus ``include_path``); building it reads every
-    task YAML (seconds), so it is built once per process."""
+    """lm-eval's task manager (built-in tasks plus ``include_path``) over the stored task
+    index (:func:`_task_index`), once per process."""
     _require_lm_eval()
+    import lm_eval.tasks
     from lm_eval.tasks import TaskManager
+    from lm_eval.tasks import manager as manager_module
 
     for p in include_path:
         if not Path(p).is_dir():
             raise UsageError(f"--include-path {p}: no such folder")
     # lm-eval logs a warning per YAML it cannot parse and per override; not the user's concern.
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
-    return TaskManager(include_path=list(include_path) or None)
+    # The folders TaskManager indexes, in its order (built-in tasks first, then ours).
+    roots = [Path(lm_eval.tasks.__file__).parent, *(Path(p) for p in include_path)]
+    index = _task_index(roots)
+    original = manager_module.TaskIndex
+
+    class _Stored(original):  # type: ignore[misc,valid-type]
+        """TaskManager builds its index with ``TaskIndex().build(paths)``: this one hands
+        it the stored index instead."""
+
+        @staticmethod
+        def build(paths: Any, **kwargs: Any) -> dict[str, Any]:
+            return dict(index)
+
+    with _manager_lock:  # TaskIndex is lm-eval's module global: replaced only meanwhile
+        manager_module.TaskIndex = _Stored
+        try:
+            return TaskManager(include_path=list(include_path) or None)
+        finally:
+            manager_module.TaskIndex = original
+
+
+def entry_config(entry: Any) -> dict[str, Any]:
+    """A task's YAML as lm-eval's index parses it (includes merged, ``!function`` unresolved),
+    read from its file now: the stored index leaves it out."""
+    if entry.cfg is not None or entry.yaml_path is None:
+        return dict(entry.cfg or {})
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    return dict(load_yaml(entry.yaml_path, resolve_func=False))
 
 
 def _entry(name: str, include_path: Sequence[str]) -> Any:
@@ -94,7 +195,7 @@ def lm_eval_spec(
 
     The spec is read from lm-eval's task index; no data is loaded until the problems are."""
     entry = _entry(name, include_path)
-    cfg: Mapping[str, Any] = entry.cfg or {}
+    cfg: Mapping[str, Any] = entry_config(entry)
     if cfg.get("output_type", "generate_until") != "generate_until":
         raise UsageError(
             f"lm_eval:{name} is a {cfg.get('output_type')} task; test-time compute needs "
@@ -122,7 +223,7 @@ def lm_eval_spec(
 def _local_yaml(name: str, include_path: Sequence[str], data_files: str, shots: int) -> Path:
     """A local-data task YAML over ``name``'s own, in a temporary folder."""
     entry = _entry(name, include_path)
-    cfg: Mapping[str, Any] = entry.cfg or {}
+    cfg: Mapping[str, Any] = entry_config(entry)
     path = Path(data_files)
     if not path.is_file():
         raise UsageError(f"--data-files {data_files}: no such file")
