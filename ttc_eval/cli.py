@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import json
 import logging
 import math
@@ -1177,10 +1176,6 @@ def console() -> NoReturn:
             with contextlib.suppress(OSError):
                 stream.flush()
         os._exit(0)
-    # The interpreter's last collection walks every object the libraries left (torch,
-    # vLLM, transformers): 2.2 s of a vLLM run's end, measured. Frozen, they are left to the
-    # operating system; files and engines are closed already and atexit handlers still run.
-    gc.freeze()
     sys.exit(code)
 
 

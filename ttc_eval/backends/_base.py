@@ -50,8 +50,9 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None:
-        """Stop its engine now that the run needs it no more (it holds nothing to save):
-        vLLM's engine processes otherwise wait seconds at exit before they are killed."""
+        """Stop its engine now that the run needs it no more (it holds nothing to save); it
+        may return before the engine has stopped (vllm: its processes take about 5 s, spent
+        beside the run's report rather than after it)."""
         ...
 
 

@@ -107,11 +107,6 @@ def vllm_engine(
     return llm, dtype, on_gpu
 
 
-ENGINE_SHUTDOWN_S = 0.5
-"""How long :meth:`VLLMBackend.close` lets the engine's processes end by themselves before
-vLLM kills them. They hold nothing to save; at exit vLLM would wait 5 s for them (and
-lm-eval's vllm model does), measured here as 9 s between a run's last line and its end."""
-
 ENGINE_LOOP_IDLE_S = 1.0
 """How long the engine loop's thread waits for work before it ends (a later call starts
 another), so that a backend nobody uses any more can be freed."""
@@ -353,7 +348,8 @@ class VLLMBackend:
         # Callers on several threads (a search's questions) share the tokenizer.
         self._tokenizer_lock = threading.Lock()
         self.loop = EngineLoop(self.llm)
-        self._closed = False
+        self.closer: threading.Thread | None = None
+        """The thread stopping the engine, once :meth:`close` was called."""
         self._close_lock = threading.Lock()
         self.progress = progress
         self.fingerprint = f"{model_fingerprint(path)}|vllm-{self.version}|{dtype}"
@@ -365,11 +361,17 @@ class VLLMBackend:
         return from_config(self.path)
 
     def close(self) -> None:
+        """Start stopping the engine and return: vLLM's shutdown waits about 5 s for its
+        processes (a shorter wait kills its worker before it frees its shared memory), so
+        it runs beside the run's report instead of after it. The thread is not a daemon:
+        the interpreter lets it finish before the process ends."""
         with self._close_lock:
-            if self._closed:
+            if self.closer is not None:
                 return
-            self._closed = True
-        self.llm.llm_engine.engine_core.shutdown(timeout=ENGINE_SHUTDOWN_S)
+            self.closer = threading.Thread(
+                target=self.llm.llm_engine.engine_core.shutdown, name="ttc-eval-vllm-shutdown"
+            )
+            self.closer.start()
 
     def render(self, messages: Sequence[Mapping[str, str]]) -> str:
         with self._tokenizer_lock:
