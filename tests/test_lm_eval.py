@@ -16,7 +16,7 @@ from conftest import GSM8K, MATH500
 
 from ttc_eval.backends.fake import FakeBackend, arithmetic_script
 from ttc_eval.cli import main
-from ttc_eval.errors import UsageError
+from ttc_eval.errors import DataError, UsageError
 from ttc_eval.tasks import Task, find_task_spec
 
 lm_eval = pytest.importorskip("lm_eval")
@@ -374,8 +374,13 @@ def test_task_manager_over_the_stored_index_reads_each_task_yaml_afresh(
     original = manager_module.TaskIndex
     tm = lm_eval_tasks._manager((str(folder),))
     assert manager_module.TaskIndex is original  # lm-eval's own class is back
-    roots = [LM_EVAL_TASKS, folder]
-    assert _index_view(tm.task_index) == _index_view(lm_eval_tasks._task_index(roots))
+    ours = _index_view(tm.task_index)
+    # What lm-eval itself indexes in that folder, and its own built-in gsm8k.
+    alone = _index_view(original.build([folder]))
+    assert ours["fresh_local"] == alone["fresh_local"]
+    # Its tag replaces the built-in tag of that name, as lm-eval's own merge does.
+    assert ours["math_word_problems"] == alone["math_word_problems"]
+    assert ours["gsm8k"][1] == LM_EVAL_TASKS / "gsm8k" / "gsm8k.yaml"
     assert {"gsm8k", "fresh_local"} <= set(tm.all_subtasks) and "gsm8k" not in tm.all_groups
     spec = find_task_spec("lm_eval:fresh_local", [str(folder)])
     assert spec.generation["max_tokens"] == 77
@@ -385,3 +390,21 @@ def test_task_manager_over_the_stored_index_reads_each_task_yaml_afresh(
     assert spec.generation["max_tokens"] == 33  # not the value parsed when it was indexed
     task = Task(spec)
     assert len(task.problems(data_files=None, limit=2)) == 2  # lm-eval loads it by name
+    path.write_text("task: [unclosed")  # broken since it was indexed: a clear error
+    with pytest.raises(DataError, match="fresh_local"):
+        find_task_spec("lm_eval:fresh_local", [str(folder)])
+
+
+def test_an_included_template_of_any_name_is_part_of_the_stored_index(tmp_path: Path) -> None:
+    from ttc_eval.tasks import lm_eval_tasks
+
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    (folder / "_template_yaml").write_text(yaml.safe_dump({"tag": "tag_one"}))
+    local_yaml(folder, "templated", GSM8K).write_text(
+        yaml.safe_dump({"include": "_template_yaml", "task": "templated"})
+    )
+    assert "tag_one" in lm_eval_tasks._task_index([folder])
+    (folder / "_template_yaml").write_text(yaml.safe_dump({"tag": "tag_two"}))
+    index = lm_eval_tasks._task_index([folder])
+    assert "tag_two" in index and "tag_one" not in index

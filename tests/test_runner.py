@@ -83,6 +83,28 @@ def test_run_stops_each_engine_once_generation_is_over(monkeypatch: pytest.Monke
     assert events == ["close 1 False"]
 
 
+def test_a_failed_run_still_stops_its_engine_and_logs_what_it_generated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    closed: list[FakeBackend] = []
+    generate = FakeBackend.generate
+
+    def failing(self: FakeBackend, requests: Sequence[Request]) -> list[list[Completion]]:
+        if self.calls:  # the second call fails
+            raise RuntimeError("engine died")
+        return generate(self, requests)
+
+    monkeypatch.setattr(FakeBackend, "generate", failing)
+    monkeypatch.setattr(FakeBackend, "close", lambda self: closed.append(self))
+    # Two expansions (sampled, then greedy): the second one's call fails.
+    args = [*BASE, "--strategy", "majority,greedy", "--budgets", "2", "--limit", "3"]
+    with pytest.raises(RuntimeError, match="engine died"):
+        main(args)
+    assert len(closed) == 1
+    (end,) = _log(_only_run_dir())
+    assert end["status"].startswith("error: RuntimeError") and end["generated_samples"] > 0
+
+
 def test_report_rebuilds_results_exactly() -> None:
     assert main([*BASE, "--budgets", "1,2,4", "--limit", "6"]) == 0
     run_dir = _only_run_dir()

@@ -52,6 +52,7 @@ def test_done_when_command_on_vllm(monkeypatch: pytest.MonkeyPatch) -> None:
     ((took, backend),) = closed
     assert took < 1.0 and backend.closer is not None
     backend.closer.join(timeout=30)
+    assert not backend.closer.is_alive()
     # vLLM names its processes; multiprocessing's resource tracker, which spawning them
     # started, lives as long as we do.
     engine = [
@@ -59,7 +60,7 @@ def test_done_when_command_on_vllm(monkeypatch: pytest.MonkeyPatch) -> None:
         for p in psutil.Process().children(recursive=True)
         if p.pid not in before and p.name().startswith("VLLM::")
     ]
-    assert engine  # the engine core, ended (a zombie until reaped) or still running
+    # Each is gone, or ended and not yet reaped.
     assert all(p.status() == psutil.STATUS_ZOMBIE for p in engine), engine
 
 

@@ -87,10 +87,19 @@ def run(
     try:
         keep_fitted_files(run_dir, plan.strategy_plan.strategies)
         with _Invocation(run_dir, plan) as invocation:
-            invocation.ctx = expand_missing(
+
+            def context() -> ExpansionContext:
+                # Kept as soon as it is made: a failed or interrupted invocation still logs
+                # what it generated, and stops its engines.
+                invocation.ctx = build_context(
+                    plan.strategy_plan, plan.task, plan.templates, progress
+                )
+                return invocation.ctx
+
+            expand_missing(
                 plan,
                 TraceStore(run_dir / "traces.jsonl", warn=say, repair=True),
-                lambda: build_context(plan.strategy_plan, plan.task, plan.templates, progress),
+                context,
                 progress,
                 say,
             )

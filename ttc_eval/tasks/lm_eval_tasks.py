@@ -52,20 +52,22 @@ def _require_lm_eval() -> None:
         ) from None
 
 
-INDEX_CACHE_VERSION = "1"
+INDEX_CACHE_VERSION = "2"
 """Part of the on-disk task index's key: bumped when what is stored changes."""
 
 
-def _task_files(root: Path) -> list[tuple[str, int, int]]:
-    """(YAML, mtime, size) of every task YAML lm-eval's index reads under ``root``, listed as
-    lm-eval lists them: any added, removed or edited task YAML changes it."""
-    from lm_eval.tasks._index import TaskIndex
-
+def _task_files(root: Path) -> list[tuple[str, int, int, int]]:
+    """(path, mtime, ctime, size) of every file under ``root``, not only its ``*.yaml``: a
+    task YAML's name, kind and tags may come from an ``include:``d template of any name
+    (lm-eval's own ``_default_template_yaml``), so any added, removed or edited file of
+    the folder changes it."""
     files = []
-    for path in TaskIndex._iter_yaml_files(root):
-        with contextlib.suppress(OSError):  # gone since listed: lm-eval skips it too
-            st = path.stat()
-            files.append((path.as_posix(), st.st_mtime_ns, st.st_size))
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in {"__pycache__", ".ipynb_checkpoints"})
+        for name in sorted(names):
+            with contextlib.suppress(OSError):  # gone since listed: so is its task
+                st = os.stat(os.path.join(folder, name))
+                files.append((f"{folder}/{name}", st.st_mtime_ns, st.st_ctime_ns, st.st_size))
     return files
 
 
@@ -94,9 +96,14 @@ def _folder_index(root: Path) -> dict[str, Any]:
     slim = {k: dataclasses.replace(e, cfg=None) if e.yaml_path else e for k, e in index.items()}
     with contextlib.suppress(OSError):  # a read-only cache only costs the next build
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(pickle.dumps(slim, protocol=pickle.HIGHEST_PROTOCOL))
-        os.replace(tmp, path)  # whole or absent: a concurrent reader never sees half
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                pickle.dump(slim, f, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, path)  # whole or absent: a concurrent reader never sees half
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
     return slim
 
 
@@ -134,10 +141,12 @@ def _manager(include_path: tuple[str, ...]) -> Any:
 
     class _Stored(original):  # type: ignore[misc,valid-type]
         """TaskManager builds its index with ``TaskIndex().build(paths)``: this one hands
-        it the stored index instead."""
+        it the stored index instead, for the folders it was made of."""
 
         @staticmethod
         def build(paths: Any, **kwargs: Any) -> dict[str, Any]:
+            if [Path(p) for p in paths] != roots or kwargs:  # another lm-eval's folders
+                return dict(original.build(paths, **kwargs))
             return dict(index)
 
     with _manager_lock:  # TaskIndex is lm-eval's module global: replaced only meanwhile
@@ -155,7 +164,12 @@ def entry_config(entry: Any) -> dict[str, Any]:
         return dict(entry.cfg or {})
     from lm_eval.tasks._yaml_loader import load_yaml
 
-    return dict(load_yaml(entry.yaml_path, resolve_func=False))
+    try:
+        return dict(load_yaml(entry.yaml_path, resolve_func=False))
+    except Exception as e:  # removed or broken since the index was read
+        raise DataError(
+            f"lm-eval task {entry.name}: cannot read {entry.yaml_path} ({type(e).__name__}: {e})"
+        ) from None
 
 
 def _entry(name: str, include_path: Sequence[str]) -> Any:
