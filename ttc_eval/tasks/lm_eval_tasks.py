@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from ttc_eval._rundir import write_atomic_bytes
 from ttc_eval.errors import DataError, UsageError, did_you_mean
 from ttc_eval.graders._extract import last_boxed
 from ttc_eval.models import cache_root
@@ -96,14 +97,8 @@ def _folder_index(root: Path) -> dict[str, Any]:
     slim = {k: dataclasses.replace(e, cfg=None) if e.yaml_path else e for k, e in index.items()}
     with contextlib.suppress(OSError):  # a read-only cache only costs the next build
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                pickle.dump(slim, f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, path)  # whole or absent: a concurrent reader never sees half
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        # Whole or absent: a concurrent reader never sees half of it.
+        write_atomic_bytes(path, pickle.dumps(slim, protocol=pickle.HIGHEST_PROTOCOL))
     return slim
 
 
